@@ -230,6 +230,10 @@ pub enum CloseCode {
     Normal,
     /// 1001: the server closed an idle socket (no frame for the idle timeout). Reconnect.
     GoingAway,
+    /// 1002: the client broke the WebSocket protocol (e.g. an unmasked frame).
+    ProtocolError,
+    /// 1007: a text frame that is not UTF-8.
+    InvalidPayload,
     /// 1008: policy violation. Reconnect with backoff.
     Policy,
     /// 1009: a frame over the frame size limit. Reconnecting and resending fails again.
@@ -248,6 +252,8 @@ impl CloseCode {
         match self {
             CloseCode::Normal => 1000,
             CloseCode::GoingAway => 1001,
+            CloseCode::ProtocolError => 1002,
+            CloseCode::InvalidPayload => 1007,
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::InternalError => 1011,

@@ -1,0 +1,124 @@
+//! Server configuration: the tenant, the JWT secret, limits and socket tuning.
+//!
+//! Defaults are the Supabase Realtime tenant defaults (protocol.md §10), so an app that
+//! works within Supabase's limits works within Crier's, and vice versa. Raise them for
+//! load tests and large deployments.
+
+use std::time::Duration;
+
+/// Everything a [`Node`](crate::Node) needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Tenant name; appears in logs and metrics. Crier serves one tenant per node.
+    pub tenant: String,
+    /// The HMAC secret that verifies client JWTs (HS256/384/512).
+    pub jwt_secret: String,
+    /// Per-tenant and per-socket limits.
+    pub limits: Limits,
+    /// Socket and queue tuning.
+    pub socket: SocketConfig,
+    /// How long a graceful shutdown waits for sockets to drain before giving up.
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the given secret and every other setting at its default.
+    pub fn new(jwt_secret: impl Into<String>) -> Self {
+        Config {
+            tenant: "realtime-dev".to_owned(),
+            jwt_secret: jwt_secret.into(),
+            limits: Limits::default(),
+            socket: SocketConfig::default(),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Limits. Every limit answers with the reason Supabase Realtime documents for it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Concurrent WebSocket connections (`max_concurrent_users`). Over it: HTTP 429
+    /// `Too many connected users` at connect.
+    pub max_connections: usize,
+    /// Channel joins per second, averaged over the last minute (`max_joins_per_second`).
+    /// Over it: `ClientJoinRateLimitReached`, and the socket is closed.
+    pub max_joins_per_second: u32,
+    /// Channels one socket may join (`max_channels_per_client`). Over it:
+    /// `ChannelRateLimitReached: Too many channels`.
+    pub max_channels_per_client: usize,
+    /// Messages per second, averaged over the last minute: inbound broadcasts, HTTP
+    /// broadcasts and every delivery to every subscriber (`max_events_per_second`).
+    /// Over it: receiving channels are shut down with `Too many messages per second`, and
+    /// HTTP broadcasts get 429.
+    pub max_events_per_second: u32,
+    /// Presence events per second: each track, each state push and each diff recipient
+    /// (`max_presence_events_per_second`). Over it: `Too many presence messages per second`.
+    pub max_presence_events_per_second: u32,
+    /// Largest broadcast or presence payload, in kilobytes of JSON (`max_payload_size_in_kb`).
+    pub max_payload_size_kb: usize,
+    /// Largest WebSocket frame in bytes. Over it the socket is closed with 1009.
+    pub max_frame_bytes: usize,
+    /// Presence pushes one channel may make per [`Self::client_presence_window`].
+    pub client_presence_max_calls: u32,
+    /// The window of [`Self::client_presence_max_calls`].
+    pub client_presence_window: Duration,
+}
+
+impl Limits {
+    /// The payload limit in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.max_payload_size_kb.saturating_mul(1000)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 200,
+            max_joins_per_second: 100,
+            max_channels_per_client: 100,
+            max_events_per_second: 100,
+            max_presence_events_per_second: 1000,
+            max_payload_size_kb: 3000,
+            max_frame_bytes: 5_000_000,
+            client_presence_max_calls: 5,
+            client_presence_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Socket, buffer and queue tuning.
+#[derive(Debug, Clone)]
+pub struct SocketConfig {
+    /// A socket that sends nothing (not even a heartbeat) for this long is closed.
+    pub idle_timeout: Duration,
+    /// Frames a socket's outbound queue may hold before the client counts as too slow
+    /// and is disconnected.
+    pub outbound_queue_messages: usize,
+    /// Bytes a socket's outbound queue may hold before the client counts as too slow.
+    pub outbound_queue_bytes: usize,
+    /// A write that makes no progress for this long disconnects the client as too slow.
+    pub write_timeout: Duration,
+    /// WebSocket read buffer per socket. Small, because most sockets are idle most of the
+    /// time and memory per connection is what bounds how many a node can hold.
+    pub read_buffer_bytes: usize,
+    /// Bytes of frames the WebSocket layer gathers before it writes; queued frames are
+    /// written in batches up to this size, one syscall per batch.
+    pub write_buffer_bytes: usize,
+    /// How long a client may take to send its HTTP request headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for SocketConfig {
+    fn default() -> Self {
+        SocketConfig {
+            idle_timeout: Duration::from_secs(60),
+            outbound_queue_messages: 1024,
+            outbound_queue_bytes: 8 << 20,
+            write_timeout: Duration::from_secs(10),
+            read_buffer_bytes: 4 << 10,
+            write_buffer_bytes: 16 << 10,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The HTTP surface: WebSocket endpoints, the broadcast API, health and metrics.
+
+mod broadcast;
+mod socket;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::json;
+use tower_http::cors::CorsLayer;
+
+use crate::node::Node;
+
+/// Every route, mounted both at `/` and, for clients that go through a Supabase-style
+/// gateway path, at `/realtime/v1`.
+pub(crate) fn router(node: Node) -> Router {
+    // Bodies up to a frame's size, so the payload limit (not axum's 2 MB default) decides.
+    let body_limit = node.shared.config.limits.max_frame_bytes;
+    let api = Router::new()
+        .route("/api/broadcast", post(broadcast::batch))
+        .route(
+            "/api/broadcast/{topic}/events/{event}",
+            post(broadcast::single),
+        )
+        .route("/api/ping", get(ping))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CorsLayer::permissive());
+    Router::new()
+        .route("/socket/websocket", get(socket::upgrade))
+        .route("/realtime/v1/websocket", get(socket::upgrade))
+        .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
+        .merge(api.clone())
+        .nest("/realtime/v1", api)
+        .with_state(node)
+}
+
+async fn healthcheck() -> &'static str {
+    "ok"
+}
+
+async fn ping() -> impl IntoResponse {
+    axum::Json(json!({"message": "Success"}))
+}
+
+async fn metrics(State(node): State<Node>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        node.metrics_text(),
+    )
+}

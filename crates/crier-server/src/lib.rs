@@ -1,0 +1,50 @@
+//! Crier's realtime server, as a library.
+//!
+//! It speaks the Supabase Realtime protocol (Phoenix Channels over WebSocket, serializers
+//! 1.0.0 and 2.0.0), so `@supabase/realtime-js`, `supabase-js`, phoenix.js and the other
+//! SDKs connect to it unchanged: broadcast, presence, JWT auth, the broadcast REST API,
+//! limits, metrics and graceful shutdown.
+//!
+//! The pieces, from the socket inwards:
+//!
+//! - [`serve`] accepts connections; [`Node::router`] routes HTTP (`http` module).
+//! - `session`: one task per WebSocket, owning that socket's channels.
+//! - `registry`: topics, their subscribers and their presence.
+//! - `fanout`: a message encoded once per serializer, pushed into per-socket bounded
+//!   queues (`outbound`), which each socket task writes in batches.
+//! - `auth`, `limits`, `metrics`: JWT checks, rate counters, Prometheus figures.
+//! - [`Node`]: the composition root, and the API to publish from Rust code.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use crier_server::{Config, Node};
+//! use serde_json::json;
+//!
+//! let node = Node::new(Config::new("a-long-random-secret"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+//! tokio::spawn(crier_server::serve(listener, node.clone()));
+//!
+//! // Later, from anywhere in the application:
+//! node.broadcast("room1", "new-order", &json!({"id": 42})).ok();
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+mod config;
+mod fanout;
+mod hooks;
+mod http;
+pub mod limits;
+mod metrics;
+mod node;
+mod outbound;
+mod registry;
+mod serve;
+mod session;
+
+pub use config::{Config, Limits, SocketConfig};
+pub use hooks::ConnectionInfo;
+pub use node::{Node, NodeBuilder, PublishError};
+pub use serve::serve;
+
+pub use crier_protocol as protocol;

@@ -1,0 +1,302 @@
+//! The node: the composition root that owns the registry, limits, auth, metrics and the
+//! shutdown signal, and the API an embedding application uses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use crier_protocol::codes::shutdown;
+use crier_protocol::events::{BROADCAST, TOPIC_PREFIX};
+use crier_protocol::presence::PresenceGroups;
+use crier_protocol::{PayloadEncoding, UserBroadcast};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::JwtVerifier;
+use crate::config::Config;
+use crate::fanout::Outgoing;
+use crate::hooks::{ConnectionInfo, Hooks};
+use crate::limits::{ConnectionLimiter, TenantCounters};
+use crate::metrics::Metrics;
+use crate::outbound::ConnId;
+use crate::registry::{Delivery, Registry};
+
+/// A Crier server node.
+///
+/// Cheap to clone: every clone is a handle to the same node. Build one from a [`Config`],
+/// mount [`Node::router`] in an axum app (or run [`crate::serve`]), and publish from Rust
+/// code with [`Node::broadcast`].
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use crier_server::{Config, Node};
+///
+/// let node = Node::new(Config::new("a-long-random-secret"));
+/// let app = axum::Router::new().merge(node.router());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
+/// # let _ = app;
+/// crier_server::serve(listener, node.clone()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) verifier: JwtVerifier,
+    pub(crate) registry: Registry,
+    pub(crate) counters: TenantCounters,
+    pub(crate) connections: ConnectionLimiter,
+    pub(crate) metrics: Metrics,
+    pub(crate) hooks: Hooks,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+    next_conn_id: AtomicU64,
+    ref_nonce: u32,
+    next_ref: AtomicU64,
+}
+
+/// Builds a [`Node`] with hooks.
+#[derive(Debug)]
+pub struct NodeBuilder {
+    config: Config,
+    hooks: Hooks,
+}
+
+impl NodeBuilder {
+    /// Calls `hook` on the connection's task once a WebSocket connection is accepted.
+    pub fn on_connect(mut self, hook: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
+        self.hooks.on_connect.push(Arc::new(hook));
+        self
+    }
+
+    /// Calls `hook` once a WebSocket connection has closed and left all its channels.
+    pub fn on_disconnect(mut self, hook: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
+        self.hooks.on_disconnect.push(Arc::new(hook));
+        self
+    }
+
+    /// Builds the node.
+    pub fn build(self) -> Node {
+        let NodeBuilder { config, hooks } = self;
+        Node {
+            shared: Arc::new(Shared {
+                verifier: JwtVerifier::new(&config.jwt_secret),
+                registry: Registry::default(),
+                counters: TenantCounters::new(&config.limits),
+                connections: ConnectionLimiter::new(config.limits.max_connections),
+                metrics: Metrics::new(),
+                hooks,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                next_conn_id: AtomicU64::new(1),
+                ref_nonce: rand::random(),
+                next_ref: AtomicU64::new(1),
+                config,
+            }),
+        }
+    }
+}
+
+/// Why a publish from Rust code was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The channel name is empty.
+    #[error("the channel name is empty")]
+    EmptyChannel,
+    /// The payload is larger than the configured payload limit.
+    #[error("payload of {size} bytes is over the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// Payload size in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A binary broadcast's event name or topic is longer than 255 bytes.
+    #[error("binary broadcasts need an event name and topic of at most 255 bytes")]
+    NameTooLong,
+}
+
+impl Node {
+    /// A node with no hooks.
+    pub fn new(config: Config) -> Node {
+        Node::builder(config).build()
+    }
+
+    /// A builder, to register hooks.
+    pub fn builder(config: Config) -> NodeBuilder {
+        NodeBuilder {
+            config,
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The axum router serving the WebSocket endpoints (`/socket/websocket`,
+    /// `/realtime/v1/websocket`), the broadcast API, `/healthcheck`, `/api/ping` and
+    /// `/metrics`. Merge it into an existing app or serve it with [`crate::serve`].
+    pub fn router(&self) -> axum::Router {
+        crate::http::router(self.clone())
+    }
+
+    /// Broadcasts `payload` as `event` to every subscriber of `channel` (the channel name
+    /// as clients give it to `client.channel(name)`, without `realtime:`). Subscribers
+    /// receive exactly what a broadcast from a client would give them. Returns how many
+    /// sockets it was queued to.
+    pub fn broadcast(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &Value,
+    ) -> Result<u64, PublishError> {
+        if channel.is_empty() {
+            return Err(PublishError::EmptyChannel);
+        }
+        let body =
+            crate::fanout::to_raw(&json!({"type": BROADCAST, "event": event, "payload": payload}));
+        self.check_size(body.get().len())?;
+        let topic = format!("{TOPIC_PREFIX}{channel}");
+        self.shared.counters.events.add(1);
+        Ok(self
+            .publish(&topic, &Outgoing::raw(&topic, BROADCAST, body), None)
+            .recipients)
+    }
+
+    /// Broadcasts binary `payload` as `event` to `channel`. It reaches 2.0.0 sockets (as a
+    /// realtime-js binary broadcast); 1.0.0 sockets cannot carry binary payloads.
+    pub fn broadcast_binary(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: Bytes,
+    ) -> Result<u64, PublishError> {
+        if channel.is_empty() {
+            return Err(PublishError::EmptyChannel);
+        }
+        self.check_size(payload.len())?;
+        let topic = format!("{TOPIC_PREFIX}{channel}");
+        if event.len() > 255 || topic.len() > 255 {
+            return Err(PublishError::NameTooLong);
+        }
+        let message = Outgoing::binary(
+            &topic,
+            UserBroadcast {
+                event: event.to_owned(),
+                metadata: Bytes::new(),
+                encoding: PayloadEncoding::Binary,
+                payload,
+            },
+        );
+        self.shared.counters.events.add(1);
+        Ok(self.publish(&topic, &message, None).recipients)
+    }
+
+    /// The presence state of `channel`: who is tracked, with their metas.
+    pub fn presence(&self, channel: &str) -> PresenceGroups {
+        let topic = format!("{TOPIC_PREFIX}{channel}");
+        self.shared
+            .registry
+            .get(&topic)
+            .map(|topic| topic.presence_state())
+            .unwrap_or_default()
+    }
+
+    /// Number of open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.connections.current()
+    }
+
+    /// Number of sockets subscribed to `channel` on this node.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        let topic = format!("{TOPIC_PREFIX}{channel}");
+        self.shared
+            .registry
+            .get(&topic)
+            .map(|topic| topic.subscriber_count())
+            .unwrap_or(0)
+    }
+
+    /// The metrics in Prometheus text format (what `GET /metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// True once [`Node::shutdown`] has been called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_cancelled()
+    }
+
+    /// Shuts down gracefully: every channel gets `system` "Server requested disconnect",
+    /// every socket is closed with 1012, and [`crate::serve`] stops accepting. Waits up to
+    /// the configured shutdown timeout for the sockets to drain; returns whether they did.
+    pub async fn shutdown(&self) -> bool {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        tokio::time::timeout(
+            self.shared.config.shutdown_timeout,
+            self.shared.tasks.wait(),
+        )
+        .await
+        .is_ok()
+    }
+
+    pub(crate) fn check_size(&self, size: usize) -> Result<(), PublishError> {
+        let limit = self.shared.config.limits.max_payload_bytes();
+        if size > limit {
+            return Err(PublishError::PayloadTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Queues `message` to every local subscriber of `topic` except `exclude`, counting
+    /// each delivery towards the events-per-second limit. When that limit has tripped,
+    /// receiving channels are shut down after the message (Supabase's rule).
+    pub(crate) fn publish(
+        &self,
+        topic: &str,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
+        let Some(topic) = self.shared.registry.get(topic) else {
+            return Delivery::default();
+        };
+        let started = Instant::now();
+        let over_limit = self.shared.counters.events.is_over_limit();
+        let delivery = topic.deliver(
+            message,
+            exclude,
+            over_limit.then_some(shutdown::TOO_MANY_MESSAGES),
+        );
+        let metrics = &self.shared.metrics;
+        metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.slow_consumer_disconnects.inc_by(delivery.slow);
+        self.shared.counters.events.add(delivery.recipients);
+        delivery
+    }
+
+    pub(crate) fn next_conn_id(&self) -> ConnId {
+        self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new unique `phx_ref` for a presence meta.
+    pub(crate) fn next_presence_ref(&self) -> String {
+        let n = self.shared.next_ref.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = [0u8; 12];
+        bytes[..4].copy_from_slice(&self.shared.ref_nonce.to_be_bytes());
+        bytes[4..].copy_from_slice(&n.to_be_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+}

@@ -1,0 +1,227 @@
+//! The bounded outbound queue of one socket, and the handle the rest of the node uses to
+//! reach that socket.
+//!
+//! Fan-out never writes to sockets: it pushes already-encoded frames (refcounted bytes)
+//! into each subscriber's queue and moves on, so one slow client can never hold up a
+//! broadcast. The socket's own task takes everything queued in one swap and writes it in
+//! one batch. A queue that fills past its message or byte bound marks the client as too
+//! slow; its task then disconnects it.
+//!
+//! This is a small hand-written queue rather than `tokio::sync::mpsc` for two reasons: it
+//! bounds *bytes* as well as messages (a few large frames must count as much as many
+//! small ones), and the consumer takes the whole backlog in one lock instead of one
+//! `try_recv` per frame. An idle socket's queue holds no allocation at all.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::extract::ws::Message as WsMessage;
+use crier_protocol::Vsn;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Identifies one socket for the life of the node.
+pub(crate) type ConnId = u64;
+
+/// What a socket's task receives from the rest of the node.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// An encoded frame to write as is.
+    Frame(WsMessage),
+    /// Shut the channel on `topic` down: a `system` error with `message`, then `phx_close`.
+    ShutdownChannel {
+        /// The full topic (`realtime:room`).
+        topic: Arc<str>,
+        /// The `system` message text.
+        message: &'static str,
+    },
+}
+
+impl Outbound {
+    fn size(&self) -> usize {
+        match self {
+            Outbound::Frame(frame) => frame_len(frame),
+            Outbound::ShutdownChannel { .. } => 0,
+        }
+    }
+}
+
+pub(crate) fn frame_len(frame: &WsMessage) -> usize {
+    match frame {
+        WsMessage::Text(text) => text.len(),
+        WsMessage::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// This push overflowed the queue: the client is too slow and will be disconnected.
+    /// Returned once per socket, so the caller can log and count it once.
+    Overflow,
+    /// The queue had already overflowed or the socket is gone.
+    Closed,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    items: VecDeque<Outbound>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// A socket's bounded queue of outbound frames.
+#[derive(Debug)]
+pub(crate) struct OutboundQueue {
+    state: Mutex<State>,
+    ready: Notify,
+    slow: CancellationToken,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl OutboundQueue {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        OutboundQueue {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            slow: CancellationToken::new(),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Queues `item` within the bounds.
+    pub(crate) fn push(&self, item: Outbound) -> Result<(), PushError> {
+        self.push_inner(item, true)
+    }
+
+    /// Queues `item` regardless of the bounds: for the few frames a socket's own task
+    /// sends itself (a `presence_state` for its own channel), which must not be the
+    /// reason it counts as slow.
+    pub(crate) fn push_own(&self, item: Outbound) {
+        let _ = self.push_inner(item, false);
+    }
+
+    fn push_inner(&self, item: Outbound, bounded: bool) -> Result<(), PushError> {
+        let size = item.size();
+        {
+            let mut state = self.state.lock();
+            if state.closed {
+                return Err(PushError::Closed);
+            }
+            if bounded
+                && (state.items.len() >= self.max_messages || state.bytes + size > self.max_bytes)
+            {
+                state.closed = true;
+                state.items.clear();
+                state.bytes = 0;
+                drop(state);
+                self.slow.cancel();
+                return Err(PushError::Overflow);
+            }
+            state.items.push_back(item);
+            state.bytes += size;
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Moves everything queued into `into`, in order.
+    pub(crate) fn drain_into(&self, into: &mut Vec<Outbound>) {
+        let mut state = self.state.lock();
+        state.bytes = 0;
+        into.extend(state.items.drain(..));
+        if state.items.capacity() > 64 {
+            // Give a burst's memory back: most sockets are idle most of the time.
+            state.items = VecDeque::new();
+        }
+    }
+
+    /// Resolves when something was queued since the last call (no wakeup is lost: a
+    /// push before the wait leaves a permit behind).
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Cancelled when the queue overflowed.
+    pub(crate) fn slow(&self) -> &CancellationToken {
+        &self.slow
+    }
+
+    /// Stops accepting frames (the socket is closing).
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        state.items.clear();
+        state.bytes = 0;
+    }
+}
+
+/// What the registry and fan-out hold of a socket.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    pub(crate) id: ConnId,
+    pub(crate) vsn: Vsn,
+    pub(crate) queue: OutboundQueue,
+}
+
+impl ConnHandle {
+    pub(crate) fn new(id: ConnId, vsn: Vsn, max_messages: usize, max_bytes: usize) -> Arc<Self> {
+        Arc::new(ConnHandle {
+            id,
+            vsn,
+            queue: OutboundQueue::new(max_messages, max_bytes),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Outbound {
+        Outbound::Frame(WsMessage::Text("x".repeat(len).into()))
+    }
+
+    #[test]
+    fn overflow_by_count_is_reported_once_then_closed() {
+        let queue = OutboundQueue::new(2, 1 << 20);
+        assert_eq!(queue.push(frame(1)), Ok(()));
+        assert_eq!(queue.push(frame(1)), Ok(()));
+        assert_eq!(queue.push(frame(1)), Err(PushError::Overflow));
+        assert!(queue.slow().is_cancelled());
+        assert_eq!(queue.push(frame(1)), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn overflow_by_bytes() {
+        let queue = OutboundQueue::new(100, 10);
+        assert_eq!(queue.push(frame(6)), Ok(()));
+        assert_eq!(queue.push(frame(6)), Err(PushError::Overflow));
+    }
+
+    #[test]
+    fn drain_takes_everything_in_order_and_frees_the_budget() {
+        let queue = OutboundQueue::new(2, 100);
+        queue.push(frame(1)).unwrap();
+        queue.push(frame(2)).unwrap();
+        let mut out = Vec::new();
+        queue.drain_into(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(&out[1], Outbound::Frame(WsMessage::Text(t)) if t.len() == 2));
+        assert_eq!(queue.push(frame(1)), Ok(()), "draining frees room");
+    }
+
+    #[test]
+    fn own_frames_bypass_the_bound() {
+        let queue = OutboundQueue::new(1, 100);
+        queue.push(frame(1)).unwrap();
+        queue.push_own(frame(1));
+        let mut out = Vec::new();
+        queue.drain_into(&mut out);
+        assert_eq!(out.len(), 2);
+    }
+}

@@ -1,0 +1,193 @@
+//! One topic: its subscribers and its presence.
+//!
+//! Lock order is presence, then subscribers; no lock is ever held across an await (there
+//! are no awaits here at all: delivering is pushing into queues). Presence changes fan
+//! their diff out while still holding the presence lock, so every subscriber sees diffs
+//! in the order they happened and a new subscriber's snapshot lines up exactly with the
+//! diffs that follow it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::ws::Message as WsMessage;
+use crier_protocol::events::PRESENCE_DIFF;
+use crier_protocol::presence::{PresenceDiff, PresenceGroups, Presences};
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Map, Value};
+
+use crate::fanout::Outgoing;
+use crate::outbound::{ConnHandle, ConnId, Outbound, PushError};
+
+#[derive(Debug)]
+struct Subscriber {
+    conn: Arc<ConnHandle>,
+    /// Receives `presence_diff` (presence enabled at join, or by tracking).
+    presence: bool,
+}
+
+/// Counts of one delivery.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    /// Sockets the message was queued to.
+    pub(crate) recipients: u64,
+    /// Sockets whose queue overflowed on this delivery (now being disconnected).
+    pub(crate) slow: u64,
+}
+
+/// Subscribers and presence of one topic.
+#[derive(Debug)]
+pub(crate) struct Topic {
+    name: Arc<str>,
+    subscribers: RwLock<HashMap<ConnId, Subscriber>>,
+    presence: Mutex<Presences<ConnId>>,
+}
+
+impl Topic {
+    pub(crate) fn new(name: &str) -> Self {
+        Topic {
+            name: Arc::from(name),
+            subscribers: RwLock::new(HashMap::new()),
+            presence: Mutex::new(Presences::new()),
+        }
+    }
+
+    /// The full topic, e.g. `realtime:room1`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn add(
+        &self,
+        conn: &Arc<ConnHandle>,
+        presence: bool,
+        state_frame: impl FnOnce(&PresenceGroups) -> WsMessage,
+    ) {
+        let presences = self.presence.lock();
+        self.subscribers.write().insert(
+            conn.id,
+            Subscriber {
+                conn: Arc::clone(conn),
+                presence,
+            },
+        );
+        if presence {
+            conn.queue
+                .push_own(Outbound::Frame(state_frame(&presences.state())));
+        }
+    }
+
+    /// Removes `conn` and its presence; returns the number of sockets the leave diff
+    /// reached (for presence rate accounting).
+    pub(crate) fn remove(&self, conn: ConnId) -> u64 {
+        let mut presences = self.presence.lock();
+        self.subscribers.write().remove(&conn);
+        match presences.untrack(conn) {
+            Some(diff) => self.deliver_diff(&diff).recipients,
+            None => 0,
+        }
+    }
+
+    /// Tracks `payload` for `conn` under `key`. When `enable` is given, the socket starts
+    /// receiving presence: its state frame is queued first, then the diff reaches it like
+    /// everyone else. Returns the delivery of the diff, `None` if nothing changed.
+    pub(crate) fn track(
+        &self,
+        conn: ConnId,
+        key: &str,
+        payload: Map<String, Value>,
+        new_ref: impl FnOnce() -> String,
+        enable: Option<impl FnOnce(&PresenceGroups) -> WsMessage>,
+    ) -> Option<Delivery> {
+        let mut presences = self.presence.lock();
+        if let Some(state_frame) = enable
+            && let Some(subscriber) = self.subscribers.write().get_mut(&conn)
+        {
+            subscriber.presence = true;
+            subscriber
+                .conn
+                .queue
+                .push_own(Outbound::Frame(state_frame(&presences.state())));
+        }
+        let diff = presences.track(conn, key, payload, new_ref)?;
+        Some(self.deliver_diff(&diff))
+    }
+
+    /// Untracks `conn`'s presence. `None` if it had none.
+    pub(crate) fn untrack(&self, conn: ConnId) -> Option<Delivery> {
+        let mut presences = self.presence.lock();
+        let diff = presences.untrack(conn)?;
+        Some(self.deliver_diff(&diff))
+    }
+
+    /// The current presence state.
+    pub(crate) fn presence_state(&self) -> PresenceGroups {
+        self.presence.lock().state()
+    }
+
+    /// Queues `message` to every subscriber but `exclude`. With `then_shutdown`, each
+    /// receiving channel is also told to shut down with that `system` message (the
+    /// events-per-second limit has tripped).
+    pub(crate) fn deliver(
+        &self,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+        then_shutdown: Option<&'static str>,
+    ) -> Delivery {
+        let subscribers = self.subscribers.read();
+        let mut delivery = Delivery::default();
+        for (id, subscriber) in subscribers.iter() {
+            if exclude == Some(*id) {
+                continue;
+            }
+            let Some(frame) = message.frame(subscriber.conn.vsn) else {
+                continue;
+            };
+            self.push(&mut delivery, subscriber, Outbound::Frame(frame.clone()));
+            if let Some(text) = then_shutdown {
+                let _ = subscriber.conn.queue.push(Outbound::ShutdownChannel {
+                    topic: Arc::clone(&self.name),
+                    message: text,
+                });
+            }
+        }
+        delivery
+    }
+
+    fn deliver_diff(&self, diff: &PresenceDiff) -> Delivery {
+        let message = Outgoing::json(&self.name, PRESENCE_DIFF, diff);
+        let subscribers = self.subscribers.read();
+        let mut delivery = Delivery::default();
+        for subscriber in subscribers.values().filter(|s| s.presence) {
+            if let Some(frame) = message.frame(subscriber.conn.vsn) {
+                self.push(&mut delivery, subscriber, Outbound::Frame(frame.clone()));
+            }
+        }
+        delivery
+    }
+
+    fn push(&self, delivery: &mut Delivery, subscriber: &Subscriber, item: Outbound) {
+        match subscriber.conn.queue.push(item) {
+            Ok(()) => delivery.recipients += 1,
+            Err(PushError::Overflow) => {
+                delivery.slow += 1;
+                tracing::warn!(
+                    conn = subscriber.conn.id,
+                    topic = %self.name,
+                    "slow consumer: outbound queue overflowed, disconnecting"
+                );
+            }
+            Err(PushError::Closed) => {}
+        }
+    }
+
+    /// True when no socket subscribes and nobody is tracked.
+    pub(crate) fn is_empty(&self) -> bool {
+        let presences = self.presence.lock();
+        presences.is_empty() && self.subscribers.read().is_empty()
+    }
+
+    /// Number of subscribers.
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.subscribers.read().len()
+    }
+}

@@ -1,0 +1,70 @@
+//! The accept loop: HTTP/1.1 with upgrades, a header read timeout, `TCP_NODELAY`, and a
+//! graceful stop when the node shuts down.
+//!
+//! `axum::serve` would do, but it cannot set hyper's header read timeout, and without one
+//! a client that trickles header bytes holds a connection forever (slowloris).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::node::Node;
+
+/// Serves `node.router()` on `listener` until [`Node::shutdown`] is called.
+pub async fn serve(listener: TcpListener, node: Node) -> std::io::Result<()> {
+    let router = node.router();
+    let shutdown = node.shared.shutdown.clone();
+    let header_timeout = node.config().socket.header_read_timeout;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, or the peer gave up mid-handshake: back off a
+                // moment rather than spin, and keep serving the connections we have.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(remote));
+                router.clone().oneshot(request.map(Body::new))
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(error = %err, %remote, "HTTP connection ended with an error");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+}

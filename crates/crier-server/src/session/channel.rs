@@ -1,0 +1,54 @@
+//! The state of one joined channel, owned by its socket's task.
+
+use std::sync::Arc;
+
+use crier_protocol::events::TOPIC_PREFIX;
+use tokio::time::Instant;
+
+use crate::auth::Claims;
+use crate::limits::PresenceWindow;
+use crate::registry::Topic;
+
+/// One channel of one socket. Lives inside the socket's task, so no lock guards it.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    /// The registry entry this channel subscribes to.
+    pub(crate) topic: Arc<Topic>,
+    /// The `ref` of the `phx_join` that opened the channel; messages carrying another
+    /// join_ref are for an older incarnation and are ignored.
+    pub(crate) join_ref: Option<String>,
+    /// Reply `ok` to broadcasts.
+    pub(crate) ack: bool,
+    /// Deliver own broadcasts back.
+    pub(crate) self_broadcast: bool,
+    /// The key this channel tracks presence under.
+    pub(crate) presence_key: String,
+    /// Receives presence state and diffs.
+    pub(crate) presence_enabled: bool,
+    /// Presence pushes allowed in the current window.
+    pub(crate) presence_window: PresenceWindow,
+    /// The JWT this channel is authorized by.
+    pub(crate) token: String,
+    /// Its verified claims.
+    pub(crate) claims: Claims,
+    /// When the token expires (tokio clock).
+    pub(crate) expires_at: Instant,
+}
+
+impl Channel {
+    /// The channel name: the topic without `realtime:`.
+    pub(crate) fn name(&self) -> &str {
+        self.topic
+            .name()
+            .strip_prefix(TOPIC_PREFIX)
+            .unwrap_or(self.topic.name())
+    }
+}
+
+/// The tokio instant at which a token with expiry `exp` (Unix seconds) expires.
+pub(crate) fn expiry_instant(exp: i64) -> Instant {
+    let now_system = std::time::SystemTime::now();
+    let exp_system = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp.max(0) as u64);
+    let remaining = exp_system.duration_since(now_system).unwrap_or_default();
+    Instant::now() + remaining
+}

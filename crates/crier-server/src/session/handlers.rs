@@ -1,0 +1,446 @@
+//! What a session does with each message: routing (Phoenix rules), join, leave,
+//! broadcast, presence and token refresh.
+
+use bytes::Bytes;
+use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
+use crier_protocol::events::{
+    ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
+    PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, SYSTEM, TOPIC_PREFIX,
+};
+use crier_protocol::join::JoinRequest;
+use crier_protocol::serializer::{DecodeError, Envelope};
+use crier_protocol::{Message, Payload, PayloadEncoding, UserBroadcast};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::channel::{Channel, expiry_instant};
+use super::{ReplyTo, Session};
+use crate::auth::unix_now;
+use crate::fanout::{Outgoing, encode_one, to_raw};
+use crate::limits::PresenceWindow;
+
+/// Phoenix's reason for a push to a topic the socket has not joined.
+const UNMATCHED_TOPIC: &str = "unmatched topic";
+/// Longest topic accepted: binary frames describe a topic with one length byte.
+const MAX_TOPIC_BYTES: usize = 255;
+/// The `system` message a join with postgres_changes gets while no database is configured.
+const NO_DATABASE: &str =
+    "Postgres changes are unavailable: no database is configured on this server";
+
+impl Session {
+    pub(super) fn on_message(&mut self, message: Message) {
+        if message.topic == PHOENIX_TOPIC {
+            let to = ReplyTo::of(&message);
+            if message.event == HEARTBEAT {
+                self.reply(&to, "ok", &json!({}));
+            } else {
+                self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
+            }
+            return;
+        }
+        if message.event == PHX_JOIN {
+            return self.join(message);
+        }
+        let Some(channel) = self.channels.get(&message.topic) else {
+            let to = ReplyTo::of(&message);
+            if message.event == PHX_LEAVE {
+                // Phoenix answers a leave of an unknown topic with ok: it is already left.
+                self.reply(&to, "ok", &json!({}));
+            } else {
+                self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
+            }
+            return;
+        };
+        if let Some(join_ref) = &message.join_ref
+            && channel.join_ref.as_ref() != Some(join_ref)
+        {
+            tracing::debug!(conn = self.conn.id, topic = %message.topic, "ignoring message with a stale join_ref");
+            return;
+        }
+        match message.event.as_str() {
+            PHX_LEAVE => self.leave(message),
+            BROADCAST => self.broadcast(message),
+            PRESENCE => self.presence(message),
+            ACCESS_TOKEN => self.refresh_token(message),
+            other => {
+                // Counted like any inbound message, as Supabase does.
+                self.node.shared.counters.events.add(1);
+                let reason = Reason::new(
+                    ErrorCode::UnknownEvent,
+                    format!(
+                        "unknown event `{other}`; a channel accepts broadcast, presence, access_token and phx_leave"
+                    ),
+                );
+                let to = ReplyTo::of(&message);
+                self.reply(&to, "error", &json!({"reason": reason.to_string()}));
+            }
+        }
+    }
+
+    /// A frame that did not decode. The socket stays open (as in Phoenix); the sender
+    /// gets a `phx_reply` error when its `ref` and topic were readable, and otherwise a
+    /// `phx_error` on the `phoenix` topic, which no channel listens to but which shows
+    /// up in every client's message log.
+    pub(super) fn on_malformed(&mut self, err: DecodeError) {
+        self.node.shared.metrics.malformed_frames.inc();
+        tracing::debug!(conn = self.conn.id, error = %err, "malformed frame");
+        let reason = Reason::new(ErrorCode::MalformedMessage, err.kind.to_string()).to_string();
+        match err.reply_to {
+            Some(reply_to) => {
+                let to = ReplyTo {
+                    join_ref: reply_to.join_ref,
+                    msg_ref: Some(reply_to.msg_ref),
+                    topic: reply_to.topic,
+                };
+                self.reply(&to, "error", &json!({"reason": reason}));
+            }
+            None => self.push(None, PHOENIX_TOPIC, PHX_ERROR, &json!({"reason": reason})),
+        }
+    }
+
+    fn join_error(&mut self, to: &ReplyTo, reason: Reason) {
+        self.node.shared.metrics.join_errors.inc();
+        tracing::debug!(conn = self.conn.id, topic = %to.topic, %reason, "join refused");
+        self.reply(to, "error", &json!({"reason": reason.to_string()}));
+    }
+
+    /// `phx_join`, with the checks in Supabase's order.
+    fn join(&mut self, message: Message) {
+        let to = ReplyTo::of(&message);
+        let topic = message.topic.as_str();
+        if topic == TOPIC_PREFIX {
+            return self.join_error(&to, Reason::topic_name_required());
+        }
+        let Some(name) = topic.strip_prefix(TOPIC_PREFIX) else {
+            return self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
+        };
+        if topic.len() > MAX_TOPIC_BYTES || name.chars().any(char::is_control) {
+            let reason = Reason::new(
+                ErrorCode::InvalidTopic,
+                format!("a topic is at most {MAX_TOPIC_BYTES} bytes with no control characters"),
+            );
+            return self.join_error(&to, reason);
+        }
+        // A second join of a joined topic closes the first, as Phoenix does.
+        if let Some(old) = self.channels.remove(topic) {
+            self.push_close(old.join_ref.as_deref(), topic);
+            self.release(old);
+        }
+        let request = match &message.payload {
+            Payload::Json(payload) => JoinRequest::parse(payload),
+            _ => {
+                return self.join_error(
+                    &to,
+                    Reason::new(ErrorCode::InvalidJoinPayload, "payload: expected a map"),
+                );
+            }
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(err) => {
+                return self.join_error(
+                    &to,
+                    Reason::new(ErrorCode::InvalidJoinPayload, err.to_string()),
+                );
+            }
+        };
+        let shared = std::sync::Arc::clone(&self.node.shared);
+        if shared.shutdown.is_cancelled() {
+            return self.join_error(&to, Reason::restarting());
+        }
+        if shared.counters.joins.is_over_limit() {
+            self.join_error(&to, Reason::too_many_joins());
+            self.closing = Some((CloseCode::Normal, "too many joins per second"));
+            return;
+        }
+        shared.counters.joins.add(1);
+        if self.channels.len() >= shared.config.limits.max_channels_per_client {
+            return self.join_error(&to, Reason::too_many_channels());
+        }
+        let token = request
+            .access_token
+            .unwrap_or_else(|| self.connect_token.clone());
+        let claims = match shared.verifier.verify(&token, unix_now()) {
+            Ok(claims) => claims,
+            Err(err) => return self.join_error(&to, err.join_reason()),
+        };
+        let config = request.config.unwrap_or_default();
+        if config.private {
+            // Private channels are authorized by RLS policies in the database; until
+            // Crier has one to ask, nobody may read a private channel.
+            return self.join_error(&to, Reason::unauthorized_read(name));
+        }
+        if config.broadcast.replay.is_some() {
+            return self.join_error(&to, Reason::replay_on_public_channel());
+        }
+
+        let vsn = self.vsn;
+        let join_ref = message.join_ref.clone();
+        let presence_enabled = config.presence.enabled;
+        let state_frame = |state: &crier_protocol::presence::PresenceGroups| {
+            let envelope = Envelope {
+                join_ref: join_ref.as_deref(),
+                msg_ref: None,
+                topic,
+                event: PRESENCE_STATE,
+            };
+            encode_one(vsn, &envelope, state)
+        };
+        let registry_topic =
+            shared
+                .registry
+                .subscribe(topic, &self.conn, presence_enabled, state_frame);
+        if presence_enabled {
+            shared.counters.presence_events.add(1);
+        }
+        let limits = &shared.config.limits;
+        let channel = Channel {
+            topic: registry_topic,
+            join_ref: message.join_ref.clone(),
+            ack: config.broadcast.ack,
+            self_broadcast: config.broadcast.self_broadcast,
+            presence_key: config
+                .presence
+                .key
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            presence_enabled,
+            presence_window: PresenceWindow::new(
+                limits.client_presence_max_calls,
+                limits.client_presence_window,
+            ),
+            token,
+            expires_at: expiry_instant(claims.exp),
+            claims,
+        };
+        self.channels.insert(topic.to_owned(), channel);
+        shared.metrics.channels.inc();
+
+        let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
+        self.reply(&to, "ok", &json!({"postgres_changes": bindings}));
+        if !config.postgres_changes.is_empty() {
+            let body = json!({"extension": EXTENSION_POSTGRES_CHANGES, "status": "error",
+                              "message": NO_DATABASE, "channel": name});
+            self.push(message.join_ref.as_deref(), topic, SYSTEM, &body);
+        }
+    }
+
+    /// `phx_leave`: reply ok, then `phx_close`.
+    fn leave(&mut self, message: Message) {
+        let to = ReplyTo::of(&message);
+        self.reply(&to, "ok", &json!({}));
+        if let Some(channel) = self.channels.remove(&message.topic) {
+            self.push_close(channel.join_ref.as_deref(), &message.topic);
+            self.release(channel);
+        }
+    }
+
+    /// A `broadcast` push: a JSON map from any client, or a kind-3 binary frame from
+    /// realtime-js (JSON or binary user payload).
+    fn broadcast(&mut self, message: Message) {
+        let to = ReplyTo::of(&message);
+        let topic = message.topic.as_str();
+        let outgoing = match message.payload {
+            Payload::Json(Value::Object(ref map)) => Outgoing::raw(topic, BROADCAST, to_raw(map)),
+            Payload::Json(_) => {
+                let reason = Reason::new(
+                    ErrorCode::InvalidBroadcast,
+                    "a broadcast payload is a map: {\"type\":\"broadcast\",\"event\":...,\"payload\":...}",
+                );
+                return self.reply(&to, "error", &json!({"reason": reason.to_string()}));
+            }
+            Payload::UserBroadcast(broadcast) => match user_broadcast(topic, broadcast) {
+                Ok(outgoing) => outgoing,
+                Err(reason) => {
+                    return self.reply(&to, "error", &json!({"reason": reason.to_string()}));
+                }
+            },
+            Payload::Binary(_) => {
+                let reason = Reason::new(
+                    ErrorCode::InvalidBroadcast,
+                    "binary broadcasts travel as user-broadcast frames (binary kind 3)",
+                );
+                return self.reply(&to, "error", &json!({"reason": reason.to_string()}));
+            }
+        };
+        let shared = std::sync::Arc::clone(&self.node.shared);
+        if outgoing.body_len() > shared.config.limits.max_payload_bytes() {
+            // Supabase answers only when ack is on; answering always costs the client
+            // nothing (an unexpected reply is ignored) and tells it why nothing arrived.
+            return self.reply(&to, "error", &"payload_size_exceeded");
+        }
+        shared.counters.events.add(1);
+        if shared.counters.events.is_over_limit() {
+            return self.shut_down_channel(topic, shutdown::TOO_MANY_MESSAGES);
+        }
+        let channel = &self.channels[topic];
+        let (ack, exclude) = (
+            channel.ack,
+            (!channel.self_broadcast).then_some(self.conn.id),
+        );
+        self.node.publish(topic, &outgoing, exclude);
+        if ack {
+            self.reply(&to, "ok", &json!({}));
+        }
+    }
+
+    /// A `presence` push: track or untrack.
+    fn presence(&mut self, message: Message) {
+        let to = ReplyTo::of(&message);
+        let topic = message.topic.clone();
+        let Payload::Json(Value::Object(mut body)) = message.payload else {
+            return self.reply(
+                &to,
+                "error",
+                &json!({"reason": "Presence payload must be a map with an event"}),
+            );
+        };
+        let Some(event) = body
+            .get("event")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+        else {
+            return self.reply(
+                &to,
+                "error",
+                &json!({"reason": "Presence payload must be a map with an event"}),
+            );
+        };
+        let Some(channel) = self.channels.get_mut(&topic) else {
+            return;
+        };
+        if !channel.presence_window.allow(Instant::now()) {
+            return self.shut_down_channel(&topic, shutdown::CLIENT_PRESENCE_RATE_LIMIT);
+        }
+        let registry_topic = std::sync::Arc::clone(&channel.topic);
+        let shared = std::sync::Arc::clone(&self.node.shared);
+        let delivery = match event.as_str() {
+            "track" => {
+                let payload = match body.remove("payload") {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(Value::Object(map)) => map,
+                    Some(_) => {
+                        return self.reply(
+                            &to,
+                            "error",
+                            &json!({"reason": "Presence track payload must be a map"}),
+                        );
+                    }
+                };
+                if to_raw(&payload).get().len() > shared.config.limits.max_payload_bytes() {
+                    return self.shut_down_channel(&topic, shutdown::TRACK_MESSAGE_SIZE_EXCEEDED);
+                }
+                if shared.counters.presence_events.is_over_limit() {
+                    return self.shut_down_channel(&topic, shutdown::TOO_MANY_PRESENCE_MESSAGES);
+                }
+                shared.counters.presence_events.add(1);
+                let channel = self.channels.get_mut(&topic).expect("checked above");
+                let key = channel.presence_key.clone();
+                let join_ref = channel.join_ref.clone();
+                // Tracking turns presence on for a channel that joined without it: it
+                // gets the current state first, then the diff of its own join.
+                let enabling = !channel.presence_enabled;
+                channel.presence_enabled = true;
+                let vsn = self.vsn;
+                let state_frame = |state: &crier_protocol::presence::PresenceGroups| {
+                    let envelope = Envelope {
+                        join_ref: join_ref.as_deref(),
+                        msg_ref: None,
+                        topic: &topic,
+                        event: PRESENCE_STATE,
+                    };
+                    encode_one(vsn, &envelope, state)
+                };
+                let node = &self.node;
+                registry_topic.track(
+                    self.conn.id,
+                    &key,
+                    payload,
+                    || node.next_presence_ref(),
+                    enabling.then_some(state_frame),
+                )
+            }
+            "untrack" => registry_topic.untrack(self.conn.id),
+            other => {
+                let reason = format!("Unknown presence event `{other}`: expected track or untrack");
+                return self.reply(&to, "error", &json!({"reason": reason}));
+            }
+        };
+        if let Some(delivery) = delivery {
+            shared.counters.presence_events.add(delivery.recipients);
+            shared
+                .metrics
+                .slow_consumer_disconnects
+                .inc_by(delivery.slow);
+        }
+        self.reply(&to, "ok", &json!({}));
+    }
+
+    /// `access_token`: a refreshed JWT for the channel. No reply, as in Supabase; a bad
+    /// token shuts the channel down with the reason.
+    fn refresh_token(&mut self, message: Message) {
+        let token = match message
+            .payload
+            .as_json()
+            .and_then(|p| p.get("access_token"))
+        {
+            Some(Value::String(token)) => token.clone(),
+            _ => return,
+        };
+        let Some(channel) = self.channels.get_mut(&message.topic) else {
+            return;
+        };
+        if token.starts_with("sb_") || token == channel.token {
+            return;
+        }
+        match self.node.shared.verifier.verify(&token, unix_now()) {
+            Ok(claims) => {
+                channel.expires_at = expiry_instant(claims.exp);
+                channel.claims = claims;
+                channel.token = token;
+            }
+            Err(err) => self.shut_down_channel(&message.topic, &err.to_string()),
+        }
+    }
+}
+
+/// Turns a kind-3 user broadcast into a fan-out message. JSON payloads become the same
+/// JSON map any other broadcast is (so every client can read them); binary payloads stay
+/// binary (kind 4). The metadata is dropped, as Supabase does.
+fn user_broadcast(topic: &str, broadcast: UserBroadcast) -> Result<Outgoing, Reason> {
+    match broadcast.encoding {
+        PayloadEncoding::Json => {
+            let payload: &RawValue = serde_json::from_slice(&broadcast.payload).map_err(|err| {
+                Reason::new(
+                    ErrorCode::InvalidBroadcast,
+                    format!("payload is not valid JSON: {err}"),
+                )
+            })?;
+            let body = json_broadcast_body(&broadcast.event, payload);
+            Ok(Outgoing::raw(topic, BROADCAST, body))
+        }
+        PayloadEncoding::Binary => Ok(Outgoing::binary(
+            topic,
+            UserBroadcast {
+                metadata: Bytes::new(),
+                ..broadcast
+            },
+        )),
+    }
+}
+
+/// `{"type":"broadcast","event":<event>,"payload":<payload>}` without re-parsing the payload.
+pub(crate) fn json_broadcast_body(event: &str, payload: &RawValue) -> Box<RawValue> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        event: &'a str,
+        payload: &'a RawValue,
+    }
+    to_raw(&Body {
+        kind: BROADCAST,
+        event,
+        payload,
+    })
+}

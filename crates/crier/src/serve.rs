@@ -1,0 +1,123 @@
+//! `crier serve`: settings in, a listening node out, a graceful stop on SIGINT/SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crier_server::auth::{sign_token, unix_now};
+use crier_server::{Config, Node};
+use serde_json::{Map, Value};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{ServeArgs, Settings};
+
+/// Development keys live ten years: the secret changes every run anyway.
+const DEV_KEY_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
+
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    let filter = EnvFilter::try_new(&settings.log_level)
+        .with_context(|| format!("invalid --log-level `{}`", settings.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+
+    let dev_secret = settings.jwt_secret.is_empty();
+    let secret = if dev_secret {
+        URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    } else {
+        settings.jwt_secret.clone()
+    };
+    let config = settings.server_config(secret.clone());
+    let address = SocketAddr::new(settings.bind, settings.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let address = listener.local_addr()?;
+    print_banner(
+        &settings,
+        &config,
+        address,
+        dev_secret.then_some(secret.as_str()),
+    );
+
+    let node = Node::new(config);
+    let server = tokio::spawn(crier_server::serve(listener, node.clone()));
+    shutdown_signal().await?;
+    println!("shutting down: telling clients to reconnect, draining sockets");
+    let drained = node.shutdown().await;
+    if !drained {
+        println!(
+            "some sockets did not drain within {:?}",
+            settings.shutdown_timeout.0
+        );
+    }
+    server.await??;
+    Ok(())
+}
+
+fn print_banner(
+    settings: &Settings,
+    config: &Config,
+    address: SocketAddr,
+    dev_secret: Option<&str>,
+) {
+    let shown_host = match address.ip() {
+        ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        ip => ip,
+    };
+    let shown = SocketAddr::new(shown_host, address.port());
+    println!(
+        "crier {} listening on {address} (tenant {})",
+        env!("CARGO_PKG_VERSION"),
+        config.tenant
+    );
+    println!("  websocket:  ws://{shown}/socket/websocket   (also /realtime/v1/websocket)");
+    println!("  realtime-js endpoint: ws://{shown}/socket");
+    println!("  http:       POST http://{shown}/api/broadcast   GET /healthcheck   GET /metrics");
+    let limits = &config.limits;
+    println!(
+        "  limits:     {} connections, {} joins/s, {} channels/client, {} events/s, {} presence events/s, {} KB payloads",
+        limits.max_connections,
+        limits.max_joins_per_second,
+        limits.max_channels_per_client,
+        limits.max_events_per_second,
+        limits.max_presence_events_per_second,
+        limits.max_payload_size_kb
+    );
+    if let Some(secret) = dev_secret {
+        let key = |role: &str| {
+            let now = unix_now();
+            let mut claims = Map::new();
+            claims.insert("role".into(), Value::from(role));
+            claims.insert("iss".into(), Value::from("crier-dev"));
+            claims.insert("iat".into(), Value::from(now));
+            claims.insert("exp".into(), Value::from(now + DEV_KEY_LIFETIME_SECS));
+            sign_token(secret, &claims)
+        };
+        println!();
+        println!("  DEVELOPMENT ONLY: no --jwt-secret (CRIER_JWT_SECRET) was given, so this run");
+        println!("  generated a random secret. Anyone holding these keys can use this server.");
+        println!("  jwt secret:       {secret}");
+        println!("  anon key:         {}", key("anon"));
+        println!("  service_role key: {}", key("service_role"));
+    }
+    let _ = settings;
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result?,
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `crier serve` settings: flags, their `CRIER_*` environment variables, and an optional
+//! TOML file. A flag beats its environment variable (clap), which beats the file, which
+//! beats the default.
+//!
+//! The same struct parses flags and the file, so a setting cannot exist in one and not
+//! the other: the TOML keys are the flag names with `_` for `-` (`max_connections = 5000`).
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// A duration written the human way: `60s`, `500ms`, `2m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanDuration(pub(crate) Duration);
+
+impl FromStr for HumanDuration {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_duration(s).map(HumanDuration)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! serve_args {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty = $default:expr, env $env:literal ;)+) => {
+        /// Arguments of `crier serve`.
+        #[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct ServeArgs {
+            /// Read settings from this TOML file (keys are the flag names with `_`).
+            #[arg(long, env = "CRIER_CONFIG")]
+            #[serde(skip)]
+            pub(crate) config: Option<PathBuf>,
+            $(
+                $(#[$doc])*
+                #[arg(long, env = $env)]
+                pub(crate) $field: Option<$ty>,
+            )+
+        }
+
+        /// Settings with every default applied.
+        #[derive(Debug, Clone)]
+        pub(crate) struct Settings {
+            $( pub(crate) $field: $ty, )+
+        }
+
+        impl ServeArgs {
+            /// Fills what flags and environment left unset from `file`.
+            fn or(self, file: ServeArgs) -> ServeArgs {
+                ServeArgs {
+                    config: self.config,
+                    $( $field: self.$field.or(file.$field), )+
+                }
+            }
+
+            fn with_defaults(self) -> Settings {
+                Settings {
+                    $( $field: self.$field.unwrap_or_else(|| $default), )+
+                }
+            }
+        }
+    };
+}
+
+serve_args! {
+    /// Port to listen on [default: 4000].
+    port: u16 = 4000, env "CRIER_PORT";
+    /// Address to bind [default: 0.0.0.0].
+    bind: IpAddr = IpAddr::from([0, 0, 0, 0]), env "CRIER_BIND";
+    /// Secret that verifies client JWTs (HS256/384/512). Without one, a development
+    /// secret is generated and printed with ready-made keys.
+    jwt_secret: String = String::new(), env "CRIER_JWT_SECRET";
+    /// Tenant name, shown in logs and metrics [default: realtime-dev].
+    tenant: String = "realtime-dev".to_owned(), env "CRIER_TENANT";
+    /// Log filter: a level (`info`, `debug`) or tracing directives [default: info].
+    log_level: String = "info".to_owned(), env "CRIER_LOG_LEVEL";
+    /// Concurrent connections [default: 200].
+    max_connections: usize = 200, env "CRIER_MAX_CONNECTIONS";
+    /// Channel joins per second, averaged over a minute [default: 100].
+    max_joins_per_second: u32 = 100, env "CRIER_MAX_JOINS_PER_SECOND";
+    /// Channels per connection [default: 100].
+    max_channels_per_client: usize = 100, env "CRIER_MAX_CHANNELS_PER_CLIENT";
+    /// Messages per second (inbound broadcasts plus every delivery), averaged over a
+    /// minute [default: 100].
+    max_events_per_second: u32 = 100, env "CRIER_MAX_EVENTS_PER_SECOND";
+    /// Presence events per second [default: 1000].
+    max_presence_events_per_second: u32 = 1000, env "CRIER_MAX_PRESENCE_EVENTS_PER_SECOND";
+    /// Largest broadcast or presence payload, in KB [default: 3000].
+    max_payload_size_kb: usize = 3000, env "CRIER_MAX_PAYLOAD_SIZE_KB";
+    /// Largest WebSocket frame in bytes; larger ones close the socket with 1009
+    /// [default: 5000000].
+    max_frame_bytes: usize = 5_000_000, env "CRIER_MAX_FRAME_BYTES";
+    /// Close sockets that send nothing for this long [default: 60s].
+    idle_timeout: HumanDuration = HumanDuration(Duration::from_secs(60)), env "CRIER_IDLE_TIMEOUT";
+    /// Frames a client may have queued before it counts as too slow and is
+    /// disconnected [default: 1024].
+    outbound_queue_messages: usize = 1024, env "CRIER_OUTBOUND_QUEUE_MESSAGES";
+    /// How long a graceful shutdown waits for sockets to drain [default: 10s].
+    shutdown_timeout: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_SHUTDOWN_TIMEOUT";
+}
+
+impl ServeArgs {
+    /// Merges the file named by `--config` (if any) under the flags, then applies defaults.
+    pub(crate) fn resolve(self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => ServeArgs::default(),
+        };
+        Ok(self.or(file).with_defaults())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServeArgs> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid settings in {}", path.display()))
+}
+
+impl Settings {
+    /// The server library's configuration.
+    pub(crate) fn server_config(&self, jwt_secret: String) -> crier_server::Config {
+        let mut config = crier_server::Config::new(jwt_secret);
+        config.tenant = self.tenant.clone();
+        config.shutdown_timeout = self.shutdown_timeout.0;
+        let limits = &mut config.limits;
+        limits.max_connections = self.max_connections;
+        limits.max_joins_per_second = self.max_joins_per_second;
+        limits.max_channels_per_client = self.max_channels_per_client;
+        limits.max_events_per_second = self.max_events_per_second;
+        limits.max_presence_events_per_second = self.max_presence_events_per_second;
+        limits.max_payload_size_kb = self.max_payload_size_kb;
+        limits.max_frame_bytes = self.max_frame_bytes;
+        config.socket.idle_timeout = self.idle_timeout.0;
+        config.socket.outbound_queue_messages = self.outbound_queue_messages;
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crier.toml");
+        std::fs::write(
+            &path,
+            "port = 5000\nmax_connections = 7\nidle_timeout = \"5s\"\n",
+        )
+        .unwrap();
+        let args =
+            Wrapper::parse_from(["x", "--port", "6000", "--config", path.to_str().unwrap()]).args;
+        let settings = args.resolve().unwrap();
+        assert_eq!(settings.port, 6000, "the flag wins");
+        assert_eq!(
+            settings.max_connections, 7,
+            "the file fills what flags left unset"
+        );
+        assert_eq!(settings.idle_timeout.0, Duration::from_secs(5));
+        assert_eq!(settings.max_joins_per_second, 100, "defaults fill the rest");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crier.toml");
+        std::fs::write(&path, "prot = 5000\n").unwrap();
+        let args = Wrapper::parse_from(["x", "--config", path.to_str().unwrap()]).args;
+        let err = args.resolve().unwrap_err();
+        assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    }
+}
