@@ -170,11 +170,8 @@ impl Topic {
             Ok(()) => delivery.recipients += 1,
             Err(PushError::Overflow) => {
                 delivery.slow += 1;
-                tracing::warn!(
-                    conn = subscriber.conn.id,
-                    topic = %self.name,
-                    "slow consumer: outbound queue overflowed, disconnecting"
-                );
+                // The socket's own task logs the disconnect, once.
+                tracing::debug!(conn = subscriber.conn.id, topic = %self.name, "outbound queue overflowed");
             }
             Err(PushError::Closed) => {}
         }

@@ -270,17 +270,20 @@ impl Session {
             return self.reply(&to, "error", &"payload_size_exceeded");
         }
         shared.counters.events.add(1);
-        if shared.counters.events.is_over_limit() {
-            return self.shut_down_channel(topic, shutdown::TOO_MANY_MESSAGES);
-        }
         let channel = &self.channels[topic];
         let (ack, exclude) = (
             channel.ack,
             (!channel.self_broadcast).then_some(self.conn.id),
         );
+        // Over the events limit the message is still delivered and every channel it
+        // reaches is shut down (Supabase's rule); so is the sending channel, which
+        // Supabase leaves open to keep flooding.
         self.node.publish(topic, &outgoing, exclude);
         if ack {
             self.reply(&to, "ok", &json!({}));
+        }
+        if shared.counters.events.is_over_limit() {
+            self.shut_down_channel(topic, shutdown::TOO_MANY_MESSAGES);
         }
     }
 

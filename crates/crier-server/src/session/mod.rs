@@ -12,6 +12,7 @@ mod handlers;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
@@ -21,7 +22,7 @@ use crier_protocol::{Message, Vsn, serializer};
 use futures_util::SinkExt;
 use serde::Serialize;
 use serde_json::json;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::time::{Instant, sleep};
 
 pub(crate) use channel::Channel;
 pub(crate) use handlers::json_broadcast_body;
@@ -70,7 +71,7 @@ enum End {
     /// The server closed it (idle, shutdown, limit, bad frame) with this close code.
     Closed(#[expect(dead_code, reason = "read through Debug in the disconnect log")] u16),
     /// The client was too slow to read what it was sent.
-    Slow,
+    Slow(&'static str),
 }
 
 struct Session {
@@ -128,18 +129,32 @@ impl Session {
 
     async fn serve(&mut self, mut ws: WebSocket) -> End {
         let idle_timeout = self.node.shared.config.socket.idle_timeout;
+        // Timers and cancellation futures are made once and re-armed only when their
+        // deadline moves: creating them per iteration would register a timer (and wake
+        // the runtime's driver) per frame, and every socket would lock the node-wide
+        // shutdown token on every message.
+        let mut last_inbound = Instant::now();
         let idle = sleep(idle_timeout);
-        tokio::pin!(idle);
-        let shutdown = self.node.shared.shutdown.clone();
+        let expiry = sleep(idle_timeout);
+        let shutdown = self.node.shared.shutdown.clone().cancelled_owned();
+        let slow = self.conn.queue.slow().clone().cancelled_owned();
+        tokio::pin!(idle, expiry, shutdown, slow);
+        let mut armed_expiry: Option<Instant> = None;
         let conn = Arc::clone(&self.conn);
         loop {
-            let expiry = self.channels.values().map(|c| c.expires_at).min();
+            let next_expiry = self.channels.values().map(|c| c.expires_at).min();
+            if next_expiry != armed_expiry {
+                if let Some(at) = next_expiry {
+                    expiry.as_mut().reset(at);
+                }
+                armed_expiry = next_expiry;
+            }
             tokio::select! {
-                () = shutdown.cancelled() => self.announce_shutdown(),
-                () = conn.queue.slow().cancelled() => return self.end_slow("outbound queue overflowed"),
+                () = &mut shutdown => self.announce_shutdown(),
+                () = &mut slow => return self.end_slow(&mut ws, "outbound queue overflowed").await,
                 frame = ws.recv() => match frame {
                     Some(Ok(frame)) => {
-                        idle.as_mut().reset(Instant::now() + idle_timeout);
+                        last_inbound = Instant::now();
                         self.on_frame(frame);
                     }
                     Some(Err(err)) => match read_error_close(&err) {
@@ -149,23 +164,41 @@ impl Session {
                     None => return End::ClientGone,
                 },
                 () = conn.queue.ready() => self.drain_queue(),
-                () = &mut idle => self.closing = Some((CloseCode::GoingAway, "idle timeout")),
-                () = wait_until(expiry) => self.expire_tokens(),
+                () = &mut idle => {
+                    let deadline = last_inbound + idle_timeout;
+                    if Instant::now() >= deadline {
+                        self.closing = Some((CloseCode::GoingAway, "idle timeout"));
+                    } else {
+                        idle.as_mut().reset(deadline);
+                    }
+                }
+                () = &mut expiry, if armed_expiry.is_some() => {
+                    armed_expiry = None;
+                    self.expire_tokens();
+                }
             }
             if let Err(end) = self.write(&mut ws).await {
-                return end;
+                return match end {
+                    End::Slow(why) => self.end_slow(&mut ws, why).await,
+                    other => other,
+                };
             }
             if let Some((code, reason)) = self.closing.take() {
-                let frame = CloseFrame {
-                    code: code.as_u16(),
-                    reason: reason.into(),
-                };
-                let write_timeout = self.node.shared.config.socket.write_timeout;
-                let _ = tokio::time::timeout(write_timeout, ws.send(WsMessage::Close(Some(frame))))
-                    .await;
+                self.send_close(&mut ws, code, reason).await;
                 return End::Closed(code.as_u16());
             }
         }
+    }
+
+    /// Sends a close frame, giving up after the write timeout (a client that does not
+    /// read will not read this either).
+    async fn send_close(&self, ws: &mut WebSocket, code: CloseCode, reason: &'static str) {
+        let frame = CloseFrame {
+            code: code.as_u16(),
+            reason: reason.into(),
+        };
+        let write_timeout = self.node.shared.config.socket.write_timeout;
+        let _ = tokio::time::timeout(write_timeout, ws.send(WsMessage::Close(Some(frame)))).await;
     }
 
     /// Writes everything this iteration produced, then flushes once. A write that makes
@@ -179,21 +212,33 @@ impl Session {
         let mut frames = std::mem::take(&mut self.out);
         let count = frames.len() as u64;
         let bytes: usize = frames.iter().map(frame_len).sum();
-        let write_timeout = self.node.shared.config.socket.write_timeout;
-        let slow = self.conn.queue.slow().clone();
-        let written = async {
-            for frame in frames.drain(..) {
-                ws.feed(frame).await?;
+        let result = {
+            let written = async {
+                for frame in frames.drain(..) {
+                    ws.feed(frame).await?;
+                }
+                ws.flush().await
+            };
+            tokio::pin!(written);
+            // Nearly every write completes at once (the socket buffer has room); the stall
+            // timer is armed only for one that does not, which saves a timer registration
+            // and a runtime wakeup per flush.
+            let first_poll =
+                std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await;
+            match first_poll {
+                Poll::Ready(result) => result.map_err(|_| End::ClientGone),
+                Poll::Pending => {
+                    let write_timeout = self.node.shared.config.socket.write_timeout;
+                    tokio::select! {
+                        result = &mut written => result.map_err(|_| End::ClientGone),
+                        () = sleep(write_timeout) => {
+                            self.node.shared.metrics.slow_consumer_disconnects.inc();
+                            Err(End::Slow("write stalled"))
+                        }
+                        () = self.conn.queue.slow().cancelled() => Err(End::Slow("outbound queue overflowed")),
+                    }
+                }
             }
-            ws.flush().await
-        };
-        let result = tokio::select! {
-            result = written => result.map_err(|_| End::ClientGone),
-            () = sleep(write_timeout) => {
-                self.node.shared.metrics.slow_consumer_disconnects.inc();
-                Err(self.end_slow("write stalled"))
-            }
-            () = slow.cancelled() => Err(self.end_slow("outbound queue overflowed")),
         };
         if frames.capacity() <= 256 {
             self.out = frames;
@@ -204,9 +249,13 @@ impl Session {
         result
     }
 
-    fn end_slow(&self, why: &str) -> End {
-        tracing::warn!(conn = self.conn.id, why, "disconnecting slow consumer");
-        End::Slow
+    /// Drops a client that reads too slowly: one log line, a 1013 close if it still fits.
+    async fn end_slow(&self, ws: &mut WebSocket, why: &'static str) -> End {
+        tracing::warn!(conn = self.conn.id, role = %self.info.role, why, "disconnecting slow consumer");
+        self.conn.queue.close();
+        self.send_close(ws, CloseCode::TryAgainLater, "slow consumer")
+            .await;
+        End::Slow(why)
     }
 
     fn on_frame(&mut self, frame: WsMessage) {
@@ -235,7 +284,7 @@ impl Session {
             match item {
                 Outbound::Frame(frame) => self.out.push(frame),
                 Outbound::ShutdownChannel { topic, message } => {
-                    self.shut_down_channel(&topic, message)
+                    self.shut_down_channel(&topic, message);
                 }
             }
         }
@@ -358,14 +407,6 @@ impl ReplyTo {
             msg_ref: message.msg_ref.clone(),
             topic: message.topic.clone(),
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever when there is none.
-async fn wait_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

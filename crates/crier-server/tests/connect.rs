@@ -1,0 +1,166 @@
+//! The WebSocket connect: version, token checks, limits, heartbeat and idle timeout.
+
+mod support;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crier_server::auth::unix_now;
+use crier_server::protocol::Vsn;
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test]
+async fn both_serializers_and_both_paths_answer_heartbeats() {
+    let server = TestServer::start().await;
+    for vsn in [Vsn::V1, Vsn::V2] {
+        let mut client = server.connect(vsn).await;
+        client.heartbeat().await;
+    }
+    // No vsn means 1.0.0.
+    let url = server.ws_url(None, Some(&token(json!({"role": "anon"}))));
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    Client::new(ws, Vsn::V1).heartbeat().await;
+    // The gateway path.
+    let url = format!(
+        "ws://{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
+        server.addr,
+        token(json!({"role": "anon"}))
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    Client::new(ws, Vsn::V2).heartbeat().await;
+}
+
+#[tokio::test]
+async fn an_unknown_version_is_forbidden() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .refused(server.ws_url(Some("3.0.0"), Some(&token(json!({"role": "anon"})))))
+        .await;
+    assert_eq!(status, 403);
+    assert!(body["error"].as_str().unwrap().contains("3.0.0"), "{body}");
+}
+
+#[tokio::test]
+async fn token_failures_are_401_with_supabase_texts() {
+    let server = TestServer::start().await;
+    let now = unix_now();
+    let none_alg = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"role":"service_role","exp":{}}}"#, now + 60))
+    );
+    let forged = crier_server::auth::sign_token(
+        "not-the-secret",
+        json!({"role": "anon", "exp": now + 60})
+            .as_object()
+            .unwrap(),
+    );
+    let cases = [
+        (None, "API key is missing"),
+        (
+            Some(token(json!({"role": "anon", "exp": now - 10}))),
+            "Token has expired",
+        ),
+        (
+            Some("not.a.jwt".to_owned()),
+            "The token provided is not a valid JWT",
+        ),
+        (Some(forged), "Failed to validate JWT signature"),
+        (
+            Some(none_alg),
+            "Failed to generate JWT signer, check your JWT secret or JWKS configuration",
+        ),
+        (
+            Some(token(json!({"sub": "x"}))),
+            "Fields `role` and `exp` are required in JWT",
+        ),
+    ];
+    for (token, expected) in cases {
+        let (status, body) = server
+            .refused(server.ws_url(Some("2.0.0"), token.as_deref()))
+            .await;
+        assert_eq!(status, 401, "{expected}");
+        assert_eq!(body, json!({"error": expected}));
+    }
+}
+
+#[tokio::test]
+async fn the_x_api_key_header_takes_precedence() {
+    let server = TestServer::start().await;
+    let bad_query = server.ws_url(Some("2.0.0"), Some("garbage"));
+    let mut request = bad_query.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("x-api-key", token(json!({"role": "anon"})).parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("header token wins");
+    Client::new(ws, Vsn::V2).heartbeat().await;
+}
+
+#[tokio::test]
+async fn the_connection_limit_refuses_with_429_and_frees_on_close() {
+    let (gone_tx, mut gone) = tokio::sync::mpsc::unbounded_channel();
+    let mut config = crier_server::Config::new(SECRET);
+    config.limits.max_connections = 2;
+    let node = crier_server::Node::builder(config)
+        .on_disconnect(move |info| gone_tx.send(info.id).unwrap())
+        .build();
+    let server = TestServer::start_node(node).await;
+    let first = server.connect(Vsn::V2).await;
+    let mut second = server.connect(Vsn::V2).await;
+    second.heartbeat().await;
+    let (status, body) = server
+        .refused(server.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"})))))
+        .await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"error": "Too many connected users"}))
+    );
+    drop(first);
+    // The slot is released when the session has ended.
+    gone.recv().await.unwrap();
+    let mut third = server.connect(Vsn::V2).await;
+    third.heartbeat().await;
+}
+
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_idle_timeout() {
+    let server =
+        TestServer::start_with(|config| config.socket.idle_timeout = Duration::from_millis(300))
+            .await;
+    let mut silent = server.connect(Vsn::V2).await;
+    let frame = silent.closed().await.expect("a close frame");
+    assert_eq!(u16::from(frame.code), 1001);
+    assert_eq!(frame.reason.as_str(), "idle timeout");
+}
+
+#[tokio::test]
+async fn hooks_see_connects_and_disconnects() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let tx2 = tx.clone();
+    let node = crier_server::Node::builder(crier_server::Config::new(SECRET))
+        .on_connect(move |info| tx.send(("connect", info.id, info.role.clone())).unwrap())
+        .on_disconnect(move |info| {
+            tx2.send(("disconnect", info.id, info.role.clone()))
+                .unwrap();
+        })
+        .build();
+    let server = TestServer::start_node(node).await;
+    let mut client = server
+        .connect_with_token(
+            Vsn::V2,
+            &token(json!({"role": "authenticated", "sub": "u1"})),
+        )
+        .await;
+    client.heartbeat().await;
+    let (kind, id, role) = rx.recv().await.unwrap();
+    assert_eq!((kind, role.as_str()), ("connect", "authenticated"));
+    drop(client);
+    let (kind, closed_id, _) = rx.recv().await.unwrap();
+    assert_eq!((kind, closed_id), ("disconnect", id));
+    assert_eq!(server.node.connection_count(), 0);
+}

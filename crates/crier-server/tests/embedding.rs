@@ -1,0 +1,138 @@
+//! Embedding: a Rust service mounts the router in its own axum app, publishes from its
+//! own code, and reads presence.
+
+mod support;
+
+use bytes::Bytes;
+use crier_server::protocol::Vsn;
+use crier_server::{Config, Node, PublishError};
+use serde_json::json;
+use support::*;
+
+/// Serves `node.router()` merged into an app with a route of its own, on axum::serve.
+async fn embedded(node: &Node) -> TestServer {
+    let app = axum::Router::new()
+        .route(
+            "/hello",
+            axum::routing::get(|| async { "from the host app" }),
+        )
+        .merge(node.router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    TestServer {
+        node: node.clone(),
+        addr,
+    }
+}
+
+#[tokio::test]
+async fn a_host_app_serves_the_router_and_publishes_from_rust() {
+    let node = Node::new(Config::new(SECRET));
+    let server = embedded(&node).await;
+    let body = reqwest::get(server.http("/hello"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "from the host app");
+
+    let mut v1 = server.connect(Vsn::V1).await;
+    let mut v2 = server.connect(Vsn::V2).await;
+    v1.join_ok("realtime:orders", json!({})).await;
+    v2.join_ok("realtime:orders", json!({})).await;
+
+    let recipients = node
+        .broadcast("orders", "created", &json!({"id": 42}))
+        .unwrap();
+    assert_eq!(recipients, 2);
+    let expected = json!({"type": "broadcast", "event": "created", "payload": {"id": 42}});
+    assert_eq!(
+        json_payload(&v1.event("realtime:orders", "broadcast").await),
+        &expected
+    );
+    assert_eq!(
+        json_payload(&v2.event("realtime:orders", "broadcast").await),
+        &expected
+    );
+
+    let recipients = node
+        .broadcast_binary("orders", "thumbnail", Bytes::from_static(b"\x89PNG"))
+        .unwrap();
+    assert_eq!(recipients, 1, "only the 2.0.0 socket can carry binary");
+    let Received::Binary(frame) = v2.recv().await else {
+        panic!("expected a binary frame")
+    };
+    assert!(frame.ends_with(b"\x89PNG"));
+
+    assert_eq!(node.broadcast("nobody-here", "e", &json!({})).unwrap(), 0);
+    assert_eq!(
+        node.broadcast("", "e", &json!({})),
+        Err(PublishError::EmptyChannel)
+    );
+}
+
+#[tokio::test]
+async fn payload_limits_apply_to_rust_publishers() {
+    let mut config = Config::new(SECRET);
+    config.limits.max_payload_size_kb = 1;
+    let node = Node::new(config);
+    let err = node
+        .broadcast("room", "e", &json!("x".repeat(2000)))
+        .unwrap_err();
+    assert!(
+        matches!(err, PublishError::PayloadTooLarge { limit: 1000, .. }),
+        "{err}"
+    );
+    let err = node
+        .broadcast_binary("room", &"e".repeat(300), Bytes::from_static(b"x"))
+        .unwrap_err();
+    assert_eq!(err, PublishError::NameTooLong);
+}
+
+#[tokio::test]
+async fn presence_is_readable_from_rust() {
+    let node = Node::new(Config::new(SECRET));
+    let server = embedded(&node).await;
+    let mut client = server.connect(Vsn::V2).await;
+    let join_ref = client
+        .join_ok(
+            "realtime:team",
+            json!({"presence": {"enabled": true, "key": "ana"}}),
+        )
+        .await;
+    client
+        .push(
+            &join_ref,
+            "realtime:team",
+            "presence",
+            json!({"event": "track", "payload": {"desk": 4}}),
+        )
+        .await;
+    let presence = node.presence("team");
+    let metas = &presence.0["ana"];
+    assert_eq!(metas.len(), 1);
+    assert_eq!(metas[0].payload["desk"], 4);
+    assert!(node.presence("empty").0.is_empty());
+}
+
+#[tokio::test]
+async fn an_embedded_router_refuses_connects_during_shutdown() {
+    let node = Node::new(Config::new(SECRET));
+    let server = embedded(&node).await;
+    let mut client = server.connect(Vsn::V2).await;
+    client.join_ok("realtime:x", json!({})).await;
+    let stopping = {
+        let node = node.clone();
+        tokio::spawn(async move { node.shutdown().await })
+    };
+    assert_eq!(u16::from(client.closed().await.unwrap().code), 1012);
+    assert!(stopping.await.unwrap());
+    // The host app keeps serving; Crier's endpoints answer 503 from now on.
+    let (status, body) = server
+        .refused(server.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"})))))
+        .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "Realtime is restarting, please standby");
+}

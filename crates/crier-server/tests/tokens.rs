@@ -1,0 +1,158 @@
+//! Mid-session tokens: `access_token` refreshes move a channel's expiry; an expired or
+//! bad token shuts the channel down with the reason, and nothing else.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crier_server::auth::unix_now;
+use crier_server::protocol::Vsn;
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn an_expiring_channel_is_closed_and_a_refreshed_one_is_not() {
+    let server = TestServer::start().await;
+    let mut client = server.connect(Vsn::V2).await;
+    let short = token(json!({"role": "anon", "exp": unix_now() + 2}));
+    let (kept_ref, status, _) = client
+        .join(
+            "realtime:kept",
+            json!({"config": {"broadcast": {"ack": true}}, "access_token": short}),
+        )
+        .await;
+    assert_eq!(status, "ok");
+    let (lost_ref, status, _) = client
+        .join(
+            "realtime:lost",
+            json!({"config": {}, "access_token": short}),
+        )
+        .await;
+    assert_eq!(status, "ok");
+    // Refresh one channel; no reply is expected, so a heartbeat orders what follows.
+    let long = token(json!({"role": "anon"}));
+    client
+        .send(
+            Some(&kept_ref),
+            None,
+            "realtime:kept",
+            "access_token",
+            json!({"access_token": long}),
+        )
+        .await;
+
+    // Both tokens expired at the same second; only the unrefreshed channel is shut down.
+    let system = client.event("realtime:lost", "system").await;
+    let body = json_payload(&system);
+    assert_eq!(body["extension"], "system");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["channel"], "lost");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Token has expired ") && message.ends_with(" seconds ago"),
+        "{message}"
+    );
+    let close = client.event("realtime:lost", "phx_close").await;
+    assert_eq!(close.join_ref.as_deref(), Some(lost_ref.as_str()));
+
+    let msg_ref = client
+        .broadcast(&kept_ref, "realtime:kept", "still", json!({}))
+        .await;
+    assert_eq!(
+        client.reply(&msg_ref).await.0,
+        "ok",
+        "the refreshed channel is still joined"
+    );
+}
+
+#[tokio::test]
+async fn bad_refresh_tokens_shut_the_channel_down_with_the_reason() {
+    let server = TestServer::start().await;
+    let now = unix_now();
+    let none_alg = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"role":"anon","exp":{}}}"#, now + 60))
+    );
+    let forged = crier_server::auth::sign_token(
+        "wrong",
+        json!({"role":"anon","exp": now + 60}).as_object().unwrap(),
+    );
+    let cases = [
+        (
+            token(json!({"role": "anon", "exp": now - 5})),
+            "Token has expired ",
+        ),
+        (
+            token(json!({"exp": now + 60})),
+            "Fields `role` and `exp` are required in JWT",
+        ),
+        (
+            "garbage".to_owned(),
+            "The token provided is not a valid JWT",
+        ),
+        (forged, "Failed to validate JWT signature"),
+        (none_alg, "Failed to generate JWT signer"),
+    ];
+    let mut bystander = server.connect(Vsn::V2).await;
+    let bystander_ref = bystander
+        .join_ok("realtime:t", json!({"broadcast": {"ack": true}}))
+        .await;
+    for (bad, expected) in cases {
+        let mut client = server.connect(Vsn::V2).await;
+        let join_ref = client.join_ok("realtime:t", json!({})).await;
+        client
+            .send(
+                Some(&join_ref),
+                None,
+                "realtime:t",
+                "access_token",
+                json!({"access_token": bad}),
+            )
+            .await;
+        let system = client.event("realtime:t", "system").await;
+        let message = json_payload(&system)["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.starts_with(expected), "{message} vs {expected}");
+        client.event("realtime:t", "phx_close").await;
+        client.heartbeat().await;
+        // Nobody else is affected.
+        let msg_ref = bystander
+            .broadcast(&bystander_ref, "realtime:t", "still", json!({}))
+            .await;
+        assert_eq!(bystander.reply(&msg_ref).await.0, "ok");
+    }
+}
+
+#[tokio::test]
+async fn null_sb_and_unchanged_tokens_are_ignored() {
+    let server = TestServer::start().await;
+    let connect_token = token(json!({"role": "anon"}));
+    let mut client = server.connect_with_token(Vsn::V2, &connect_token).await;
+    let join_ref = client
+        .join_ok("realtime:t", json!({"broadcast": {"ack": true}}))
+        .await;
+    for payload in [
+        json!({"access_token": null}),
+        json!({"access_token": "sb_secret_abc"}),
+        json!({"access_token": connect_token}),
+        json!({}),
+    ] {
+        client
+            .send(Some(&join_ref), None, "realtime:t", "access_token", payload)
+            .await;
+    }
+    let msg_ref = client
+        .broadcast(&join_ref, "realtime:t", "e", json!({}))
+        .await;
+    let messages = client
+        .until(|m| m.msg_ref.as_deref() == Some(&msg_ref))
+        .await;
+    assert_eq!(
+        json_payload(&messages)["status"],
+        "ok",
+        "no system message, still joined"
+    );
+}
