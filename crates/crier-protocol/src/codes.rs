@@ -298,6 +298,17 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../../docs/ERROR_CODES.md");
+        for code in ErrorCode::ALL {
+            assert!(
+                doc.contains(&format!("| `{code}` |")),
+                "{code} is missing from docs/ERROR_CODES.md"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_prefixes_do_not_parse() {
         assert_eq!(Reason::parse("unmatched topic"), None);
         assert_eq!(Reason::parse("SomethingNew: text"), None);

@@ -34,6 +34,43 @@ impl Config {
     }
 }
 
+/// A setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// With an empty secret, any token signed with an empty key would verify.
+    #[error("the JWT secret is empty")]
+    EmptySecret,
+    /// A limit of zero would refuse everything it limits.
+    #[error("`{0}` must be greater than zero")]
+    ZeroLimit(&'static str),
+}
+
+impl Config {
+    /// Checks the settings that would make the node unusable or unsafe.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.is_empty() {
+            return Err(ConfigError::EmptySecret);
+        }
+        let limits = &self.limits;
+        let positive = [
+            ("max_connections", limits.max_connections),
+            ("max_channels_per_client", limits.max_channels_per_client),
+            ("max_payload_size_kb", limits.max_payload_size_kb),
+            ("max_frame_bytes", limits.max_frame_bytes),
+            (
+                "outbound_queue_messages",
+                self.socket.outbound_queue_messages,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Limits. Every limit answers with the reason Supabase Realtime documents for it.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -120,5 +157,22 @@ impl Default for SocketConfig {
             write_buffer_bytes: 16 << 10,
             header_read_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_settings_are_named() {
+        assert_eq!(Config::new("").validate(), Err(ConfigError::EmptySecret));
+        let mut config = Config::new("secret");
+        assert_eq!(config.validate(), Ok(()));
+        config.limits.max_frame_bytes = 0;
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::ZeroLimit("max_frame_bytes"))
+        );
     }
 }

@@ -20,7 +20,7 @@
 //! use crier_server::{Config, Node};
 //! use serde_json::json;
 //!
-//! let node = Node::new(Config::new("a-long-random-secret"));
+//! let node = Node::new(Config::new("a-long-random-secret")).expect("a usable config");
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
 //! tokio::spawn(crier_server::serve(listener, node.clone()));
 //!
@@ -42,7 +42,7 @@ mod registry;
 mod serve;
 mod session;
 
-pub use config::{Config, Limits, SocketConfig};
+pub use config::{Config, ConfigError, Limits, SocketConfig};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
 pub use serve::serve;

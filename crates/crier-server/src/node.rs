@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::JwtVerifier;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::fanout::Outgoing;
 use crate::hooks::{ConnectionInfo, Hooks};
 use crate::limits::{ConnectionLimiter, TenantCounters};
@@ -35,7 +35,7 @@ use crate::registry::{Delivery, Registry};
 /// # async fn run() -> std::io::Result<()> {
 /// use crier_server::{Config, Node};
 ///
-/// let node = Node::new(Config::new("a-long-random-secret"));
+/// let node = Node::new(Config::new("a-long-random-secret")).expect("a usable config");
 /// let app = axum::Router::new().merge(node.router());
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
 /// # let _ = app;
@@ -83,10 +83,11 @@ impl NodeBuilder {
         self
     }
 
-    /// Builds the node.
-    pub fn build(self) -> Node {
+    /// Builds the node, or says which setting is unusable.
+    pub fn build(self) -> Result<Node, ConfigError> {
         let NodeBuilder { config, hooks } = self;
-        Node {
+        config.validate()?;
+        Ok(Node {
             shared: Arc::new(Shared {
                 verifier: JwtVerifier::new(&config.jwt_secret),
                 registry: Registry::default(),
@@ -101,7 +102,7 @@ impl NodeBuilder {
                 next_ref: AtomicU64::new(1),
                 config,
             }),
-        }
+        })
     }
 }
 
@@ -125,8 +126,8 @@ pub enum PublishError {
 }
 
 impl Node {
-    /// A node with no hooks.
-    pub fn new(config: Config) -> Node {
+    /// A node with no hooks, or which setting is unusable.
+    pub fn new(config: Config) -> Result<Node, ConfigError> {
         Node::builder(config).build()
     }
 

@@ -108,7 +108,8 @@ async fn the_connection_limit_refuses_with_429_and_frees_on_close() {
     config.limits.max_connections = 2;
     let node = crier_server::Node::builder(config)
         .on_disconnect(move |info| gone_tx.send(info.id).unwrap())
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start_node(node).await;
     let first = server.connect(Vsn::V2).await;
     let mut second = server.connect(Vsn::V2).await;
@@ -148,7 +149,8 @@ async fn hooks_see_connects_and_disconnects() {
             tx2.send(("disconnect", info.id, info.role.clone()))
                 .unwrap();
         })
-        .build();
+        .build()
+        .unwrap();
     let server = TestServer::start_node(node).await;
     let mut client = server
         .connect_with_token(

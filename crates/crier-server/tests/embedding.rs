@@ -28,7 +28,7 @@ async fn embedded(node: &Node) -> TestServer {
 
 #[tokio::test]
 async fn a_host_app_serves_the_router_and_publishes_from_rust() {
-    let node = Node::new(Config::new(SECRET));
+    let node = Node::new(Config::new(SECRET)).unwrap();
     let server = embedded(&node).await;
     let body = reqwest::get(server.http("/hello"))
         .await
@@ -77,7 +77,7 @@ async fn a_host_app_serves_the_router_and_publishes_from_rust() {
 async fn payload_limits_apply_to_rust_publishers() {
     let mut config = Config::new(SECRET);
     config.limits.max_payload_size_kb = 1;
-    let node = Node::new(config);
+    let node = Node::new(config).unwrap();
     let err = node
         .broadcast("room", "e", &json!("x".repeat(2000)))
         .unwrap_err();
@@ -93,7 +93,7 @@ async fn payload_limits_apply_to_rust_publishers() {
 
 #[tokio::test]
 async fn presence_is_readable_from_rust() {
-    let node = Node::new(Config::new(SECRET));
+    let node = Node::new(Config::new(SECRET)).unwrap();
     let server = embedded(&node).await;
     let mut client = server.connect(Vsn::V2).await;
     let join_ref = client
@@ -119,7 +119,7 @@ async fn presence_is_readable_from_rust() {
 
 #[tokio::test]
 async fn an_embedded_router_refuses_connects_during_shutdown() {
-    let node = Node::new(Config::new(SECRET));
+    let node = Node::new(Config::new(SECRET)).unwrap();
     let server = embedded(&node).await;
     let mut client = server.connect(Vsn::V2).await;
     client.join_ok("realtime:x", json!({})).await;

@@ -10,7 +10,7 @@ use crier_server::{Config, Node};
 use serde_json::{Map, Value};
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::{ServeArgs, Settings};
+use crate::settings::ServeArgs;
 
 /// Development keys live ten years: the secret changes every run anyway.
 const DEV_KEY_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
@@ -30,20 +30,18 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         settings.jwt_secret.clone()
     };
-    let config = settings.server_config(secret.clone());
+    let node = Node::new(settings.server_config(secret.clone())).context("invalid settings")?;
     let address = SocketAddr::new(settings.bind, settings.port);
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let address = listener.local_addr()?;
     print_banner(
-        &settings,
-        &config,
+        node.config(),
         address,
         dev_secret.then_some(secret.as_str()),
     );
 
-    let node = Node::new(config);
     let server = tokio::spawn(crier_server::serve(listener, node.clone()));
     shutdown_signal().await?;
     println!("shutting down: telling clients to reconnect, draining sockets");
@@ -58,12 +56,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(
-    settings: &Settings,
-    config: &Config,
-    address: SocketAddr,
-    dev_secret: Option<&str>,
-) {
+fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) {
     let shown_host = match address.ip() {
         ip if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
         ip => ip,
@@ -104,7 +97,6 @@ fn print_banner(
         println!("  anon key:         {}", key("anon"));
         println!("  service_role key: {}", key("service_role"));
     }
-    let _ = settings;
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

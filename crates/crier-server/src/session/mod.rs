@@ -58,9 +58,11 @@ pub(crate) async fn run(node: Node, ws: WebSocket, params: ConnectParams) {
 
     tracing::debug!(conn = session.conn.id, ?end, "disconnected");
     session.leave_all();
-    let node = session.node.clone();
+    let (node, info) = (session.node.clone(), session.info.clone());
+    // Release the connection slot before telling anyone the socket is gone.
+    drop(session);
     node.shared.metrics.connections.dec();
-    node.shared.hooks.disconnected(&session.info);
+    node.shared.hooks.disconnected(&info);
 }
 
 /// Why a session ended.

@@ -46,7 +46,7 @@ impl TestServer {
         config.limits.max_events_per_second = 1_000_000;
         config.limits.max_presence_events_per_second = 1_000_000;
         adjust(&mut config);
-        Self::start_node(Node::new(config)).await
+        Self::start_node(Node::new(config).unwrap()).await
     }
 
     pub async fn start_node(node: Node) -> Self {
