@@ -12,47 +12,6 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-struct Bystanders {
-    sender: Client,
-    sender_ref: String,
-    receiver: Client,
-    count: u64,
-}
-
-impl Bystanders {
-    async fn new(server: &TestServer) -> Self {
-        let mut sender = server.connect(Vsn::V2).await;
-        let mut receiver = server.connect(Vsn::V1).await;
-        let sender_ref = sender
-            .join_ok("realtime:calm", json!({"broadcast": {"ack": true}}))
-            .await;
-        receiver.join_ok("realtime:calm", json!({})).await;
-        Bystanders {
-            sender,
-            sender_ref,
-            receiver,
-            count: 0,
-        }
-    }
-
-    /// A broadcast goes from one to the other.
-    async fn still_fine(&mut self) {
-        self.count += 1;
-        let msg_ref = self
-            .sender
-            .broadcast(
-                &self.sender_ref,
-                "realtime:calm",
-                "tick",
-                json!({"n": self.count}),
-            )
-            .await;
-        assert_eq!(self.sender.reply(&msg_ref).await.0, "ok");
-        let message = self.receiver.event("realtime:calm", "broadcast").await;
-        assert_eq!(json_payload(&message)["payload"]["n"], self.count);
-    }
-}
-
 /// The `reason` of the `phx_error` a frame without a readable ref gets.
 async fn phoenix_error(client: &mut Client) -> String {
     let message = client.event("phoenix", "phx_error").await;

@@ -60,6 +60,7 @@ async fn postgres_bindings_are_echoed_with_ids_and_a_no_database_notice() {
 #[tokio::test]
 async fn topic_rules() {
     let server = TestServer::start().await;
+    let mut bystanders = Bystanders::new(&server).await;
     let mut client = server.connect(Vsn::V2).await;
     let (_, status, response) = client.join("realtime:", json!({})).await;
     assert_eq!(status, "error");
@@ -101,6 +102,7 @@ async fn topic_rules() {
         (status.as_str(), reason(&response)),
         ("error", "unmatched topic")
     );
+    bystanders.still_fine().await;
 }
 
 #[tokio::test]
@@ -233,6 +235,7 @@ async fn invalid_join_payloads_name_the_field() {
 #[tokio::test]
 async fn the_channel_limit_refuses_with_channel_rate_limit_reached() {
     let server = TestServer::start_with(|config| config.limits.max_channels_per_client = 3).await;
+    let mut bystanders = Bystanders::new(&server).await;
     let mut client = server.connect(Vsn::V2).await;
     for i in 0..3 {
         client.join_ok(&format!("realtime:c{i}"), json!({})).await;
@@ -245,6 +248,7 @@ async fn the_channel_limit_refuses_with_channel_rate_limit_reached() {
     // The socket and its channels are unaffected.
     client.heartbeat().await;
     assert_eq!(server.node.subscriber_count("c0"), 1);
+    bystanders.still_fine().await;
 }
 
 #[tokio::test]
@@ -282,6 +286,7 @@ async fn the_join_rate_limit_refuses_and_closes_the_socket() {
 #[tokio::test]
 async fn join_tokens_are_checked_with_coded_reasons() {
     let server = TestServer::start().await;
+    let mut bystanders = Bystanders::new(&server).await;
     let mut client = server.connect(Vsn::V2).await;
     let now = unix_now();
     let none_alg = format!(
@@ -345,6 +350,7 @@ async fn join_tokens_are_checked_with_coded_reasons() {
         )
         .await;
     assert_eq!(status, "ok");
+    bystanders.still_fine().await;
 }
 
 #[tokio::test]

@@ -46,6 +46,7 @@ async fn an_unknown_version_is_forbidden() {
 #[tokio::test]
 async fn token_failures_are_401_with_supabase_texts() {
     let server = TestServer::start().await;
+    let mut bystanders = Bystanders::new(&server).await;
     let now = unix_now();
     let none_alg = format!(
         "{}.{}.",
@@ -84,6 +85,7 @@ async fn token_failures_are_401_with_supabase_texts() {
             .await;
         assert_eq!(status, 401, "{expected}");
         assert_eq!(body, json!({"error": expected}));
+        bystanders.still_fine().await;
     }
 }
 

@@ -182,6 +182,7 @@ async fn tracking_turns_presence_on_with_the_state_before_the_diff() {
 #[tokio::test]
 async fn bad_presence_pushes_are_answered() {
     let server = TestServer::start().await;
+    let mut bystanders = Bystanders::new(&server).await;
     let mut client = server.connect(Vsn::V2).await;
     let join_ref = client.join_ok(TOPIC, presence_config("k")).await;
     let (status, response) = track(&mut client, &join_ref, json!("a string")).await;
@@ -203,6 +204,7 @@ async fn bad_presence_pushes_are_answered() {
         .push(&join_ref, TOPIC, "presence", json!([1, 2]))
         .await;
     assert_eq!(status, "error");
+    bystanders.still_fine().await;
 }
 
 #[tokio::test]

@@ -319,3 +319,46 @@ pub fn json_payload(message: &Message) -> &Value {
 pub fn reason(response: &Value) -> &str {
     response["reason"].as_str().unwrap_or_default()
 }
+
+/// A sender and a receiver on another connection (one of each serializer), to prove that
+/// bad input on one socket leaves everyone else working.
+pub struct Bystanders {
+    sender: Client,
+    sender_ref: String,
+    receiver: Client,
+    count: u64,
+}
+
+impl Bystanders {
+    pub async fn new(server: &TestServer) -> Self {
+        let mut sender = server.connect(Vsn::V2).await;
+        let mut receiver = server.connect(Vsn::V1).await;
+        let sender_ref = sender
+            .join_ok("realtime:calm", json!({"broadcast": {"ack": true}}))
+            .await;
+        receiver.join_ok("realtime:calm", json!({})).await;
+        Bystanders {
+            sender,
+            sender_ref,
+            receiver,
+            count: 0,
+        }
+    }
+
+    /// A broadcast goes from one to the other.
+    pub async fn still_fine(&mut self) {
+        self.count += 1;
+        let msg_ref = self
+            .sender
+            .broadcast(
+                &self.sender_ref,
+                "realtime:calm",
+                "tick",
+                json!({"n": self.count}),
+            )
+            .await;
+        assert_eq!(self.sender.reply(&msg_ref).await.0, "ok");
+        let message = self.receiver.event("realtime:calm", "broadcast").await;
+        assert_eq!(json_payload(&message)["payload"]["n"], self.count);
+    }
+}
