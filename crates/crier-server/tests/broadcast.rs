@@ -34,9 +34,8 @@ fn user_broadcast_push(
     }
 }
 
-#[tokio::test]
-async fn broadcasts_reach_every_subscriber_in_its_own_serializer() {
-    let server = TestServer::start().await;
+/// A sender with ack on, and one listener of each serializer, all joined to [`TOPIC`].
+async fn sender_and_listeners(server: &TestServer) -> (Client, String, Client, Client) {
     let mut sender = server.connect(Vsn::V2).await;
     let mut v1 = server.connect(Vsn::V1).await;
     let mut v2 = server.connect(Vsn::V2).await;
@@ -45,6 +44,13 @@ async fn broadcasts_reach_every_subscriber_in_its_own_serializer() {
         .await;
     v1.join_ok(TOPIC, json!({})).await;
     v2.join_ok(TOPIC, json!({})).await;
+    (sender, join_ref, v1, v2)
+}
+
+#[tokio::test]
+async fn broadcasts_reach_every_subscriber_in_its_own_serializer() {
+    let server = TestServer::start().await;
+    let (mut sender, join_ref, mut v1, mut v2) = sender_and_listeners(&server).await;
 
     let msg_ref = sender
         .broadcast(&join_ref, TOPIC, "cursor", json!({"x": 1, "y": [2, 3]}))
@@ -103,14 +109,7 @@ async fn self_false_excludes_the_sender_and_self_true_includes_it() {
 #[tokio::test]
 async fn kind_3_json_is_relayed_as_json_text_to_every_serializer() {
     let server = TestServer::start().await;
-    let mut sender = server.connect(Vsn::V2).await;
-    let mut v1 = server.connect(Vsn::V1).await;
-    let mut v2 = server.connect(Vsn::V2).await;
-    let join_ref = sender
-        .join_ok(TOPIC, json!({"broadcast": {"ack": true}}))
-        .await;
-    v1.join_ok(TOPIC, json!({})).await;
-    v2.join_ok(TOPIC, json!({})).await;
+    let (mut sender, join_ref, mut v1, mut v2) = sender_and_listeners(&server).await;
     sender
         .send_message(&user_broadcast_push(
             &join_ref,
@@ -129,14 +128,7 @@ async fn kind_3_json_is_relayed_as_json_text_to_every_serializer() {
 #[tokio::test]
 async fn kind_3_binary_reaches_v2_as_kind_4_and_skips_v1() {
     let server = TestServer::start().await;
-    let mut sender = server.connect(Vsn::V2).await;
-    let mut v1 = server.connect(Vsn::V1).await;
-    let mut v2 = server.connect(Vsn::V2).await;
-    let join_ref = sender
-        .join_ok(TOPIC, json!({"broadcast": {"ack": true}}))
-        .await;
-    v1.join_ok(TOPIC, json!({})).await;
-    v2.join_ok(TOPIC, json!({})).await;
+    let (mut sender, join_ref, mut v1, mut v2) = sender_and_listeners(&server).await;
     let bytes = [0u8, 159, 146, 150, 255, 7];
     sender
         .send_message(&user_broadcast_push(

@@ -24,6 +24,28 @@ async fn track(client: &mut Client, join_ref: &str, payload: Value) -> (String, 
         .await
 }
 
+/// A presence push with `event` (and a track payload), replied to.
+async fn presence_push(client: &mut Client, join_ref: &str, event: &str) -> (String, Value) {
+    client
+        .push(
+            join_ref,
+            TOPIC,
+            "presence",
+            json!({"type": "presence", "event": event}),
+        )
+        .await
+}
+
+/// Sends a track without waiting: the answer may be a shutdown instead of a reply.
+async fn send_track(client: &mut Client, join_ref: &str, payload: Value) -> String {
+    let msg_ref = client.next_ref();
+    let body = json!({"type": "presence", "event": "track", "payload": payload});
+    client
+        .send(Some(join_ref), Some(&msg_ref), TOPIC, "presence", body)
+        .await;
+    msg_ref
+}
+
 /// (joins, leaves) of the next presence_diff.
 async fn diff(client: &mut Client) -> (Value, Value) {
     let message = client.event(TOPIC, "presence_diff").await;
@@ -106,14 +128,7 @@ async fn untrack_leave_and_disconnect_each_produce_a_leave() {
     let a_ref = a.join_ok(TOPIC, presence_config("a")).await;
     track(&mut a, &a_ref, json!({})).await;
     assert!(diff(&mut watcher).await.0.get("a").is_some());
-    let (status, _) = a
-        .push(
-            &a_ref,
-            TOPIC,
-            "presence",
-            json!({"type": "presence", "event": "UNTRACK"}),
-        )
-        .await;
+    let (status, _) = presence_push(&mut a, &a_ref, "UNTRACK").await;
     assert_eq!(status, "ok", "event names are case-insensitive");
     assert!(diff(&mut watcher).await.1.get("a").is_some());
 
@@ -190,14 +205,7 @@ async fn bad_presence_pushes_are_answered() {
         (status.as_str(), reason(&response)),
         ("error", "Presence track payload must be a map")
     );
-    let (status, response) = client
-        .push(
-            &join_ref,
-            TOPIC,
-            "presence",
-            json!({"type": "presence", "event": "dance"}),
-        )
-        .await;
+    let (status, response) = presence_push(&mut client, &join_ref, "dance").await;
     assert_eq!(status, "error");
     assert!(reason(&response).contains("dance"));
     let (status, _) = client
@@ -216,16 +224,7 @@ async fn more_than_five_presence_pushes_in_the_window_shut_the_channel_down() {
         let (status, _) = track(&mut client, &join_ref, json!({"n": n})).await;
         assert_eq!(status, "ok");
     }
-    let msg_ref = client.next_ref();
-    client
-        .send(
-            Some(&join_ref),
-            Some(&msg_ref),
-            TOPIC,
-            "presence",
-            json!({"type": "presence", "event": "track", "payload": {"n": 5}}),
-        )
-        .await;
+    send_track(&mut client, &join_ref, json!({"n": 5})).await;
     let system = client.event(TOPIC, "system").await;
     assert_eq!(
         json_payload(&system)["message"],
@@ -240,16 +239,7 @@ async fn an_oversized_track_shuts_the_channel_down() {
     let server = TestServer::start_with(|config| config.limits.max_payload_size_kb = 1).await;
     let mut client = server.connect(Vsn::V2).await;
     let join_ref = client.join_ok(TOPIC, presence_config("k")).await;
-    let msg_ref = client.next_ref();
-    client
-        .send(
-            Some(&join_ref),
-            Some(&msg_ref),
-            TOPIC,
-            "presence",
-            json!({"type": "presence", "event": "track", "payload": {"blob": "x".repeat(2000)}}),
-        )
-        .await;
+    send_track(&mut client, &join_ref, json!({"blob": "x".repeat(2000)})).await;
     let system = client.event(TOPIC, "system").await;
     assert_eq!(
         json_payload(&system)["message"],
@@ -270,16 +260,7 @@ async fn over_the_presence_events_limit_channels_are_shut_down() {
         let join_ref = client
             .join_ok(TOPIC, presence_config(&format!("u{i}")))
             .await;
-        let msg_ref = client.next_ref();
-        client
-            .send(
-                Some(&join_ref),
-                Some(&msg_ref),
-                TOPIC,
-                "presence",
-                json!({"type": "presence", "event": "track", "payload": {}}),
-            )
-            .await;
+        let msg_ref = send_track(&mut client, &join_ref, json!({})).await;
         let answer = client
             .until(|m| {
                 (m.event == "phx_reply" && m.msg_ref.as_deref() == Some(&msg_ref))

@@ -10,6 +10,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use crier_server::auth::{sign_token, unix_now};
 use crier_server::protocol::serializer::{self, Direction, FrameRef};
@@ -360,5 +362,77 @@ impl Bystanders {
         assert_eq!(self.sender.reply(&msg_ref).await.0, "ok");
         let message = self.receiver.event("realtime:calm", "broadcast").await;
         assert_eq!(json_payload(&message)["payload"]["n"], self.count);
+    }
+}
+
+/// Tokens the server must refuse, with the texts Supabase answers each with.
+#[derive(Debug, Clone, Copy)]
+pub enum BadToken {
+    Expired,
+    MissingClaims,
+    Malformed,
+    Forged,
+    AlgNone,
+}
+
+impl BadToken {
+    pub const ALL: [BadToken; 5] = [
+        BadToken::Expired,
+        BadToken::MissingClaims,
+        BadToken::Malformed,
+        BadToken::Forged,
+        BadToken::AlgNone,
+    ];
+
+    pub fn token(self) -> String {
+        let now = unix_now();
+        match self {
+            BadToken::Expired => token(json!({"role": "anon", "exp": now - 30})),
+            BadToken::MissingClaims => token(json!({"sub": "no-role"})),
+            BadToken::Malformed => "not.a.jwt".to_owned(),
+            BadToken::Forged => sign_token(
+                "not-the-secret",
+                json!({"role": "anon", "exp": now + 60})
+                    .as_object()
+                    .unwrap(),
+            ),
+            BadToken::AlgNone => format!(
+                "{}.{}.",
+                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
+                URL_SAFE_NO_PAD.encode(format!(r#"{{"role":"service_role","exp":{}}}"#, now + 60))
+            ),
+        }
+    }
+
+    /// The message (a prefix for `Expired`, which names the seconds).
+    pub fn message(self) -> &'static str {
+        match self {
+            BadToken::Expired => "Token has expired ",
+            BadToken::MissingClaims => "Fields `role` and `exp` are required in JWT",
+            BadToken::Malformed => "The token provided is not a valid JWT",
+            BadToken::Forged => "Failed to validate JWT signature",
+            BadToken::AlgNone => {
+                "Failed to generate JWT signer, check your JWT secret or JWKS configuration"
+            }
+        }
+    }
+
+    /// The 401 body's text at connect, where an expired token says only "Token has expired".
+    pub fn connect_message(self) -> &'static str {
+        match self {
+            BadToken::Expired => "Token has expired",
+            other => other.message(),
+        }
+    }
+
+    /// The coded join reason (a prefix for `Expired`).
+    pub fn join_reason(self) -> String {
+        let code = match self {
+            BadToken::Expired | BadToken::MissingClaims => "InvalidJWTToken",
+            BadToken::Malformed => "MalformedJWT",
+            BadToken::Forged => "JwtSignatureError",
+            BadToken::AlgNone => "JwtSignerError",
+        };
+        format!("{code}: {}", self.message())
     }
 }
