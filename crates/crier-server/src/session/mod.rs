@@ -49,19 +49,16 @@ pub(crate) async fn run(node: Node, ws: WebSocket, params: ConnectParams) {
     // Counted by the node's tracker, so a graceful shutdown waits for this socket.
     let _task = node.shared.tasks.token();
     let mut session = Session::new(node, params);
-    let metrics = &session.node.shared.metrics;
-    metrics.connections.inc();
     session.node.shared.hooks.connected(&session.info);
     tracing::debug!(conn = session.conn.id, role = %session.info.role, vsn = %session.vsn, "connected");
 
     let end = session.serve(ws).await;
 
     tracing::debug!(conn = session.conn.id, ?end, "disconnected");
-    session.leave_all();
     let (node, info) = (session.node.clone(), session.info.clone());
-    // Release the connection slot before telling anyone the socket is gone.
+    // Dropping the session leaves its channels and releases its connection slot, so
+    // both have happened before anyone hears the socket is gone.
     drop(session);
-    node.shared.metrics.connections.dec();
     node.shared.hooks.disconnected(&info);
 }
 
@@ -114,6 +111,8 @@ impl Session {
             sub: params.claims.sub.clone(),
             vsn: params.vsn,
         };
+        // Paired with the decrement in `Drop`.
+        node.shared.metrics.connections.inc();
         Session {
             node,
             conn,
@@ -346,13 +345,6 @@ impl Session {
         shared.metrics.channels.dec();
     }
 
-    fn leave_all(&mut self) {
-        self.conn.queue.close();
-        let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
-        for channel in channels {
-            self.release(channel);
-        }
-    }
 
     /// Queues a reply to a push: `[join_ref, ref, topic, "phx_reply", {status, response}]`.
     fn reply(&mut self, to: &ReplyTo, status: &str, response: &impl Serialize) {
@@ -391,6 +383,19 @@ impl Session {
             event: PHX_CLOSE,
         };
         self.out.push(encode_one(self.vsn, &envelope, &json!({})));
+    }
+}
+
+/// Cleanup lives in `Drop` so it runs however the task ends, a panic included: a
+/// session that left no trace in the registry cannot leak subscribers or presences.
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.conn.queue.close();
+        let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+        for channel in channels {
+            self.release(channel);
+        }
+        self.node.shared.metrics.connections.dec();
     }
 }
 
