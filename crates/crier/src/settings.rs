@@ -43,7 +43,7 @@ macro_rules! serve_args {
             pub(crate) config: Option<PathBuf>,
             $(
                 $(#[$doc])*
-                #[arg(long, env = $env)]
+                #[arg(long, env = $env, hide_env_values = true)]
                 pub(crate) $field: Option<$ty>,
             )+
         }

@@ -144,3 +144,47 @@ fn bad_settings_fail_with_one_clear_line() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--port"), "{stderr}");
 }
+
+#[test]
+fn environment_variables_configure_the_server_and_stay_out_of_help() {
+    let mut child = Command::new(CRIER)
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0"])
+        .env("CRIER_JWT_SECRET", "env-secret-value-0123456789")
+        .env("CRIER_MAX_CONNECTIONS", "7")
+        .env("CRIER_TENANT", "from-env")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    for line in lines.map_while(Result::ok) {
+        let done = line.contains("limits:");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(banner[0].contains("(tenant from-env)"), "{banner:?}");
+    assert!(
+        banner.last().unwrap().contains("7 connections"),
+        "{banner:?}"
+    );
+    assert!(
+        !banner.iter().any(|l| l.contains("DEVELOPMENT")),
+        "a secret was given: no dev keys"
+    );
+
+    let help = Command::new(CRIER)
+        .args(["serve", "--help"])
+        .env("CRIER_JWT_SECRET", "env-secret-value-0123456789")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("CRIER_JWT_SECRET"));
+    assert!(
+        !help.contains("env-secret-value"),
+        "help must not print the secret"
+    );
+}

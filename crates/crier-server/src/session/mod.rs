@@ -345,7 +345,6 @@ impl Session {
         shared.metrics.channels.dec();
     }
 
-
     /// Queues a reply to a push: `[join_ref, ref, topic, "phx_reply", {status, response}]`.
     fn reply(&mut self, to: &ReplyTo, status: &str, response: &impl Serialize) {
         #[derive(Serialize)]
