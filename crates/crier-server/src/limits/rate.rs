@@ -29,6 +29,10 @@ pub struct RateCounter {
     /// so the common case (no bucket boundary crossed) costs one atomic load.
     next_roll_nanos: AtomicU64,
     origin: Instant,
+    /// Sum and count of the completed buckets, mirrored from `completed` so that reading
+    /// the rate (several times per broadcast, from every core) takes no lock.
+    completed_sum: AtomicU64,
+    completed_len: AtomicU64,
     completed: Mutex<Completed>,
 }
 
@@ -54,6 +58,8 @@ impl RateCounter {
             current: AtomicU64::new(0),
             next_roll_nanos: AtomicU64::new(tick.as_nanos() as u64),
             origin,
+            completed_sum: AtomicU64::new(0),
+            completed_len: AtomicU64::new(0),
             completed: Mutex::new(Completed::default()),
         }
     }
@@ -66,10 +72,16 @@ impl RateCounter {
 
     /// The average events per second over the window.
     pub fn rate(&self) -> f64 {
+        self.rate_with(0)
+    }
+
+    /// The rate if `extra` more events were added now.
+    fn rate_with(&self, extra: u64) -> f64 {
         self.roll();
-        let completed = self.completed.lock();
-        let total = completed.sum + self.current.load(Ordering::Relaxed);
-        let buckets = completed.buckets.len() + 1;
+        let total = self.completed_sum.load(Ordering::Acquire)
+            + self.current.load(Ordering::Relaxed)
+            + extra;
+        let buckets = self.completed_len.load(Ordering::Acquire) + 1;
         total as f64 / buckets as f64 / self.tick.as_secs_f64()
     }
 
@@ -80,11 +92,7 @@ impl RateCounter {
 
     /// True if adding `n` more events now would put the average at or above the limit.
     pub fn would_exceed(&self, n: u64) -> bool {
-        self.roll();
-        let completed = self.completed.lock();
-        let total = completed.sum + self.current.load(Ordering::Relaxed) + n;
-        let buckets = completed.buckets.len() + 1;
-        total as f64 / buckets as f64 / self.tick.as_secs_f64() > self.limit
+        self.rate_with(n) > self.limit
     }
 
     /// Moves full buckets into the window once their tick has passed.
@@ -114,6 +122,9 @@ impl RateCounter {
         for _ in 1..ticks_passed.min(self.max_buckets as u64 + 1) {
             push(&mut completed, 0);
         }
+        self.completed_sum.store(completed.sum, Ordering::Release);
+        self.completed_len
+            .store(completed.buckets.len() as u64, Ordering::Release);
         self.next_roll_nanos
             .store(next_roll + ticks_passed * tick, Ordering::Release);
     }
