@@ -1,21 +1,14 @@
 // Case 1: a realtime-js channel subscribes and reaches SUBSCRIBED, and the server's join reply
 // has the protocol's shape for the negotiated serializer.
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, VSNS, subscribeOk, tapOf, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, tapOf, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 
 describe('subscribe', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   for (const vsn of VSNS) {
     it(`vsn ${vsn}: subscribe reaches SUBSCRIBED with the joined reply`, async () => {

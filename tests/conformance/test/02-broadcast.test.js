@@ -1,21 +1,14 @@
 // Case 2: broadcast between realtime-js clients, and the `self` and `ack` options.
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
 describe('broadcast', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   /** A subscribed channel on a new client that records every broadcast it receives. */
   async function member(vsn, name, broadcast = {}) {

@@ -1,22 +1,15 @@
 // Case 3 (vsn 2.0.0 only): an ArrayBuffer broadcast from one realtime-js client arrives
 // byte-identical, as an ArrayBuffer, at another (kind 3 in, kind 4 out).
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, subscribeOk, send, tapOf, uniqueName } from '../lib/clients.js'
+import { subscribeOk, send, tapOf, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
 describe('binary broadcast (vsn 2.0.0)', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   async function member(name, broadcast = {}) {
     const client = pool.realtime(server, { vsn: '2.0.0' })

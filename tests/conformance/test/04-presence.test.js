@@ -1,24 +1,17 @@
 // Case 4: presence with realtime-js. Two clients track; both converge on a state with both
 // keys, see join events, and the survivor gets a leave when the other goes away.
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, VSNS, subscribeOk, tapOf, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, tapOf, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
 const keysOf = (state) => Object.keys(state).sort()
 
 describe('presence', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   /** A client on `name` with presence key `key`, recording sync/join/leave events. */
   async function presenceMember(vsn, name, key) {

@@ -1,23 +1,16 @@
 // Case 5: broadcasts sent over HTTP reach WebSocket subscribers: realtime-js httpSend
 // (POST /api/broadcast/<name>/events/<event>) and the batch endpoint (POST /api/broadcast).
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, VSNS, subscribeOk, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 import { mintToken } from '../lib/jwt.js'
 
 describe('HTTP broadcast', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   async function subscriber(vsn, name) {
     const client = pool.realtime(server, { vsn })

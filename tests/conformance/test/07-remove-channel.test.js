@@ -7,22 +7,15 @@
 //  - the same socket, on a second channel, receives a message the sender sent after that
 //    one, so anything the server had sent for the removed topic would have arrived first.
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
-import { ClientPool, VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
 describe('removeChannel', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   function listen(client, name) {
     const received = new Recorder('broadcast')

@@ -2,12 +2,11 @@
 // topics, broadcasts, uses presence through phoenix's Presence class, and interoperates with
 // realtime-js clients of both serializers.
 
-import { describe, it, before, after, afterEach } from 'node:test'
+import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { startServer } from '../lib/server.js'
 import {
-  ClientPool,
+  
   VSNS,
   PhoenixPresence,
   phoenixJoin,
@@ -18,17 +17,11 @@ import {
   tapOf,
   uniqueName,
 } from '../lib/clients.js'
+import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
 describe('phoenix.js', () => {
-  let server
-  const pool = new ClientPool()
-
-  before(async () => {
-    server = await startServer()
-  })
-  afterEach(() => pool.closeAll())
-  after(() => server?.stop())
+  const { server, pool } = useServer()
 
   /** A phoenix socket joined to realtime:<name>, recording broadcasts. */
   async function phoenixMember(name, config = {}) {
