@@ -22,5 +22,5 @@ pub mod serializer;
 pub use codes::{CloseCode, ErrorCode, Reason};
 pub use join::{JoinConfig, JoinError, JoinRequest, PostgresChangeBinding};
 pub use message::{Message, Payload, PayloadEncoding, UserBroadcast};
-pub use presence::{PresenceDiff, PresenceMeta, Presences};
+pub use presence::{PresenceChange, PresenceDiff, PresenceMeta, PresenceView, Presences};
 pub use serializer::{DecodeError, Vsn, WireFrame};

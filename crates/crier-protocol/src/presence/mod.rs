@@ -9,11 +9,16 @@
 //! new one, and the new meta carries `phx_ref_prev` pointing at the old `phx_ref`, so
 //! clients can tell an update from a real leave and join.
 
+mod view;
+
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
+use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
+
+pub use view::{PresenceChange, PresenceView};
 
 /// Keys the server owns inside a meta; a client payload cannot set them.
 const RESERVED_KEYS: [&str; 2] = ["phx_ref", "phx_ref_prev"];
@@ -41,6 +46,24 @@ impl Serialize for PresenceMeta {
             map.serialize_entry("phx_ref_prev", prev)?;
         }
         map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for PresenceMeta {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut payload = Map::deserialize(deserializer)?;
+        let Some(Value::String(phx_ref)) = payload.remove("phx_ref") else {
+            return Err(D::Error::custom("a presence meta needs a string `phx_ref`"));
+        };
+        let phx_ref_prev = match payload.remove("phx_ref_prev") {
+            Some(Value::String(r)) => Some(r),
+            _ => None,
+        };
+        Ok(PresenceMeta {
+            phx_ref,
+            phx_ref_prev,
+            payload,
+        })
     }
 }
 
@@ -77,12 +100,30 @@ impl Serialize for PresenceGroups {
     }
 }
 
+impl<'de> Deserialize<'de> for PresenceGroups {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Metas {
+            metas: Vec<PresenceMeta>,
+        }
+        let groups = BTreeMap::<String, Metas>::deserialize(deserializer)?;
+        Ok(PresenceGroups(
+            groups
+                .into_iter()
+                .map(|(key, metas)| (key, metas.metas))
+                .collect(),
+        ))
+    }
+}
+
 /// The body of a `presence_diff` message.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PresenceDiff {
     /// Metas that appeared.
+    #[serde(default)]
     pub joins: PresenceGroups,
     /// Metas that went away.
+    #[serde(default)]
     pub leaves: PresenceGroups,
 }
 
