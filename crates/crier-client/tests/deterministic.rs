@@ -739,3 +739,44 @@ async fn binary_broadcasts_and_acks() {
         BroadcastPayload::Binary(bytes::Bytes::from_static(&[9]))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn pushes_waiting_for_a_join_that_is_refused_for_good_are_failed_with_the_refusal() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport).build().unwrap();
+    let room = client.channel("room");
+    let subscribing = tokio::spawn({
+        let room = room.clone();
+        async move { room.subscribe().await }
+    });
+    let mut peer = server.accept().await.unwrap();
+    let join = peer.recv_skipping_heartbeats().await.unwrap();
+    let waiting = tokio::spawn({
+        let room = room.clone();
+        async move { room.broadcast("tick", json!({})).await }
+    });
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !waiting.is_finished(),
+        "buffered while the join is in flight"
+    );
+    peer.reply(
+        &join,
+        "error",
+        json!({"reason": "InvalidTopic: a topic is at most 255 bytes"}),
+    );
+    assert!(subscribing.await.unwrap().is_err());
+    let result = waiting.await.unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(Error::JoinRefused {
+                code: Some(ErrorCode::InvalidTopic),
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+}

@@ -262,7 +262,11 @@ impl Driver {
         }
         let token = self.auth.current().map(str::to_owned);
         let payload = channel.join_payload(token.as_deref());
-        channel.presence.expect_state();
+        // Only a presence-enabled join gets a presence_state to wait for (Supabase sends
+        // diffs to every channel of a public topic, but the state only to those).
+        if channel.presence_enabled {
+            channel.presence.expect_state();
+        }
         channel.last_system_error = None;
         self.next_ref += 1;
         let join_ref = self.next_ref.to_string();
@@ -400,10 +404,11 @@ impl Driver {
                 channel.set_status(
                     Phase::Errored,
                     ChannelStatus::Errored {
-                        error,
+                        error: error.clone(),
                         retrying: false,
                     },
                 );
+                self.drop_buffered(topic, &error);
                 return;
             }
             RetryAdvice::AfterTokenChange => {
@@ -475,6 +480,7 @@ impl Driver {
         channel.wanted = false;
         channel.resolve_subscribers(Err(error.clone()));
         channel.set_status(Phase::Closed, ChannelStatus::Closed);
+        self.drop_buffered(topic, &error);
     }
 
     /// The channel crashed on the server (`phx_error`): rejoin with backoff.
@@ -664,16 +670,18 @@ impl Driver {
             event: event.to_owned(),
             payload,
         });
-        let key = match pending {
-            Pending::Ignored => None,
-            _ => Some(self.timers.insert(
-                Timer::ReplyTimeout {
-                    msg_ref: msg_ref.clone(),
-                },
-                self.options.timeout,
-            )),
-        };
-        self.pending.insert(msg_ref, (pending, key));
+        // A reply nobody awaits is not tracked: the server does not answer un-acked
+        // broadcasts, and an entry per message would grow without bound.
+        if matches!(pending, Pending::Ignored) {
+            return;
+        }
+        let key = self.timers.insert(
+            Timer::ReplyTimeout {
+                msg_ref: msg_ref.clone(),
+            },
+            self.options.timeout,
+        );
+        self.pending.insert(msg_ref, (pending, Some(key)));
     }
 
     fn flush_buffer(&mut self, topic: &str) {

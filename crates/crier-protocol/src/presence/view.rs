@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 
 use super::{PresenceDiff, PresenceGroups, PresenceMeta};
 
+/// Diffs held while waiting for a state, at most.
+const MAX_PENDING_DIFFS: usize = 1024;
+
 /// One change to a presence view.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PresenceChange {
@@ -110,6 +113,11 @@ impl PresenceView {
     /// Applies a `presence_diff`, or holds it until the state arrives.
     pub fn sync_diff(&mut self, diff: PresenceDiff) -> Vec<PresenceChange> {
         if self.awaiting_state {
+            // Bounded: if the state never comes, old diffs go (the state, when it comes,
+            // replaces the view anyway).
+            if self.pending.len() >= MAX_PENDING_DIFFS {
+                self.pending.remove(0);
+            }
             self.pending.push(diff);
             return Vec::new();
         }
