@@ -22,6 +22,21 @@ pub type TokenError = Box<dyn std::error::Error + Send + Sync>;
 pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, TokenError>> + Send>>;
 
 /// An async function that returns the current access token.
+///
+/// The client asks it before the first join, after every reconnect, and before each
+/// token it returned expires; joins wait for the answer.
+///
+/// ```
+/// use crier_client::{Client, TokenProvider};
+///
+/// # async fn current_session_token() -> Result<String, std::io::Error> { Ok("jwt".into()) }
+/// # fn build() -> Result<Client, crier_client::Error> {
+/// let client = Client::builder("ws://127.0.0.1:4000/socket")
+///     .api_key("<anon key>")
+///     .token_provider(TokenProvider::new(|| async { Ok(current_session_token().await?) }))
+///     .build()?;
+/// # Ok(client) }
+/// ```
 #[derive(Clone)]
 pub struct TokenProvider(Arc<dyn Fn() -> TokenFuture + Send + Sync>);
 

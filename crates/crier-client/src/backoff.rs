@@ -7,6 +7,17 @@ use std::time::Duration;
 
 /// A backoff schedule: `initial * multiplier^attempt`, capped at `max`, then scaled down by
 /// a random factor in `[1 - jitter, 1]`.
+///
+/// ```
+/// use std::time::Duration;
+/// use crier_client::Backoff;
+///
+/// let policy = Backoff { initial: Duration::from_millis(500), max: Duration::from_secs(10), ..Backoff::RECONNECT };
+/// assert_eq!(policy.base_delay(0), Duration::from_millis(500));
+/// assert_eq!(policy.base_delay(10), Duration::from_secs(10));
+/// let jittered = policy.delay(3);
+/// assert!(jittered <= Duration::from_secs(4) && jittered >= Duration::from_secs(3));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
     /// The delay before the first retry, before jitter.

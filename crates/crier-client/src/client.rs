@@ -90,6 +90,21 @@ pub(crate) struct Options {
 }
 
 /// Builds a [`Client`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use crier_client::{Backoff, Client, Vsn};
+///
+/// # fn build() -> Result<Client, crier_client::Error> {
+/// let client = Client::builder("wss://<project>.supabase.co/realtime/v1")
+///     .api_key("<anon key>")
+///     .access_token("<user jwt>")
+///     .vsn(Vsn::V2)
+///     .heartbeat_interval(Duration::from_secs(25))
+///     .reconnect_policy(Backoff { max: Duration::from_secs(10), ..Backoff::RECONNECT })
+///     .build()?;
+/// # Ok(client) }
+/// ```
 pub struct ClientBuilder {
     url: String,
     api_key: Option<String>,
