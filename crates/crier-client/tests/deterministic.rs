@@ -780,3 +780,35 @@ async fn pushes_waiting_for_a_join_that_is_refused_for_good_are_failed_with_the_
         "{result:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn one_topic_is_one_shared_channel_and_the_last_handle_leaves() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport).build().unwrap();
+    let first = client.channel("room");
+    let second = client.channel("room");
+    let subscribing = tokio::spawn({
+        let first = first.clone();
+        async move { first.subscribe().await }
+    });
+    let mut peer = server.accept().await.unwrap();
+    let join = accept_join(&mut peer, "realtime:room", json!({"postgres_changes": []})).await;
+    subscribing.await.unwrap().unwrap();
+    assert_eq!(second.status(), ChannelStatus::Joined, "the same channel");
+    // Subscribing the other handle joins nothing new.
+    second.subscribe().await.unwrap();
+
+    drop(first);
+    assert!(
+        timeout(Duration::from_secs(60), peer.recv_skipping_heartbeats())
+            .await
+            .is_err(),
+        "one handle still holds it"
+    );
+    drop(second);
+    let leave = peer.recv_skipping_heartbeats().await.unwrap();
+    assert_eq!(
+        (leave.event.as_str(), leave.join_ref),
+        ("phx_leave", join.join_ref)
+    );
+}
