@@ -1,0 +1,466 @@
+//! The client commands of the `crier` binary (`listen`, `send`, `presence`) against a real
+//! `crier serve`, every one a spawned process. Tests wait for lines; the timeouts only
+//! turn a hang into a failure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const CRIER: &str = env!("CARGO_BIN_EXE_crier");
+const SECRET: &str = "client-cli-secret-0123456789abcdef";
+/// The failure guard on every wait.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The binary, with no `CRIER_*` settings inherited from the developer's shell.
+fn crier() -> Command {
+    let mut command = Command::new(CRIER);
+    for var in [
+        "CRIER_URL",
+        "CRIER_APIKEY",
+        "CRIER_JWT_SECRET",
+        "CRIER_CONFIG",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// A spawned child whose stdout is read line by line; killed when dropped.
+struct Running {
+    /// Taken by `terminate`.
+    child: Option<Child>,
+    name: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = crier()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("crier starts");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Running {
+            child: Some(child),
+            name: args.join(" "),
+            lines,
+        }
+    }
+
+    /// The next line of stdout.
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|err| panic!("`crier {}`: no line ({err})", self.name))
+    }
+
+    /// The next line, which must be one JSON object.
+    fn next_json(&self) -> Value {
+        let line = self.next_line();
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
+        assert!(value.is_object(), "{line}");
+        value
+    }
+
+    /// Skips lines up to the first that `wanted` accepts, and returns it.
+    fn until(&self, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let line = self.next_json();
+            if wanted(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// Waits for `{"type":"status","status":"joined"}`: from then on the server delivers
+    /// the channel's messages to this process.
+    fn joined(&self) {
+        self.until(|line| *line == json!({"type": "status", "status": "joined"}));
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                panic!("`crier {}` did not exit after SIGTERM", self.name);
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `crier serve` on a free loopback port, and a key it accepts.
+struct Server {
+    _process: Running,
+    url: String,
+    key: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        let process = Running::spawn(&[
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--jwt-secret",
+            SECRET,
+            "--max-events-per-second",
+            "100000",
+            "--log-level",
+            "warn",
+        ]);
+        // The first line names the port: "crier 0.1.0 listening on 127.0.0.1:PORT (...)".
+        let first = process.next_line();
+        let port: u16 = first
+            .split("listening on 127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first}"));
+        let token = run(&["token", "--jwt-secret", SECRET]);
+        assert!(token.status.success());
+        let key = String::from_utf8(token.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned();
+        Server {
+            _process: process,
+            url: format!("ws://127.0.0.1:{port}/socket"),
+            key,
+        }
+    }
+
+    /// `args` followed by this server's `--url` and `--apikey`.
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(["--url", &self.url, "--apikey", &self.key]);
+        all
+    }
+
+    fn listen(&self, args: &[&str]) -> Running {
+        let mut all = vec!["listen"];
+        all.extend(args);
+        Running::spawn(&self.args(&all))
+    }
+
+    /// `crier send ...`, which must succeed.
+    fn send(&self, args: &[&str]) {
+        let mut all = vec!["send"];
+        all.extend(args);
+        let output = run(&self.args(&all));
+        assert!(output.status.success(), "crier {all:?}: {output:?}");
+    }
+}
+
+/// Runs a command to its end (killed if it outlives the guard).
+fn run(args: &[&str]) -> Output {
+    let child = crier()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("crier starts");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("`crier {}` did not finish", args.join(" "));
+        }
+    }
+}
+
+/// A failed command: non-zero, and one `error:` line on stderr (returned).
+fn one_error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {stderr:?}");
+    assert!(lines[0].starts_with("error: "), "{stderr:?}");
+    lines[0].to_owned()
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn listen_prints_broadcasts_sent_over_the_socket_and_http_and_stops_on_sigterm() {
+    let server = Server::start();
+    let listener = server.listen(&["room"]);
+    listener.joined();
+
+    server.send(&["room", "hello", r#"{"a":1}"#]);
+    assert_eq!(
+        listener.until(|line| line["type"] == "broadcast"),
+        json!({"type": "broadcast", "event": "hello", "payload": {"a": 1}})
+    );
+    server.send(&["room", "hello", r#"{"b":[2,3]}"#, "--http"]);
+    assert_eq!(
+        listener.until(|line| line["type"] == "broadcast"),
+        json!({"type": "broadcast", "event": "hello", "payload": {"b": [2, 3]}})
+    );
+
+    let status = listener.terminate();
+    assert!(status.success(), "SIGTERM ends listen with 0: {status:?}");
+}
+
+#[test]
+fn listen_event_prints_only_matching_broadcasts() {
+    let server = Server::start();
+    let listener = server.listen(&["room", "--event", "cursor"]);
+    listener.joined();
+    // Acknowledged sends, one after the other: the server delivers them in this order.
+    server.send(&["room", "chat", r#"{"text":"hi"}"#]);
+    server.send(&["room", "cursor", r#"{"x":1}"#]);
+    assert_eq!(
+        listener.next_json(),
+        json!({"type": "broadcast", "event": "cursor", "payload": {"x": 1}}),
+        "the chat broadcast before it was not printed"
+    );
+}
+
+#[test]
+fn presence_tracks_and_listen_sees_the_join_and_the_leave() {
+    let server = Server::start();
+    let listener = server.listen(&["room", "--presence"]);
+    listener.joined();
+
+    let alice = Running::spawn(&server.args(&[
+        "presence",
+        "room",
+        "--track",
+        r#"{"n":1}"#,
+        "--key",
+        "alice",
+    ]));
+    // The tracker prints the state each time it changes; its own key shows up.
+    let state = alice.until(|line| line["state"].get("alice").is_some());
+    assert_eq!(
+        state,
+        json!({"type": "presence_state", "state": {"alice": [{"n": 1}]}})
+    );
+
+    let join = listener.until(|line| line["type"] == "presence" && line["event"] == "join");
+    assert_eq!(join["key"], "alice");
+    assert_eq!(join["meta"]["n"], 1);
+    assert!(join["meta"]["phx_ref"].is_string(), "{join}");
+
+    // The tracker goes away: its presence leaves.
+    let status = alice.terminate();
+    assert!(status.success(), "SIGTERM ends presence with 0: {status:?}");
+    let leave = listener.until(|line| line["type"] == "presence" && line["event"] == "leave");
+    assert_eq!(leave["key"], "alice");
+}
+
+#[test]
+fn bad_json_arguments_fail_with_one_line() {
+    // Checked before connecting: no server needed.
+    let output = run(&["send", "room", "hello", "{nope"]);
+    let line = one_error_line(&output);
+    assert!(line.contains("not valid JSON"), "{line}");
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = run(&["presence", "room", "--track", "{nope"]);
+    assert!(one_error_line(&output).contains("not valid JSON"));
+    let output = run(&["presence", "room", "--track", "[1, 2]"]);
+    assert!(one_error_line(&output).contains("--track must be a JSON object"));
+}
+
+#[test]
+fn an_unreachable_server_fails_with_one_line() {
+    let url = format!("ws://127.0.0.1:{}/socket", closed_port());
+    for args in [
+        vec!["listen", "room"],
+        vec!["send", "room", "hello", "{}"],
+        vec!["send", "room", "hello", "{}", "--http"],
+        vec!["presence", "room", "--track", "{}"],
+    ] {
+        let mut args = args;
+        args.extend(["--url", &url, "--apikey", "any"]);
+        let output = run(&args);
+        let line = one_error_line(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        if args.contains(&"--http") {
+            assert!(line.contains("REST API"), "{line}");
+        } else {
+            assert!(line.contains(&format!("cannot connect to {url}")), "{line}");
+            assert!(line.contains("Connection refused"), "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_refused_key_or_join_fails_with_the_servers_reason() {
+    let server = Server::start();
+    let refused = |output: Output| {
+        let line = one_error_line(&output);
+        assert!(line.contains("401"), "{line}");
+        assert!(
+            line.contains("The token provided is not a valid JWT"),
+            "{line}"
+        );
+    };
+    refused(run(&[
+        "listen",
+        "room",
+        "--url",
+        &server.url,
+        "--apikey",
+        "nope",
+    ]));
+    refused(run(&[
+        "send",
+        "room",
+        "hello",
+        "{}",
+        "--url",
+        &server.url,
+        "--apikey",
+        "nope",
+    ]));
+    refused(run(&[
+        "send",
+        "room",
+        "hello",
+        "{}",
+        "--http",
+        "--url",
+        &server.url,
+        "--apikey",
+        "nope",
+    ]));
+    // The key from the environment, as CRIER_APIKEY.
+    let output = crier()
+        .args(["listen", "room", "--url", &server.url])
+        .env("CRIER_APIKEY", "nope")
+        .output()
+        .unwrap();
+    refused(output);
+    // No key at all.
+    let line = one_error_line(&run(&["listen", "room", "--url", &server.url]));
+    assert!(line.contains("API key is missing"), "{line}");
+
+    // A join the server refuses: the topic is too long.
+    let topic = "x".repeat(300);
+    let output = run(&server.args(&["listen", &topic]));
+    let line = one_error_line(&output);
+    assert!(line.contains("cannot join channel"), "{line}");
+    assert!(line.contains("InvalidTopic"), "{line}");
+}
+
+#[test]
+fn bad_postgres_specs_fail_with_one_line() {
+    for spec in [
+        "UPSERT:public.todos",
+        "INSERT",
+        "INSERT:",
+        "INSERT:public.",
+        "*:public.todos:id",
+    ] {
+        let output = run(&[
+            "listen",
+            "room",
+            "--postgres",
+            spec,
+            "--url",
+            "ws://127.0.0.1:1/socket",
+        ]);
+        let line = one_error_line(&output);
+        assert_eq!(output.status.code(), Some(2), "{spec}");
+        assert!(line.contains(&format!("--postgres '{spec}'")), "{line}");
+        assert!(line.contains("EVENT:SCHEMA[.TABLE][:FILTER]"), "{line}");
+    }
+}
+
+#[test]
+fn postgres_without_a_database_prints_a_system_line_and_keeps_listening() {
+    let server = Server::start();
+    let listener = server.listen(&["room", "--postgres", "INSERT:public.todos"]);
+    let system = listener.until(|line| line["type"] == "system");
+    assert_eq!(system["extension"], "postgres_changes");
+    assert_eq!(system["status"], "error");
+    assert!(
+        system["message"]
+            .as_str()
+            .unwrap()
+            .contains("no database is configured"),
+        "{system}"
+    );
+
+    server.send(&["room", "after", r#"{"still":"here"}"#]);
+    assert_eq!(
+        listener.until(|line| line["type"] == "broadcast"),
+        json!({"type": "broadcast", "event": "after", "payload": {"still": "here"}})
+    );
+}
+
+#[test]
+fn help_documents_the_lines_and_hides_the_key() {
+    let output = crier()
+        .args(["listen", "--help"])
+        .env("CRIER_APIKEY", "secret-key-value")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for shape in [
+        r#"{"type":"broadcast","event":"cursor","payload":{"x":1}}"#,
+        r#""payload_base64""#,
+        r#"{"type":"presence","event":"join","key":"alice""#,
+        r#"{"type":"postgres_changes","event":"INSERT""#,
+        r#"{"type":"system""#,
+        r#"{"type":"status","status":"joined"}"#,
+        "CRIER_APIKEY",
+    ] {
+        assert!(help.contains(shape), "{shape} missing from:\n{help}");
+    }
+    assert!(
+        !help.contains("secret-key-value"),
+        "help must not print the key"
+    );
+}
