@@ -48,10 +48,22 @@ fn authorize(client: &Client, request: reqwest::RequestBuilder) -> reqwest::Requ
     request
 }
 
+/// An error with its chain of causes ("error sending request: ... : Connection refused").
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 async fn expect_accepted(response: Result<reqwest::Response, reqwest::Error>) -> Result<(), Error> {
     let response = response.map_err(|err| Error::Http {
         status: 0,
-        message: err.to_string(),
+        message: with_causes(&err),
     })?;
     let status = response.status().as_u16();
     if status == 202 || response.status().is_success() {

@@ -127,40 +127,55 @@ async fn presence_is_shared_and_leaves_on_disconnect() {
     bob_room.subscribe().await.unwrap();
     alice_room.track(json!({"status": "online"})).await.unwrap();
     bob_room.track(json!({"status": "away"})).await.unwrap();
-    loop {
-        if let PresenceEvent::Sync = next(&mut seen_by_alice).await {
-            let state = alice_room.presence_state();
-            if state.contains_key("alice") && state.contains_key("bob") {
-                assert_eq!(state["bob"][0].payload["status"], "away");
-                break;
+    // One deadline for the whole wait, not per event.
+    timeout(WAIT, async {
+        loop {
+            if let PresenceEvent::Sync = next(&mut seen_by_alice).await {
+                let state = alice_room.presence_state();
+                if state.contains_key("alice") && state.contains_key("bob") {
+                    assert_eq!(state["bob"][0].payload["status"], "away");
+                    break;
+                }
             }
         }
-    }
+    })
+    .await
+    .expect("in time");
     // An update is one event.
     bob_room.track(json!({"status": "online"})).await.unwrap();
-    loop {
-        match next(&mut seen_by_alice).await {
-            PresenceEvent::Update { key, new, .. } => {
-                assert_eq!(
-                    (key.as_str(), &new.payload["status"]),
-                    ("bob", &json!("online"))
-                );
+    // One deadline for the whole wait, not per event.
+    timeout(WAIT, async {
+        loop {
+            match next(&mut seen_by_alice).await {
+                PresenceEvent::Update { key, new, .. } => {
+                    assert_eq!(
+                        (key.as_str(), &new.payload["status"]),
+                        ("bob", &json!("online"))
+                    );
+                    break;
+                }
+                PresenceEvent::Leave { key, .. } => {
+                    panic!("{key} left: an update must not be a leave and a join")
+                }
+                // Joins and syncs from before may still be queued behind the state we read.
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("in time");
+    bob.disconnect().await;
+    // One deadline for the whole wait, not per event.
+    timeout(WAIT, async {
+        loop {
+            if let PresenceEvent::Leave { key, .. } = next(&mut seen_by_alice).await {
+                assert_eq!(key, "bob");
                 break;
             }
-            PresenceEvent::Leave { key, .. } => {
-                panic!("{key} left: an update must not be a leave and a join")
-            }
-            // Joins and syncs from before may still be queued behind the state we read.
-            _ => continue,
         }
-    }
-    bob.disconnect().await;
-    loop {
-        if let PresenceEvent::Leave { key, .. } = next(&mut seen_by_alice).await {
-            assert_eq!(key, "bob");
-            break;
-        }
-    }
+    })
+    .await
+    .expect("in time");
     assert_eq!(
         alice_room.presence_state().keys().collect::<Vec<_>>(),
         ["alice"]
@@ -205,22 +220,27 @@ async fn a_provider_refreshes_a_short_token_before_the_channel_expires() {
     room.broadcast("still", json!({}))
         .await
         .expect("the channel is still joined");
-    loop {
-        match timeout(WAIT, events.next())
-            .await
-            .expect("an event")
-            .unwrap()
-        {
-            ChannelEvent::Broadcast(message) if message.event == "still" => break,
-            ChannelEvent::System(system) => panic!("the channel was told {system:?}"),
-            ChannelEvent::Status(
-                status @ (ChannelStatus::Closed | ChannelStatus::Errored { .. }),
-            ) => {
-                panic!("status {status:?}")
+    // One deadline for the whole wait, not per event.
+    timeout(WAIT, async {
+        loop {
+            match timeout(WAIT, events.next())
+                .await
+                .expect("an event")
+                .unwrap()
+            {
+                ChannelEvent::Broadcast(message) if message.event == "still" => break,
+                ChannelEvent::System(system) => panic!("the channel was told {system:?}"),
+                ChannelEvent::Status(
+                    status @ (ChannelStatus::Closed | ChannelStatus::Errored { .. }),
+                ) => {
+                    panic!("status {status:?}")
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
+    })
+    .await
+    .expect("in time");
     assert!(calls.load(Ordering::SeqCst) >= 4);
 }
 

@@ -268,11 +268,16 @@ async fn a_rejoin_after_a_reconnect_has_a_fresh_token_the_same_bindings_and_a_re
     );
 
     // The app is told it resumed, and changes route to the same stream.
-    loop {
-        if let Some(ChannelEvent::Resumed { .. }) = events.next().await {
-            break;
+    let resumed = timeout(DAY, async {
+        while let Some(event) = events.next().await {
+            if let ChannelEvent::Resumed { .. } = event {
+                return true;
+            }
         }
-    }
+        false
+    })
+    .await;
+    assert_eq!(resumed, Ok(true), "the channel said it resumed");
     peer.send(&push(
         "realtime:room",
         None,
@@ -811,4 +816,20 @@ async fn one_topic_is_one_shared_channel_and_the_last_handle_leaves() {
         (leave.event.as_str(), leave.join_ref),
         ("phx_leave", join.join_ref)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handshake_that_never_completes_times_out_and_is_retried() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    server.stall_next();
+    let start = Instant::now();
+    assert_eq!(client.connect().await, Err(Error::Timeout));
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    // The next attempt, after the first backoff step, connects.
+    let _peer = server.accept().await.unwrap();
+    assert!(start.elapsed() <= Duration::from_secs(11));
 }

@@ -12,6 +12,19 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::ServeArgs;
 
+/// `println!` that ignores a closed stdout: a server must not die because whoever
+/// started it stopped reading its banner (`crier serve | head -1`).
+macro_rules! say {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Development keys live ten years: the secret changes every run anyway.
 const DEV_KEY_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
 
@@ -44,10 +57,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let server = tokio::spawn(crier_server::serve(listener, node.clone()));
     shutdown_signal().await?;
-    println!("shutting down: telling clients to reconnect, draining sockets");
+    say!("shutting down: telling clients to reconnect, draining sockets");
     let drained = node.shutdown().await;
     if !drained {
-        println!(
+        say!(
             "some sockets did not drain within {:?}",
             settings.shutdown_timeout.0
         );
@@ -62,16 +75,16 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
         ip => ip,
     };
     let shown = SocketAddr::new(shown_host, address.port());
-    println!(
+    say!(
         "crier {} listening on {address} (tenant {})",
         env!("CARGO_PKG_VERSION"),
         config.tenant
     );
-    println!("  websocket:  ws://{shown}/socket/websocket   (also /realtime/v1/websocket)");
-    println!("  realtime-js endpoint: ws://{shown}/socket");
-    println!("  http:       POST http://{shown}/api/broadcast   GET /healthcheck   GET /metrics");
+    say!("  websocket:  ws://{shown}/socket/websocket   (also /realtime/v1/websocket)");
+    say!("  realtime-js endpoint: ws://{shown}/socket");
+    say!("  http:       POST http://{shown}/api/broadcast   GET /healthcheck   GET /metrics");
     let limits = &config.limits;
-    println!(
+    say!(
         "  limits:     {} connections, {} joins/s, {} channels/client, {} events/s, {} presence events/s, {} KB payloads",
         limits.max_connections,
         limits.max_joins_per_second,
@@ -90,12 +103,12 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
             claims.insert("exp".into(), Value::from(now + DEV_KEY_LIFETIME_SECS));
             sign_token(secret, &claims)
         };
-        println!();
-        println!("  DEVELOPMENT ONLY: no --jwt-secret (CRIER_JWT_SECRET) was given, so this run");
-        println!("  generated a random secret. Anyone holding these keys can use this server.");
-        println!("  jwt secret:       {secret}");
-        println!("  anon key:         {}", key("anon"));
-        println!("  service_role key: {}", key("service_role"));
+        say!();
+        say!("  DEVELOPMENT ONLY: no --jwt-secret (CRIER_JWT_SECRET) was given, so this run");
+        say!("  generated a random secret. Anyone holding these keys can use this server.");
+        say!("  jwt secret:       {secret}");
+        say!("  anon key:         {}", key("anon"));
+        say!("  service_role key: {}", key("service_role"));
     }
 }
 

@@ -188,3 +188,44 @@ fn environment_variables_configure_the_server_and_stay_out_of_help() {
         "help must not print the secret"
     );
 }
+
+#[test]
+fn serve_keeps_running_when_its_stdout_is_closed() {
+    let mut child = Command::new(CRIER)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--log-level",
+            "warn",
+        ])
+        .env_remove("CRIER_JWT_SECRET")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is gone now; the rest of the banner goes into a closed pipe.
+    let port: u16 = first
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("the banner names the port");
+    assert!(http_get(port, "/healthcheck", "").ends_with("ok"));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    // Its shutdown message is written after the reader is certainly gone.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "a clean exit, not a panic on EPIPE"
+    );
+}

@@ -37,15 +37,16 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .expect("crier starts");
-        // Ready once it says where it listens.
+        // Ready once it says where it listens. The rest of its output is drained on a
+        // thread, so the server never writes into a closed pipe.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        stdout.read_line(&mut first).unwrap();
         assert!(
             first.contains(&format!("listening on 127.0.0.1:{port}")),
             "{first}"
         );
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
         Server(child)
     }
 
@@ -60,6 +61,24 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Waits for the first item `pick` accepts, with one deadline for the whole wait (a
+/// stream that keeps yielding other items must not keep the test alive).
+async fn until<T, R>(
+    stream: &mut (impl futures_util::Stream<Item = T> + Unpin),
+    mut pick: impl FnMut(T) -> Option<R>,
+) -> R {
+    timeout(WAIT, async {
+        while let Some(item) = stream.next().await {
+            if let Some(found) = pick(item) {
+                return found;
+            }
+        }
+        panic!("the stream ended first")
+    })
+    .await
+    .expect("in time")
 }
 
 fn free_port() -> u16 {
@@ -116,29 +135,17 @@ async fn the_client_reconnects_rejoins_and_receives_after_a_server_kill() {
     assert_eq!(message.event, "before");
 
     server.kill();
-    loop {
-        let status = timeout(WAIT, statuses.next())
-            .await
-            .expect("a status")
-            .unwrap();
-        if matches!(status, ConnectionStatus::Reconnecting { .. }) {
-            break;
-        }
-    }
+    until(&mut statuses, |status| {
+        matches!(status, ConnectionStatus::Reconnecting { .. }).then_some(())
+    })
+    .await;
     let _server = Server::start(port);
-    loop {
-        match timeout(WAIT, events.next())
-            .await
-            .expect("resumed in time")
-            .unwrap()
-        {
-            ChannelEvent::Resumed { gap } => {
-                assert!(gap > Duration::ZERO);
-                break;
-            }
-            _ => continue,
-        }
-    }
+    let gap = until(&mut events, |event| match event {
+        ChannelEvent::Resumed { gap } => Some(gap),
+        _ => None,
+    })
+    .await;
+    assert!(gap > Duration::ZERO);
 
     // Delivery works again...
     sender
@@ -157,12 +164,10 @@ async fn the_client_reconnects_rejoins_and_receives_after_a_server_kill() {
     let watch = watcher.channel_with("room", ChannelOptions::default().presence_key("watcher"));
     let mut presence = watch.presence_events();
     watch.subscribe().await.unwrap();
-    loop {
-        if let PresenceEvent::Sync = timeout(WAIT, presence.next()).await.unwrap().unwrap()
-            && let Some(metas) = watch.presence_state().get("alice")
-        {
-            assert_eq!(metas[0].payload["status"], "online");
-            break;
-        }
-    }
+    let metas = until(&mut presence, |event| match event {
+        PresenceEvent::Sync => watch.presence_state().get("alice").cloned(),
+        _ => None,
+    })
+    .await;
+    assert_eq!(metas[0].payload["status"], "online");
 }

@@ -392,7 +392,15 @@ impl Driver {
         if !self.ever_connected && self.attempt == 0 {
             self.set_status(ConnectionStatus::Connecting);
         }
-        self.connecting = Some(self.options.transport.connect(&url));
+        // A server that accepts TCP but never finishes the handshake must not hold the
+        // client forever: the attempt fails like any other and is retried with backoff.
+        let attempt = self.options.transport.connect(&url);
+        let limit = self.options.timeout;
+        self.connecting = Some(Box::pin(async move {
+            tokio::time::timeout(limit, attempt)
+                .await
+                .unwrap_or(Err(Error::Timeout))
+        }));
     }
 
     fn on_connect_result(&mut self, result: Result<crate::transport::Connection, Error>) {

@@ -32,14 +32,22 @@ use crate::Error;
 #[derive(Debug, Clone)]
 pub struct MemoryTransport {
     accepted: mpsc::UnboundedSender<MemoryPeer>,
-    refusals: Arc<Mutex<VecDeque<Error>>>,
+    refusals: Arc<Mutex<VecDeque<Scripted>>>,
+}
+
+/// What the next connect attempts do instead of connecting.
+#[derive(Debug)]
+enum Scripted {
+    Refuse(Error),
+    /// Never complete, like a server that accepts TCP and never answers the handshake.
+    Stall,
 }
 
 /// The server side: accepts the client's connections.
 #[derive(Debug)]
 pub struct MemoryServer {
     accepted: mpsc::UnboundedReceiver<MemoryPeer>,
-    refusals: Arc<Mutex<VecDeque<Error>>>,
+    refusals: Arc<Mutex<VecDeque<Scripted>>>,
 }
 
 /// A connected pair of transport and server.
@@ -66,7 +74,18 @@ impl MemoryServer {
 
     /// Makes the next connect attempt fail with `error`.
     pub fn refuse_next(&self, error: Error) {
-        self.refusals.lock().expect("not poisoned").push_back(error);
+        self.refusals
+            .lock()
+            .expect("not poisoned")
+            .push_back(Scripted::Refuse(error));
+    }
+
+    /// Makes the next connect attempt hang forever (the handshake never completes).
+    pub fn stall_next(&self) {
+        self.refusals
+            .lock()
+            .expect("not poisoned")
+            .push_back(Scripted::Stall);
     }
 }
 
@@ -76,8 +95,10 @@ impl Transport for MemoryTransport {
         let accepted = self.accepted.clone();
         let url = url.clone();
         Box::pin(async move {
-            if let Some(error) = refusal {
-                return Err(error);
+            match refusal {
+                Some(Scripted::Refuse(error)) => return Err(error),
+                Some(Scripted::Stall) => std::future::pending::<()>().await,
+                None => {}
             }
             let (to_server, from_client) = mpsc::unbounded_channel();
             let (to_client, from_server) = mpsc::unbounded_channel();
