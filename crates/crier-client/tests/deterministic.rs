@@ -833,3 +833,36 @@ async fn a_handshake_that_never_completes_times_out_and_is_retried() {
     let _peer = server.accept().await.unwrap();
     assert!(start.elapsed() <= Duration::from_secs(11));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_reports_latency_or_declares_the_connection_dead() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport)
+        .probe_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut peer = connect(&client, &mut server).await;
+
+    let probing = tokio::spawn({
+        let client = client.clone();
+        async move { client.probe().await }
+    });
+    let beat = peer.recv().await.unwrap();
+    assert_eq!(
+        beat.event, "heartbeat",
+        "sent at once, not at the next interval"
+    );
+    tokio::time::advance(Duration::from_millis(40)).await;
+    peer.reply(&beat, "ok", json!({}));
+    assert_eq!(probing.await.unwrap(), Ok(Duration::from_millis(40)));
+
+    // After a sleep, say: nothing answers, so the connection is dead and replaced.
+    let probing = tokio::spawn({
+        let client = client.clone();
+        async move { client.probe().await }
+    });
+    assert_eq!(peer.recv().await.unwrap().event, "heartbeat");
+    assert_eq!(probing.await.unwrap(), Err(Error::Timeout));
+    assert!(peer.recv().await.is_none(), "closed");
+    let _peer = server.accept().await.expect("reconnected");
+}
