@@ -29,6 +29,7 @@ macro_rules! say {
 const DEV_KEY_LIFETIME_SECS: i64 = 10 * 365 * 24 * 3600;
 
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::install()?;
     let settings = args.resolve()?;
     let filter = EnvFilter::try_new(&settings.log_level)
         .with_context(|| format!("invalid --log-level `{}`", settings.log_level))?;
@@ -56,7 +57,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let server = tokio::spawn(crier_server::serve(listener, node.clone()));
-    shutdown_signal().await?;
+    signals.wait().await?;
     say!("shutting down: telling clients to reconnect, draining sockets");
     let drained = node.shutdown().await;
     if !drained {
@@ -112,17 +113,37 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// SIGINT and SIGTERM, registered when created: a signal that arrives while the server is
+/// still starting must stop it gracefully, not kill it with the default action.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate())?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result?,
-            _ = terminate.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+
+    async fn wait(&mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }
