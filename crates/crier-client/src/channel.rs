@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
 use crate::client::Client;
-use crate::driver::{Command, Outgoing, SubscribeRequest};
+use crate::driver::{Command, Outgoing, PushRequest, SubscribeRequest};
 use crate::events::{Broadcast, ChannelEvent, ChannelStatus, PresenceEvent};
 use crate::postgres::{PostgresChange, PostgresChangesFilter};
 use crate::{Error, http};
@@ -353,13 +353,15 @@ impl Channel {
         let wait_reply = event != "broadcast" || self.shared.options.broadcast_ack;
         self.shared
             .client
-            .request(|reply| Command::Push {
-                topic,
-                event,
-                payload,
-                wait_reply,
-                track,
-                reply,
+            .request(|reply| {
+                Command::Push(PushRequest {
+                    topic,
+                    event,
+                    payload,
+                    wait_reply,
+                    track,
+                    reply,
+                })
             })
             .await?
     }

@@ -39,6 +39,15 @@ async fn connect(client: &Client, server: &mut MemoryServer) -> MemoryPeer {
     peer
 }
 
+/// A provider that answers `token-1`, `token-2`, ... one per fetch.
+fn numbered_tokens() -> TokenProvider {
+    let fetches = Arc::new(AtomicU32::new(0));
+    TokenProvider::new(move || {
+        let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+        async move { Ok(format!("token-{n}")) }
+    })
+}
+
 fn json_of(message: &Message) -> &Value {
     match &message.payload {
         Payload::Json(value) => value,
@@ -203,14 +212,7 @@ async fn a_manual_disconnect_is_never_followed_by_a_reconnect() {
 #[tokio::test(start_paused = true)]
 async fn a_rejoin_after_a_reconnect_has_a_fresh_token_the_same_bindings_and_a_retrack() {
     let (transport, mut server) = memory::transport();
-    let fetches = Arc::new(AtomicU32::new(0));
-    let provider = TokenProvider::new({
-        let fetches = Arc::clone(&fetches);
-        move || {
-            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { Ok(format!("token-{n}")) }
-        }
-    });
+    let provider = numbered_tokens();
     let client = builder(transport).token_provider(provider).build().unwrap();
     let room = client.channel_with("room", ChannelOptions::default().presence_key("alice"));
     let mut todos = room.postgres_changes::<Value>(
@@ -658,14 +660,7 @@ async fn subscribe_waits_for_postgres_changes_to_be_live() {
 #[tokio::test(start_paused = true)]
 async fn a_channel_closed_for_an_expired_token_refetches_and_rejoins() {
     let (transport, mut server) = memory::transport();
-    let fetches = Arc::new(AtomicU32::new(0));
-    let provider = TokenProvider::new({
-        let fetches = Arc::clone(&fetches);
-        move || {
-            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
-            async move { Ok(format!("token-{n}")) }
-        }
-    });
+    let provider = numbered_tokens();
     let client = builder(transport).token_provider(provider).build().unwrap();
     let room = client.channel("room");
     let subscribing = tokio::spawn({

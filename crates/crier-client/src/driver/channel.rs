@@ -18,7 +18,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::time::delay_queue::Key;
 
-use super::{Buffered, Driver, Outgoing, Pending, SubscribeRequest, Timer};
+use super::{Buffered, Driver, Outgoing, Pending, PushRequest, SubscribeRequest, Timer};
 use crate::Error;
 use crate::backoff::Backoff;
 use crate::channel::{ChannelOptions, PresenceState};
@@ -602,15 +602,15 @@ impl Driver {
         self.drop_buffered(topic, &Error::NotSubscribed);
     }
 
-    pub(super) fn push(
-        &mut self,
-        topic: String,
-        event: &'static str,
-        payload: Outgoing,
-        wait_reply: bool,
-        track: Option<Option<Map<String, Value>>>,
-        reply: oneshot::Sender<Result<Value, Error>>,
-    ) {
+    pub(super) fn push(&mut self, request: PushRequest) {
+        let PushRequest {
+            topic,
+            event,
+            payload,
+            wait_reply,
+            track,
+            reply,
+        } = request;
         let connected = self.live.is_some();
         let Some(channel) = self.channels.get_mut(&topic) else {
             let _ = reply.send(Err(Error::NotSubscribed));

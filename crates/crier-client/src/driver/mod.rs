@@ -52,21 +52,24 @@ pub(crate) enum Command {
         topic: String,
         reply: oneshot::Sender<Result<(), Error>>,
     },
-    Push {
-        topic: String,
-        event: &'static str,
-        payload: Outgoing,
-        /// Wait for the server's reply (ack'd broadcasts, presence) or resolve once sent.
-        wait_reply: bool,
-        /// For presence pushes: the payload to track again after a rejoin (`Some(None)`
-        /// for an untrack).
-        track: Option<Option<Map<String, Value>>>,
-        reply: oneshot::Sender<Result<Value, Error>>,
-    },
+    Push(PushRequest),
     /// The last handle of a channel was dropped.
     Release {
         topic: String,
     },
+}
+
+/// A push on a channel: a broadcast or a presence event.
+pub(crate) struct PushRequest {
+    pub(crate) topic: String,
+    pub(crate) event: &'static str,
+    pub(crate) payload: Outgoing,
+    /// Wait for the server's reply (ack'd broadcasts, presence) or resolve once sent.
+    pub(crate) wait_reply: bool,
+    /// For presence pushes: the payload to track again after a rejoin (`Some(None)` for
+    /// an untrack).
+    pub(crate) track: Option<Option<Map<String, Value>>>,
+    pub(crate) reply: oneshot::Sender<Result<Value, Error>>,
 }
 
 pub(crate) struct SubscribeRequest {
@@ -290,14 +293,7 @@ impl Driver {
             Command::Probe(reply) => self.probe(reply),
             Command::Subscribe(request) => self.subscribe(*request),
             Command::Unsubscribe { topic, reply } => self.unsubscribe(&topic, reply),
-            Command::Push {
-                topic,
-                event,
-                payload,
-                wait_reply,
-                track,
-                reply,
-            } => self.push(topic, event, payload, wait_reply, track, reply),
+            Command::Push(request) => self.push(request),
             Command::Release { topic } => self.release(&topic),
         }
     }
