@@ -2,124 +2,14 @@
 //! `crier serve`, every one a spawned process. Tests wait for lines; the timeouts only
 //! turn a hang into a failure.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod support;
 
-use serde_json::{Value, json};
+use std::process::Output;
 
-const CRIER: &str = env!("CARGO_BIN_EXE_crier");
+use serde_json::json;
+use support::{Running, crier, free_port, run, serve, token};
+
 const SECRET: &str = "client-cli-secret-0123456789abcdef";
-/// The failure guard on every wait.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// The binary, with no `CRIER_*` settings inherited from the developer's shell.
-fn crier() -> Command {
-    let mut command = Command::new(CRIER);
-    for var in [
-        "CRIER_URL",
-        "CRIER_APIKEY",
-        "CRIER_JWT_SECRET",
-        "CRIER_CONFIG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-/// A spawned child whose stdout is read line by line; killed when dropped.
-struct Running {
-    /// Taken by `terminate`.
-    child: Option<Child>,
-    name: String,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn spawn(args: &[&str]) -> Running {
-        let mut child = crier()
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("crier starts");
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Running {
-            child: Some(child),
-            name: args.join(" "),
-            lines,
-        }
-    }
-
-    /// The next line of stdout.
-    fn next_line(&self) -> String {
-        self.lines
-            .recv_timeout(WAIT)
-            .unwrap_or_else(|err| panic!("`crier {}`: no line ({err})", self.name))
-    }
-
-    /// The next line, which must be one JSON object.
-    fn next_json(&self) -> Value {
-        let line = self.next_line();
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}"));
-        assert!(value.is_object(), "{line}");
-        value
-    }
-
-    /// Skips lines up to the first that `wanted` accepts, and returns it.
-    fn until(&self, wanted: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let line = self.next_json();
-            if wanted(&line) {
-                return line;
-            }
-        }
-    }
-
-    /// Waits for `{"type":"status","status":"joined"}`: from then on the server delivers
-    /// the channel's messages to this process.
-    fn joined(&self) {
-        self.until(|line| *line == json!({"type": "status", "status": "joined"}));
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let pid = child.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(sent.success());
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        match rx.recv_timeout(WAIT) {
-            Ok(status) => status.unwrap(),
-            Err(_) => {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                panic!("`crier {}` did not exit after SIGTERM", self.name);
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// `crier serve` on a free loopback port, and a key it accepts.
 struct Server {
@@ -130,12 +20,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let process = Running::spawn(&[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
+        let (process, port) = serve(&[
             "--jwt-secret",
             SECRET,
             "--max-events-per-second",
@@ -143,26 +28,10 @@ impl Server {
             "--log-level",
             "warn",
         ]);
-        // The first line names the port: "crier 0.1.0 listening on 127.0.0.1:PORT (...)".
-        let first = process.next_line();
-        let port: u16 = first
-            .split("listening on 127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first}"));
-        let token = run(&["token", "--jwt-secret", SECRET]);
-        assert!(token.status.success());
-        let key = String::from_utf8(token.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_owned();
         Server {
             _process: process,
             url: format!("ws://127.0.0.1:{port}/socket"),
-            key,
+            key: token(SECRET),
         }
     }
 
@@ -188,30 +57,6 @@ impl Server {
     }
 }
 
-/// Runs a command to its end (killed if it outlives the guard).
-fn run(args: &[&str]) -> Output {
-    let child = crier()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("crier starts");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(WAIT) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("`crier {}` did not finish", args.join(" "));
-        }
-    }
-}
-
 /// A failed command: non-zero, and one `error:` line on stderr (returned).
 fn one_error_line(output: &Output) -> String {
     assert!(!output.status.success(), "{output:?}");
@@ -220,12 +65,6 @@ fn one_error_line(output: &Output) -> String {
     assert_eq!(lines.len(), 1, "one line on stderr: {stderr:?}");
     assert!(lines[0].starts_with("error: "), "{stderr:?}");
     lines[0].to_owned()
-}
-
-/// A loopback port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 #[test]
@@ -313,7 +152,7 @@ fn bad_json_arguments_fail_with_one_line() {
 
 #[test]
 fn an_unreachable_server_fails_with_one_line() {
-    let url = format!("ws://127.0.0.1:{}/socket", closed_port());
+    let url = format!("ws://127.0.0.1:{}/socket", free_port());
     for args in [
         vec!["listen", "room"],
         vec!["send", "room", "hello", "{}"],
