@@ -10,3 +10,4 @@
 
 pub mod pgoutput;
 pub mod replication;
+pub mod types;
