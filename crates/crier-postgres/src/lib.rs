@@ -8,6 +8,7 @@
 //! - `types`: PostgreSQL types, and values rendered as `to_jsonb` renders them.
 //! - `filter`: `column=op.value` filters.
 
+pub mod filter;
 pub mod pgoutput;
 pub mod replication;
 pub mod types;

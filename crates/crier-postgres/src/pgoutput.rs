@@ -187,30 +187,44 @@ impl<'a> Reader<'a> {
     }
 
     fn i16(&mut self, field: &'static str) -> Result<i16, DecodeError> {
-        Ok(i16::from_be_bytes(self.take(2, field)?.try_into().expect("2 bytes")))
+        Ok(i16::from_be_bytes(
+            self.take(2, field)?.try_into().expect("2 bytes"),
+        ))
     }
 
     fn i32(&mut self, field: &'static str) -> Result<i32, DecodeError> {
-        Ok(i32::from_be_bytes(self.take(4, field)?.try_into().expect("4 bytes")))
+        Ok(i32::from_be_bytes(
+            self.take(4, field)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.take(4, field)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4, field)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.take(8, field)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8, field)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn i64(&mut self, field: &'static str) -> Result<i64, DecodeError> {
-        Ok(i64::from_be_bytes(self.take(8, field)?.try_into().expect("8 bytes")))
+        Ok(i64::from_be_bytes(
+            self.take(8, field)?.try_into().expect("8 bytes"),
+        ))
     }
 
     /// A NUL-terminated string.
     fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         let rest = &self.bytes[self.pos..];
-        let len = rest.iter().position(|b| *b == 0).ok_or(DecodeError::Truncated(field))?;
-        let text = std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8(field))?;
+        let len = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or(DecodeError::Truncated(field))?;
+        let text =
+            std::str::from_utf8(&rest[..len]).map_err(|_| DecodeError::InvalidUtf8(field))?;
         self.pos += len + 1;
         Ok(text.to_owned())
     }
@@ -231,7 +245,8 @@ impl<'a> Reader<'a> {
                 b'u' => Value::UnchangedToast,
                 kind @ (b't' | b'b') => {
                     let len = self.i32("tuple value length")?;
-                    let len = usize::try_from(len).map_err(|_| DecodeError::Truncated("tuple value length"))?;
+                    let len = usize::try_from(len)
+                        .map_err(|_| DecodeError::Truncated("tuple value length"))?;
                     let bytes = self.bytes(len, "tuple value")?;
                     if kind == b't' {
                         Value::Text(bytes)
@@ -396,7 +411,10 @@ mod tests {
         let Message::Relation(relation) = decode(&Bytes::from(rel)).unwrap() else {
             panic!("a relation")
         };
-        assert_eq!((relation.namespace.as_str(), relation.name.as_str()), ("public", "todos"));
+        assert_eq!(
+            (relation.namespace.as_str(), relation.name.as_str()),
+            ("public", "todos")
+        );
         assert!(relation.columns[0].key && !relation.columns[1].key);
         assert_eq!(relation.columns[1].type_oid, 25);
 
@@ -425,7 +443,12 @@ mod tests {
         update.extend_from_slice(&2i16.to_be_bytes());
         text(&mut update, "1");
         update.push(b'u');
-        let Message::Update { old: Some(OldTuple::Full(old)), new, .. } = decode(&Bytes::from(update)).unwrap() else {
+        let Message::Update {
+            old: Some(OldTuple::Full(old)),
+            new,
+            ..
+        } = decode(&Bytes::from(update)).unwrap()
+        else {
             panic!("an update with the full old row")
         };
         assert_eq!(old.0[1], Value::Text(Bytes::from_static(b"old")));
@@ -436,7 +459,13 @@ mod tests {
         delete.push(b'K');
         delete.extend_from_slice(&1i16.to_be_bytes());
         text(&mut delete, "7");
-        assert!(matches!(decode(&Bytes::from(delete)).unwrap(), Message::Delete { old: OldTuple::Key(_), .. }));
+        assert!(matches!(
+            decode(&Bytes::from(delete)).unwrap(),
+            Message::Delete {
+                old: OldTuple::Key(_),
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -444,9 +473,15 @@ mod tests {
         assert_eq!(decode(&Bytes::new()), Err(DecodeError::Empty));
         assert!(decode(&Bytes::from_static(b"B\x00\x00")).is_err());
         let mut insert = vec![b'I', 0, 0, 0, 1, b'N', 0, 1, b't', 0, 0, 0, 50, b'x'];
-        assert_eq!(decode(&Bytes::from(insert.clone())), Err(DecodeError::Truncated("tuple value")));
+        assert_eq!(
+            decode(&Bytes::from(insert.clone())),
+            Err(DecodeError::Truncated("tuple value"))
+        );
         insert[5] = b'Z';
-        assert!(matches!(decode(&Bytes::from(insert)), Err(DecodeError::Unexpected { .. })));
+        assert!(matches!(
+            decode(&Bytes::from(insert)),
+            Err(DecodeError::Unexpected { .. })
+        ));
         // A negative length must not wrap around.
         let negative = vec![b'I', 0, 0, 0, 1, b'N', 0, 1, b't', 0xff, 0xff, 0xff, 0xff];
         assert!(decode(&Bytes::from(negative)).is_err());

@@ -23,7 +23,8 @@ use crate::pgoutput::{self, Message, OldTuple, Relation, Tuple};
 
 /// Session settings pinned on the replication connection, so the text values pgoutput
 /// sends are in the formats the renderer expects, whatever the server's defaults.
-const SESSION_OPTIONS: &str = "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres -c extra_float_digits=1";
+const SESSION_OPTIONS: &str =
+    "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres -c extra_float_digits=1";
 
 /// Errors of change capture.
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +66,23 @@ pub struct SlotState {
 
 /// Creates the publication (empty: users add tables with `ALTER PUBLICATION ... ADD
 /// TABLE`, as on Supabase) and the persistent `pgoutput` slot, when they are missing.
-pub async fn prepare(client: &tokio_postgres::Client, settings: &CaptureSettings) -> Result<SlotState, CdcError> {
+pub async fn prepare(
+    client: &tokio_postgres::Client,
+    settings: &CaptureSettings,
+) -> Result<SlotState, CdcError> {
     let publication_exists = client
-        .query_opt("select 1 from pg_publication where pubname = $1", &[&settings.publication])
+        .query_opt(
+            "select 1 from pg_publication where pubname = $1",
+            &[&settings.publication],
+        )
         .await?
         .is_some();
     if !publication_exists {
         client
-            .batch_execute(&format!("create publication {}", quote_ident(&settings.publication)))
+            .batch_execute(&format!(
+                "create publication {}",
+                quote_ident(&settings.publication)
+            ))
             .await?;
     }
     let slot_exists = client
@@ -90,7 +100,9 @@ pub async fn prepare(client: &tokio_postgres::Client, settings: &CaptureSettings
             )
             .await?;
     }
-    Ok(SlotState { created: !slot_exists })
+    Ok(SlotState {
+        created: !slot_exists,
+    })
 }
 
 /// A SQL identifier, quoted.
@@ -167,7 +179,9 @@ pub struct ChangeStream {
 
 impl std::fmt::Debug for ChangeStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChangeStream").field("relations", &self.relations.len()).finish()
+        f.debug_struct("ChangeStream")
+            .field("relations", &self.relations.len())
+            .finish()
     }
 }
 
@@ -223,9 +237,12 @@ impl ChangeStream {
                 return Ok(None);
             };
             match event {
-                ReplicationEvent::Begin { commit_time_micros, .. } => {
+                ReplicationEvent::Begin {
+                    commit_time_micros, ..
+                } => {
                     return Ok(Some(StreamEvent::Begin {
-                        commit_time_micros: commit_time_micros + pgoutput::POSTGRES_EPOCH_OFFSET_MICROS,
+                        commit_time_micros: commit_time_micros
+                            + pgoutput::POSTGRES_EPOCH_OFFSET_MICROS,
                     }));
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {
@@ -244,7 +261,10 @@ impl ChangeStream {
 
     fn on_data(&mut self, data: &bytes::Bytes) -> Result<Option<StreamEvent>, CdcError> {
         let relation = |relations: &HashMap<u32, Arc<Relation>>, id| {
-            relations.get(&id).cloned().ok_or(CdcError::UnknownRelation(id))
+            relations
+                .get(&id)
+                .cloned()
+                .ok_or(CdcError::UnknownRelation(id))
         };
         Ok(match pgoutput::decode(data)? {
             Message::Relation(described) => {
@@ -259,7 +279,11 @@ impl ChangeStream {
                 new: Some(new),
                 old: None,
             })),
-            Message::Update { relation: id, old, new } => Some(StreamEvent::Change(RowChange {
+            Message::Update {
+                relation: id,
+                old,
+                new,
+            } => Some(StreamEvent::Change(RowChange {
                 relation: relation(&self.relations, id)?,
                 kind: ChangeKind::Update,
                 new: Some(new),
@@ -272,7 +296,10 @@ impl ChangeStream {
                 old: Some(old),
             })),
             // Begin and Commit come as their own events; truncates are not row changes.
-            Message::Begin { .. } | Message::Commit { .. } | Message::Truncate { .. } | Message::Other(_) => None,
+            Message::Begin { .. }
+            | Message::Commit { .. }
+            | Message::Truncate { .. }
+            | Message::Other(_) => None,
         })
     }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crier_postgres::pgoutput::{OldTuple, Value};
-use crier_postgres::replication::{self, CaptureSettings, ChangeKind, ChangeStream, RowChange, StreamEvent};
+use crier_postgres::replication::{
+    self, CaptureSettings, ChangeKind, ChangeStream, RowChange, StreamEvent,
+};
 use crier_testkit::TestPostgres;
 use tokio::time::timeout;
 
@@ -17,7 +19,9 @@ async fn setup() -> (TestPostgres, tokio_postgres::Client, CaptureSettings) {
          create table notes (id int primary key, body text);",
     )
     .unwrap();
-    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(connection);
     let settings = CaptureSettings {
         database_url: pg.url(),
@@ -26,8 +30,15 @@ async fn setup() -> (TestPostgres, tokio_postgres::Client, CaptureSettings) {
     };
     let state = replication::prepare(&client, &settings).await.unwrap();
     assert!(state.created);
-    assert!(!replication::prepare(&client, &settings).await.unwrap().created, "idempotent");
-    pg.psql("alter publication supabase_realtime add table todos, notes").unwrap();
+    assert!(
+        !replication::prepare(&client, &settings)
+            .await
+            .unwrap()
+            .created,
+        "idempotent"
+    );
+    pg.psql("alter publication supabase_realtime add table todos, notes")
+        .unwrap();
     (pg, client, settings)
 }
 
@@ -84,7 +95,10 @@ async fn inserts_updates_and_deletes_stream_in_commit_order() {
     let insert = &changes[0];
     assert_eq!(insert.relation.namespace, "public");
     let new = insert.new.as_ref().unwrap();
-    assert_eq!((text(&new.0[0]), text(&new.0[1]), text(&new.0[2])), ("1", "write tests", "f"));
+    assert_eq!(
+        (text(&new.0[0]), text(&new.0[1]), text(&new.0[2])),
+        ("1", "write tests", "f")
+    );
     assert_eq!(changes[2].new.as_ref().unwrap().0[1], Value::Null);
     // REPLICA IDENTITY DEFAULT: the delete carries the key only.
     let Some(OldTuple::Key(old)) = &changes[3].old else {
@@ -97,12 +111,18 @@ async fn inserts_updates_and_deletes_stream_in_commit_order() {
 #[tokio::test]
 async fn replica_identity_full_sends_the_whole_old_row() {
     let (pg, _client, settings) = setup().await;
-    pg.psql("alter table todos replica identity full; insert into todos (id, title) values (2, 'a')")
-        .unwrap();
+    pg.psql(
+        "alter table todos replica identity full; insert into todos (id, title) values (2, 'a')",
+    )
+    .unwrap();
     let mut stream = ChangeStream::connect(&settings).await.unwrap();
-    pg.psql("update todos set title = 'b' where id = 2").unwrap();
+    pg.psql("update todos set title = 'b' where id = 2")
+        .unwrap();
     let (changes, _) = changes(&mut stream, 2).await;
-    let update = changes.iter().find(|c| c.kind == ChangeKind::Update).unwrap();
+    let update = changes
+        .iter()
+        .find(|c| c.kind == ChangeKind::Update)
+        .unwrap();
     let Some(OldTuple::Full(old)) = &update.old else {
         panic!("the full old row")
     };
@@ -113,14 +133,19 @@ async fn replica_identity_full_sends_the_whole_old_row() {
 async fn what_is_not_acknowledged_comes_again_and_what_is_does_not() {
     let (pg, client, settings) = setup().await;
     let mut stream = ChangeStream::connect(&settings).await.unwrap();
-    pg.psql("insert into todos (id, title) values (10, 'first')").unwrap();
+    pg.psql("insert into todos (id, title) values (10, 'first')")
+        .unwrap();
     let (first, end) = changes(&mut stream, 1).await;
     assert_eq!(text(&first[0].new.as_ref().unwrap().0[0]), "10");
     // Not acknowledged: a new stream starts from before it.
     drop(stream);
     let mut stream = connect_when_slot_free(&settings).await;
     let (again, _) = changes(&mut stream, 1).await;
-    assert_eq!(text(&again[0].new.as_ref().unwrap().0[0]), "10", "delivered again");
+    assert_eq!(
+        text(&again[0].new.as_ref().unwrap().0[0]),
+        "10",
+        "delivered again"
+    );
 
     // Acknowledged: the slot moves, and the next stream starts after it.
     stream.ack(end);
@@ -145,10 +170,15 @@ async fn what_is_not_acknowledged_comes_again_and_what_is_does_not() {
     .expect("the slot moved");
     assert!(parse_lsn(&confirmed) >= end);
     drop(stream);
-    pg.psql("insert into todos (id, title) values (11, 'second')").unwrap();
+    pg.psql("insert into todos (id, title) values (11, 'second')")
+        .unwrap();
     let mut stream = connect_when_slot_free(&settings).await;
     let (next, _) = changes(&mut stream, 1).await;
-    assert_eq!(text(&next[0].new.as_ref().unwrap().0[0]), "11", "10 was not sent again");
+    assert_eq!(
+        text(&next[0].new.as_ref().unwrap().0[0]),
+        "11",
+        "10 was not sent again"
+    );
 }
 
 /// The walsender of a dropped stream releases the slot a moment later.
