@@ -367,6 +367,40 @@ pub fn supabase_error_message(text: &str) -> String {
     format!("{PREFIX}{reason}")
 }
 
+/// The filter's conditions as Supabase shows them in the `system` error for a
+/// subscription it cannot make: Elixir's `inspect` of a list of `{column, operator, value}`
+/// tuples (`[{"id", "eq", "1"}]`; `[]` for no filter). `not.` stays part of the operator.
+pub fn supabase_inspect_conditions(text: &str) -> String {
+    let text = text.trim();
+    if text.is_empty() {
+        return "[]".to_owned();
+    }
+    let mut out = String::from("[");
+    for (i, segment) in split_top_level(text).into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let segment = segment.trim();
+        let (column, rest) = segment.split_once('=').unwrap_or((segment, ""));
+        let (negation, op_value) = match rest.strip_prefix("not.") {
+            Some(op_value) => ("not.", op_value),
+            None => ("", rest),
+        };
+        let (operator, value) = op_value.split_once('.').unwrap_or((op_value, ""));
+        let operator = format!("{negation}{operator}");
+        out.push('{');
+        for (j, part) in [column, operator.as_str(), value].into_iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            elixir_inspect_binary(part, 50, &mut out);
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
 /// Supabase's reason for rejecting `text` (`parse_filters` in `subscriptions.ex`), or `None`
 /// if its parser accepts it.
 fn supabase_parse_reason(text: &str) -> Option<String> {
@@ -3713,5 +3747,18 @@ mod tests {
             prop_assert_eq!(only(&filter).2, expected);
             prop_assert!(passes(&filter, json!(values[0].clone())));
         }
+    }
+
+    #[test]
+    fn conditions_are_inspected_as_elixir_tuples() {
+        assert_eq!(supabase_inspect_conditions(""), "[]");
+        assert_eq!(
+            supabase_inspect_conditions("id=eq.1"),
+            r#"[{"id", "eq", "1"}]"#
+        );
+        assert_eq!(
+            supabase_inspect_conditions(r#"a=not.in.(1,2),b=like."x"#),
+            r#"[{"a", "not.in", "(1,2)"}, {"b", "like", "\"x"}]"#
+        );
     }
 }
