@@ -107,10 +107,12 @@
 //!   otherwise false. The empty list is false for every value, `NULL` included (SQL's `ANY`
 //!   over nothing), so `not.in.()` passes every row that has the column.
 //! - **`like` / `ilike` / `match` / `imatch`** apply to strings only (Supabase accepts them
-//!   only on text-like columns); on any other non-null value they are unknown. `ilike` and
-//!   `imatch` lowercase both sides character by character (Unicode simple lowercase; a
-//!   non-`C` collation could fold differently). `_` and `.` match one character, not one
-//!   byte.
+//!   only on text-like columns); on any other non-null value they are unknown. `ilike`
+//!   lowercases both sides character by character (Unicode lowercase; a non-`C` collation
+//!   could fold differently). `imatch` matches a character in any of its cases by Unicode
+//!   simple case folding, as PostgreSQL matches a character's upper and lower case (folding
+//!   also relates a few characters PostgreSQL does not, such as `k` and the Kelvin sign).
+//!   `_` and `.` match one character, not one byte.
 //! - **`is`**: `is.null` is true for `NULL` only; `is.true` / `is.false` test a boolean;
 //!   `is.unknown` is true for a null value (for a boolean, `IS UNKNOWN` is `IS NULL`).
 //!   Supabase rejects `is.true`/`is.false`/`is.unknown` on a non-boolean column; here they
@@ -123,15 +125,34 @@
 //! `match` (`~`) and `imatch` (`~*`) search the row's string for the pattern anywhere (use
 //! `^` and `$` to anchor). PostgreSQL's advanced regular expressions are supported without
 //! back-references or lookaround: literals, `.` (any character, newlines included),
-//! bracket expressions (`[a-z]`, `[^0-9]`, `[[:alpha:]]`, escapes inside), `^`, `$`, groups
-//! `(…)` and `(?:…)`, alternation `|`, the quantifiers `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}`
-//! and their non-greedy forms (which match the same strings), the escapes `\d \D \s \S
-//! \w \W`, the word-boundary escapes `\m \M \y \Y`, `\A`, `\Z`, and character escapes
-//! (`\n \t \r \f \v \e \a`, `\xhh`, `\uhhhh`, `\Uhhhhhhhh`, and `\` before any other
-//! punctuation). Anything else is rejected when the filter is parsed. Matching is linear in
-//! the length of the string (a Thompson-NFA simulation), so no pattern can take
-//! exponential time; a pattern that would compile to more than 10,000 instructions (large
-//! counted repetitions) is rejected.
+//! bracket expressions (`[a-z]`, `[^0-9]`, `[[:alpha:]]`, `[[.a.]]`, `[[=a=]]`, escapes
+//! inside), `^` and `$` (the start and end of the string only, as `\A` and `\Z`: `$` does
+//! not match before a final newline), groups `(…)` and `(?:…)`, alternation `|`, the
+//! quantifiers `*`, `+`, `?`, `{m}`, `{m,}`, `{m,n}` (counts up to 255) and their
+//! non-greedy forms (which match the same strings), the escapes `\d \D \s \S \w \W`, the
+//! word-boundary escapes `\m \M \y \Y`, `\A`, `\Z`, character escapes (`\n \t \r \f \v
+//! \e \a`, `\b` for backspace, `\B` for a backslash, `\cX`, `\0`, `\xhh`, `\uhhhh`,
+//! `\Uhhhhhhhh`, and `\` before any character that is not a letter or digit), the prefixes
+//! `***=` (the rest is a literal string) and `***:`, and the embedded options `(?i)`,
+//! `(?c)`, `(?q)`, `(?s)` and `(?t)` at the start of the pattern. Anything else (another
+//! escape letter such as `\p` or `\k`, back-references, lookaround, `(?` options elsewhere
+//! or options such as `(?x)` and `(?n)`) is rejected when the filter is parsed.
+//!
+//! The [`regex`] crate does the matching: the pattern is translated to its syntax, every
+//! literal character escaped, so nothing in the pattern is read with the crate's meaning
+//! rather than PostgreSQL's. `\d`, `[[:digit:]]`, `[[:xdigit:]]` and `[[:punct:]]` are
+//! ASCII; the other classes are Unicode, each as Rust's `char` predicate of that name
+//! (`\s` and `[[:space:]]` are white space, `[[:alpha:]]` alphabetic characters,
+//! `[[:alnum:]]` alphabetic characters and numbers, `[[:upper:]]` uppercase ones, …;
+//! `[[:graph:]]` is neither control nor white space, `[[:print:]]` not control). Word
+//! characters (`\w`, `[[:word:]]` and the word-boundary escapes) are the crate's Unicode
+//! word characters: letters, marks, decimal digits, connector punctuation such as `_`, and
+//! join controls (PostgreSQL's are `[[:alnum:]_]`, which differs for combining marks,
+//! non-decimal numbers such as `²`, and connectors other than `_`). Matching takes time
+//! linear in the length of the string, so no pattern can take exponential time. A
+//! pattern whose compiled form would exceed 2 MiB is rejected: literal characters are
+//! cheap, but a Unicode class costs about 50 KiB, so `\w{30}` is accepted and `\w{60}`
+//! is not; parentheses may nest 100 deep.
 //!
 //! # Errors for clients
 //!
@@ -854,7 +875,8 @@ fn is_canonical_uuid(text: &str) -> bool {
 }
 
 /// PostgreSQL's `uuid_in`: 32 hex digits, any case, optionally in braces, optionally with a
-/// hyphen after any group of four digits.
+/// hyphen after any group of four digits. (Not the `uuid` crate's parser: it accepts only
+/// the standard hyphen positions, and also `urn:uuid:` forms, which PostgreSQL rejects.)
 fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let bytes = text.as_bytes();
     let braces = bytes.first() == Some(&b'{');
@@ -910,7 +932,9 @@ impl Numeric {
         Numeric::parse(&number.to_string()).unwrap_or(Numeric::NaN)
     }
 
-    /// `numeric_in`'s syntax (plus `float8in`'s `inf`).
+    /// `numeric_in`'s syntax (plus `float8in`'s `inf`). Hand-written because decimal
+    /// crates either round (`rust_decimal` keeps 28 digits) or read another syntax
+    /// (no `NaN`/`Infinity`, PostgreSQL's whitespace), and only ordering is needed here.
     fn parse(text: &str) -> Option<Numeric> {
         const EXPONENT_CAP: i64 = 1 << 40;
         let text = text.trim_matches(pg_isspace);
@@ -1068,6 +1092,9 @@ enum Temporal {
 }
 
 impl Temporal {
+    /// Hand-written because date-time crates do not read PostgreSQL's input forms (` BC`,
+    /// `infinity`, `±hh` offsets, a space or `t` before the time, years past 9999).
+    ///
     /// `strict`: only `to_jsonb`'s forms (`2026-01-02`, `2026-01-02T03:04:05[.f{1,6}]`,
     /// optionally `+hh:mm[:ss]`, optionally ` BC`, `infinity`, `-infinity`). Otherwise, a
     /// literal: surrounding whitespace, `T`, `t` or spaces before the time, optional
@@ -1324,6 +1351,13 @@ impl<'a> Cursor<'a> {
 
 // ---------------------------------------------------------------------------------------
 // LIKE
+//
+// Not translated to a `regex` crate pattern, although that would match the same strings:
+// a compiled regex needs a size limit (each `_` compiles to about 1 KiB of automaton, and a
+// filter may be megabytes long), and an oversized LIKE pattern could only be reported as
+// `FilterError::InvalidLikePattern`, whose text says the pattern ends with its escape
+// character. This matcher needs no compilation and no limit: it backtracks only to the
+// last `%`, so it takes at most pattern × text steps.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LikeToken {
@@ -1416,409 +1450,186 @@ impl LikePattern {
 // ---------------------------------------------------------------------------------------
 // Regular expressions (`match`, `imatch`)
 
-/// The most instructions a compiled regular expression may have.
-const MAX_REGEX_PROGRAM: usize = 10_000;
+/// The largest compiled form a `match`/`imatch` pattern may have, in bytes: the `regex`
+/// crate's [`size_limit`](regex::RegexBuilder::size_limit). It bounds the memory one
+/// subscription's pattern can take. Literal characters cost about 32 bytes each, `.` about
+/// 1 KiB, and a Unicode class such as `[[:alpha:]]` or `\w` about 50 KiB, so `\w{30}` fits
+/// and `\w{60}` does not.
+const MAX_REGEX_SIZE: usize = 2 << 20;
 
-/// The deepest nesting of parentheses in a regular expression.
+/// The deepest nesting of parentheses in a regular expression. It also keeps the
+/// translation well inside the `regex` crate's default nesting limit.
 const MAX_REGEX_DEPTH: usize = 100;
 
 /// PostgreSQL's largest repetition count (`RE_DUP_MAX`).
 const MAX_REGEX_REPEAT: u32 = 255;
 
-/// A compiled regular expression: a program for a Thompson-NFA (Pike VM) simulation,
-/// searching for a match anywhere in the text.
-#[derive(Debug, Clone, PartialEq)]
+/// A compiled `match` (or `imatch`) pattern: the PostgreSQL pattern translated to the
+/// `regex` crate's syntax (see [`translate_regex`]) and compiled by it.
+#[derive(Debug, Clone)]
 struct Regex {
-    program: Vec<Instruction>,
+    regex: regex::Regex,
     case_insensitive: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Instruction {
-    Char(char),
-    Any,
-    Class(CharClass),
-    Assert(Assertion),
-    Split(usize, usize),
-    Jump(usize),
-    Match,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Assertion {
-    /// `^`, `\A`
-    Start,
-    /// `$`, `\Z`
-    End,
-    /// `\m`
-    WordStart,
-    /// `\M`
-    WordEnd,
-    /// `\y`
-    WordBoundary,
-    /// `\Y`
-    NotWordBoundary,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct CharClass {
-    negated: bool,
-    items: Vec<ClassItem>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ClassItem {
-    Range(char, char),
-    Named(NamedClass),
-    NotNamed(NamedClass),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NamedClass {
-    Alnum,
-    Alpha,
-    Blank,
-    Cntrl,
-    Digit,
-    Graph,
-    Lower,
-    Print,
-    Punct,
-    Space,
-    Upper,
-    Word,
-    Xdigit,
-}
-
-/// A parsed regular expression.
-#[derive(Debug, Clone, PartialEq)]
-enum RegexNode {
-    Empty,
-    Char(char),
-    Any,
-    Class(CharClass),
-    Assert(Assertion),
-    Concat(Vec<RegexNode>),
-    Alternation(Vec<RegexNode>),
-    Repeat {
-        node: Box<RegexNode>,
-        min: u32,
-        max: Option<u32>,
-    },
+impl PartialEq for Regex {
+    fn eq(&self, other: &Regex) -> bool {
+        self.case_insensitive == other.case_insensitive
+            && self.regex.as_str() == other.regex.as_str()
+    }
 }
 
 impl Regex {
     fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex, String> {
-        let mut case_insensitive = case_insensitive;
-        let mut body = pattern;
-        let node = if let Some(literal) = body.strip_prefix("***=") {
-            literal_node(literal, case_insensitive)
-        } else {
-            body = body.strip_prefix("***:").unwrap_or(body);
-            let mut literal = false;
-            if let Some(rest) = body.strip_prefix("(?")
-                && let Some((options, rest)) = rest.split_once(')')
-                && options.chars().all(|c| c.is_ascii_alphabetic())
-            {
-                for option in options.chars() {
-                    match option {
-                        'i' => case_insensitive = true,
-                        'c' => case_insensitive = false,
-                        'q' => literal = true,
-                        // Tight syntax and non-newline-sensitive matching: the defaults.
-                        't' | 's' => {}
-                        other => return Err(format!("unsupported embedded option `{other}`")),
-                    }
-                }
-                body = rest;
-            }
-            if literal {
-                literal_node(body, case_insensitive)
-            } else {
-                let mut parser = RegexParser {
-                    chars: body.chars().collect(),
-                    at: 0,
-                    case_insensitive,
-                };
-                let node = parser.alternation(0)?;
-                if parser.at != parser.chars.len() {
-                    return Err("parentheses () not balanced".to_owned());
-                }
-                node
-            }
-        };
-        let mut program = Vec::new();
-        emit(&node, &mut program)?;
-        program.push(Instruction::Match);
-        if program.len() > MAX_REGEX_PROGRAM {
-            return Err("regular expression is too large".to_owned());
-        }
+        let (translated, case_insensitive) = translate_regex(pattern, case_insensitive)?;
+        let regex = regex::RegexBuilder::new(&translated)
+            .case_insensitive(case_insensitive)
+            .dot_matches_new_line(true)
+            .size_limit(MAX_REGEX_SIZE)
+            .build()
+            .map_err(|error| match error {
+                regex::Error::CompiledTooBig(_) => "regular expression is too large".to_owned(),
+                // The translation only writes syntax the crate accepts; this is a bug.
+                other => format!("regular expression could not be compiled: {other}"),
+            })?;
         Ok(Regex {
-            program,
+            regex,
             case_insensitive,
         })
     }
 
     /// Whether the pattern matches somewhere in `text`.
     fn is_match(&self, text: &str) -> bool {
-        let chars: Vec<char> = if self.case_insensitive {
-            text.to_lowercase().chars().collect()
-        } else {
-            text.chars().collect()
-        };
-        let mut current = Vec::new();
-        let mut next = Vec::new();
-        let mut marks = vec![usize::MAX; self.program.len()];
-        let mut stack = Vec::new();
-        for at in 0..=chars.len() {
-            // A new thread at every position: the search is unanchored.
-            if self.add_thread(&mut current, &mut marks, &mut stack, 0, &chars, at) {
-                return true;
-            }
-            let Some(&c) = chars.get(at) else {
-                break;
-            };
-            next.clear();
-            for &pc in &current {
-                let advances = match &self.program[pc] {
-                    Instruction::Char(expected) => *expected == c,
-                    Instruction::Any => true,
-                    Instruction::Class(class) => class.matches(c, self.case_insensitive),
-                    _ => false,
-                };
-                if advances
-                    && self.add_thread(&mut next, &mut marks, &mut stack, pc + 1, &chars, at + 1)
-                {
-                    return true;
-                }
-            }
-            std::mem::swap(&mut current, &mut next);
-        }
-        false
-    }
-
-    /// Adds the thread at `pc` and everything it reaches without consuming a character,
-    /// at text position `at`; whether that reaches `Match`.
-    fn add_thread(
-        &self,
-        list: &mut Vec<usize>,
-        marks: &mut [usize],
-        stack: &mut Vec<usize>,
-        pc: usize,
-        chars: &[char],
-        at: usize,
-    ) -> bool {
-        stack.clear();
-        stack.push(pc);
-        while let Some(pc) = stack.pop() {
-            if marks[pc] == at {
-                continue;
-            }
-            marks[pc] = at;
-            match &self.program[pc] {
-                Instruction::Match => return true,
-                Instruction::Jump(target) => stack.push(*target),
-                Instruction::Split(first, second) => {
-                    stack.push(*second);
-                    stack.push(*first);
-                }
-                Instruction::Assert(assertion) => {
-                    if assertion.holds(chars, at) {
-                        stack.push(pc + 1);
-                    }
-                }
-                Instruction::Char(_) | Instruction::Any | Instruction::Class(_) => list.push(pc),
-            }
-        }
-        false
+        self.regex.is_match(text)
     }
 }
 
-/// The characters of `text` as literals (lowercased when case-insensitive).
-fn literal_node(text: &str, case_insensitive: bool) -> RegexNode {
-    RegexNode::Concat(
-        text.chars()
-            .flat_map(|c| literal_chars(c, case_insensitive))
-            .map(RegexNode::Char)
-            .collect(),
-    )
+/// The PostgreSQL advanced regular expression `pattern` (the subset the module documents)
+/// in the `regex` crate's syntax, and whether it is case-insensitive (the embedded options
+/// `(?i)` and `(?c)` change `case_insensitive`). Compile it with `.` matching newlines.
+///
+/// Nothing of the pattern reaches the crate's parser unread: every literal character is
+/// written as itself if it is an ASCII letter or digit and as `\x{…}` otherwise, and every
+/// operator, class and assertion is written from what it means in PostgreSQL. So syntax
+/// the crate would read differently (`\b`, `\p{…}`, `(?i)` inside the pattern, `\<`, `&&`
+/// in brackets, …) is either translated or rejected, never passed through.
+fn translate_regex(pattern: &str, case_insensitive: bool) -> Result<(String, bool), String> {
+    let mut case_insensitive = case_insensitive;
+    let literal = |text: &str| {
+        let mut out = String::new();
+        text.chars().for_each(|c| push_regex_literal(&mut out, c));
+        out
+    };
+    if let Some(text) = pattern.strip_prefix("***=") {
+        return Ok((literal(text), case_insensitive));
+    }
+    let mut body = pattern.strip_prefix("***:").unwrap_or(pattern);
+    if let Some(rest) = body.strip_prefix("(?")
+        && let Some((options, rest)) = rest.split_once(')')
+        && options.chars().all(|c| c.is_ascii_alphabetic())
+    {
+        let mut quote = false;
+        for option in options.chars() {
+            match option {
+                'i' => case_insensitive = true,
+                'c' => case_insensitive = false,
+                'q' => quote = true,
+                // Tight syntax and non-newline-sensitive matching: the defaults.
+                't' | 's' => {}
+                other => return Err(format!("unsupported embedded option `{other}`")),
+            }
+        }
+        if quote {
+            return Ok((literal(rest), case_insensitive));
+        }
+        body = rest;
+    }
+    let mut translator = RegexTranslator {
+        chars: body.chars().collect(),
+        at: 0,
+        out: String::with_capacity(body.len() * 2),
+    };
+    translator.run()?;
+    Ok((translator.out, case_insensitive))
 }
 
-fn literal_chars(c: char, case_insensitive: bool) -> Vec<char> {
-    if case_insensitive {
-        c.to_lowercase().collect()
+/// Writes `c` as a literal in the `regex` crate's syntax, inside or outside brackets.
+fn push_regex_literal(out: &mut String, c: char) {
+    if c.is_ascii_alphanumeric() {
+        out.push(c);
     } else {
-        vec![c]
+        // Writing to a `String` cannot fail.
+        let _ = write!(out, "\\x{{{:X}}}", u32::from(c));
     }
 }
 
-/// Appends the instructions for `node`.
-fn emit(node: &RegexNode, program: &mut Vec<Instruction>) -> Result<(), String> {
-    if program.len() > MAX_REGEX_PROGRAM {
-        return Err("regular expression is too large".to_owned());
-    }
-    match node {
-        RegexNode::Empty => {}
-        RegexNode::Char(c) => program.push(Instruction::Char(*c)),
-        RegexNode::Any => program.push(Instruction::Any),
-        RegexNode::Class(class) => program.push(Instruction::Class(class.clone())),
-        RegexNode::Assert(assertion) => program.push(Instruction::Assert(*assertion)),
-        RegexNode::Concat(nodes) => {
-            for node in nodes {
-                emit(node, program)?;
-            }
-        }
-        RegexNode::Alternation(branches) => {
-            let mut jumps = Vec::new();
-            let (last, others) = branches.split_last().unwrap_or((&RegexNode::Empty, &[]));
-            for branch in others {
-                let split = program.len();
-                program.push(Instruction::Split(split + 1, 0));
-                emit(branch, program)?;
-                jumps.push(program.len());
-                program.push(Instruction::Jump(0));
-                program[split] = Instruction::Split(split + 1, program.len());
-            }
-            emit(last, program)?;
-            let end = program.len();
-            for jump in jumps {
-                program[jump] = Instruction::Jump(end);
-            }
-        }
-        RegexNode::Repeat { node, min, max } => {
-            for _ in 0..*min {
-                emit(node, program)?;
-            }
-            match max {
-                None => {
-                    let split = program.len();
-                    program.push(Instruction::Split(split + 1, 0));
-                    emit(node, program)?;
-                    program.push(Instruction::Jump(split));
-                    program[split] = Instruction::Split(split + 1, program.len());
-                }
-                Some(max) => {
-                    // `x{0,k}` as `x?` k times: the same strings.
-                    for _ in *min..*max {
-                        let split = program.len();
-                        program.push(Instruction::Split(split + 1, 0));
-                        emit(node, program)?;
-                        program[split] = Instruction::Split(split + 1, program.len());
-                    }
-                }
-            }
-        }
-    }
-    if program.len() > MAX_REGEX_PROGRAM {
-        return Err("regular expression is too large".to_owned());
-    }
-    Ok(())
-}
-
-fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
-}
-
-impl Assertion {
-    fn holds(self, chars: &[char], at: usize) -> bool {
-        let before = at
-            .checked_sub(1)
-            .and_then(|i| chars.get(i))
-            .is_some_and(|c| is_word_char(*c));
-        let after = chars.get(at).is_some_and(|c| is_word_char(*c));
-        match self {
-            Assertion::Start => at == 0,
-            Assertion::End => at == chars.len(),
-            Assertion::WordStart => !before && after,
-            Assertion::WordEnd => before && !after,
-            Assertion::WordBoundary => before != after,
-            Assertion::NotWordBoundary => before == after,
-        }
-    }
-}
-
-impl NamedClass {
-    fn from_name(name: &str) -> Option<NamedClass> {
-        Some(match name {
-            "alnum" => NamedClass::Alnum,
-            "alpha" => NamedClass::Alpha,
-            "blank" => NamedClass::Blank,
-            "cntrl" => NamedClass::Cntrl,
-            "digit" => NamedClass::Digit,
-            "graph" => NamedClass::Graph,
-            "lower" => NamedClass::Lower,
-            "print" => NamedClass::Print,
-            "punct" => NamedClass::Punct,
-            "space" => NamedClass::Space,
-            "upper" => NamedClass::Upper,
-            "word" => NamedClass::Word,
-            "xdigit" => NamedClass::Xdigit,
-            _ => return None,
-        })
-    }
-
-    fn contains(self, c: char) -> bool {
-        match self {
-            NamedClass::Alnum => c.is_alphanumeric(),
-            NamedClass::Alpha => c.is_alphabetic(),
-            NamedClass::Blank => c == ' ' || c == '\t',
-            NamedClass::Cntrl => c.is_control(),
-            NamedClass::Digit => c.is_ascii_digit(),
-            NamedClass::Graph => !c.is_control() && !c.is_whitespace(),
-            NamedClass::Lower => c.is_lowercase(),
-            NamedClass::Print => !c.is_control(),
-            NamedClass::Punct => c.is_ascii_punctuation(),
-            NamedClass::Space => c.is_whitespace(),
-            NamedClass::Upper => c.is_uppercase(),
-            NamedClass::Word => is_word_char(c),
-            NamedClass::Xdigit => c.is_ascii_hexdigit(),
-        }
-    }
-}
-
-impl ClassItem {
-    fn contains(self, c: char) -> bool {
-        match self {
-            ClassItem::Range(low, high) => (low..=high).contains(&c),
-            ClassItem::Named(class) => class.contains(c),
-            ClassItem::NotNamed(class) => !class.contains(c),
-        }
-    }
-}
-
-impl CharClass {
-    fn named(class: NamedClass, negated: bool) -> CharClass {
-        CharClass {
-            negated,
-            items: vec![ClassItem::Named(class)],
-        }
-    }
-
-    /// Whether `c` (already lowercased when case-insensitive) is in the class; a
-    /// case-insensitive class also takes the character's other cases.
-    fn matches(&self, c: char, case_insensitive: bool) -> bool {
-        let contains = |c: char| self.items.iter().any(|item| item.contains(c));
-        let found = contains(c)
-            || (case_insensitive
-                && (c.to_uppercase().any(contains) || c.to_lowercase().any(contains)));
-        found != self.negated
-    }
+/// What the previous piece of a regular expression was, for where a quantifier may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RegexPiece {
+    /// Nothing yet in this branch: the start, or just after `(` or `|`.
+    Nothing,
+    /// Something a quantifier may follow: a character, class, `.` or group.
+    Atom,
+    /// `^`, `$` or a `\` constraint, which cannot be quantified.
+    Constraint,
+    /// A quantifier, which cannot be quantified again.
+    Quantifier,
 }
 
 /// What a backslash escape stands for.
-enum Escape {
+enum RegexEscape {
     Char(char),
-    Class(NamedClass, bool),
-    Assert(Assertion),
+    /// A class: its items in the `regex` crate's bracket syntax, and whether it is
+    /// negated (`\D`, `\S`, `\W`).
+    Class(&'static str, bool),
+    /// A constraint, in the `regex` crate's syntax.
+    Constraint(&'static str),
 }
 
-struct RegexParser {
+/// The items, in the `regex` crate's bracket syntax, of a POSIX class named in a bracket
+/// expression (`[[:alpha:]]`). The crate's own POSIX classes are ASCII-only, so the
+/// Unicode ones are spelled out, each as Rust's `char` predicate of the same name defines
+/// it (`alpha` is `char::is_alphabetic`, `alnum` `char::is_alphanumeric`, …); `word` is
+/// the crate's Unicode `\w`, the word characters of `\m \M \y \Y`.
+fn posix_class_items(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "alnum" => r"\p{Alphabetic}\p{N}",
+        "alpha" => r"\p{Alphabetic}",
+        "blank" => r"\x{20}\t",
+        "cntrl" => r"\p{Cc}",
+        "digit" => "0-9",
+        "graph" => r"[^\p{Cc}\p{White_Space}]",
+        "lower" => r"\p{Lowercase}",
+        "print" => r"\P{Cc}",
+        "punct" => "[:punct:]",
+        "space" => r"\p{White_Space}",
+        "upper" => r"\p{Uppercase}",
+        "word" => r"\w",
+        "xdigit" => "0-9A-Fa-f",
+        _ => return None,
+    })
+}
+
+/// Writes a class's items inside a bracket expression being written.
+fn push_class_items(out: &mut String, items: &str, negated: bool) {
+    if negated {
+        out.push_str("[^");
+        out.push_str(items);
+        out.push(']');
+    } else {
+        out.push_str(items);
+    }
+}
+
+/// Reads a PostgreSQL regular expression and writes it in the `regex` crate's syntax,
+/// checking it as PostgreSQL does.
+struct RegexTranslator {
     chars: Vec<char>,
     at: usize,
-    case_insensitive: bool,
+    out: String,
 }
 
-impl RegexParser {
+impl RegexTranslator {
     fn peek(&self) -> Option<char> {
         self.chars.get(self.at).copied()
     }
@@ -1833,33 +1644,94 @@ impl RegexParser {
         Some(c)
     }
 
-    fn alternation(&mut self, depth: usize) -> Result<RegexNode, String> {
-        let mut branches = vec![self.concat(depth)?];
-        while self.peek() == Some('|') {
-            self.at += 1;
-            branches.push(self.concat(depth)?);
-        }
-        Ok(if branches.len() == 1 {
-            branches.pop().unwrap_or(RegexNode::Empty)
-        } else {
-            RegexNode::Alternation(branches)
-        })
-    }
-
-    fn concat(&mut self, depth: usize) -> Result<RegexNode, String> {
-        let mut items = Vec::new();
+    fn run(&mut self) -> Result<(), String> {
+        let unbalanced = || "parentheses () not balanced".to_owned();
+        let mut depth = 0;
+        let mut last = RegexPiece::Nothing;
         loop {
-            match self.peek() {
-                None | Some('|') => break,
-                Some(')') if depth > 0 => break,
-                Some(')') => return Err("parentheses () not balanced".to_owned()),
-                Some(_) => {}
+            if self.starts_quantifier() {
+                if last != RegexPiece::Atom {
+                    return Err("quantifier operand invalid".to_owned());
+                }
+                self.quantifier()?;
+                last = RegexPiece::Quantifier;
+                continue;
             }
-            let atom = self.atom(depth)?;
-            let atom = self.quantified(atom)?;
-            items.push(atom);
+            let Some(c) = self.bump() else {
+                break;
+            };
+            last = match c {
+                '(' => {
+                    if depth >= MAX_REGEX_DEPTH {
+                        return Err("parentheses are nested too deeply".to_owned());
+                    }
+                    if self.peek() == Some('?') {
+                        if self.peek_at(1) != Some(':') {
+                            return Err("lookaround constraints and `(?` options inside a pattern are not supported".to_owned());
+                        }
+                        self.at += 2;
+                    }
+                    depth += 1;
+                    self.out.push_str("(?:");
+                    RegexPiece::Nothing
+                }
+                ')' => {
+                    if depth == 0 {
+                        return Err(unbalanced());
+                    }
+                    depth -= 1;
+                    self.out.push(')');
+                    RegexPiece::Atom
+                }
+                '|' => {
+                    self.out.push('|');
+                    RegexPiece::Nothing
+                }
+                // With `.` matching newlines (the crate's `s` flag).
+                '.' => {
+                    self.out.push('.');
+                    RegexPiece::Atom
+                }
+                // Not the crate's `^` and `$`, so that no flag can make them match at
+                // line breaks.
+                '^' => {
+                    self.out.push_str(r"\A");
+                    RegexPiece::Constraint
+                }
+                '$' => {
+                    self.out.push_str(r"\z");
+                    RegexPiece::Constraint
+                }
+                '[' => {
+                    self.bracket()?;
+                    RegexPiece::Atom
+                }
+                '\\' => match self.escape(false)? {
+                    RegexEscape::Char(c) => {
+                        push_regex_literal(&mut self.out, c);
+                        RegexPiece::Atom
+                    }
+                    RegexEscape::Class(items, negated) => {
+                        self.out.push('[');
+                        push_class_items(&mut self.out, items, negated);
+                        self.out.push(']');
+                        RegexPiece::Atom
+                    }
+                    RegexEscape::Constraint(constraint) => {
+                        self.out.push_str(constraint);
+                        RegexPiece::Constraint
+                    }
+                },
+                c => {
+                    push_regex_literal(&mut self.out, c);
+                    RegexPiece::Atom
+                }
+            };
         }
-        Ok(RegexNode::Concat(items))
+        if depth > 0 {
+            return Err(unbalanced());
+        }
+        Ok(())
     }
 
     fn starts_quantifier(&self) -> bool {
@@ -1870,78 +1742,26 @@ impl RegexParser {
         }
     }
 
-    fn atom(&mut self, depth: usize) -> Result<RegexNode, String> {
-        if self.starts_quantifier() {
-            return Err("quantifier operand invalid".to_owned());
-        }
-        let Some(c) = self.bump() else {
-            return Ok(RegexNode::Empty);
-        };
-        Ok(match c {
-            '(' => {
-                if depth >= MAX_REGEX_DEPTH {
-                    return Err("parentheses are nested too deeply".to_owned());
-                }
-                if self.peek() == Some('?') {
-                    if self.peek_at(1) == Some(':') {
-                        self.at += 2;
-                    } else {
-                        return Err("lookaround constraints and `(?` options inside a pattern are not supported".to_owned());
-                    }
-                }
-                let inner = self.alternation(depth + 1)?;
-                if self.bump() != Some(')') {
-                    return Err("parentheses () not balanced".to_owned());
-                }
-                inner
+    /// `*`, `+`, `?` or a bound, optionally followed by `?` (non-greedy, which matches the
+    /// same strings).
+    fn quantifier(&mut self) -> Result<(), String> {
+        match self.bump() {
+            Some('{') => {
+                let (min, max) = self.bound()?;
+                let _ = match max {
+                    Some(max) if max == min => write!(self.out, "{{{min}}}"),
+                    Some(max) => write!(self.out, "{{{min},{max}}}"),
+                    None => write!(self.out, "{{{min},}}"),
+                };
             }
-            '.' => RegexNode::Any,
-            '^' => RegexNode::Assert(Assertion::Start),
-            '$' => RegexNode::Assert(Assertion::End),
-            '[' => RegexNode::Class(self.bracket()?),
-            '\\' => match self.escape(false)? {
-                Escape::Char(c) => self.literal(c),
-                Escape::Class(class, negated) => RegexNode::Class(CharClass::named(class, negated)),
-                Escape::Assert(assertion) => RegexNode::Assert(assertion),
-            },
-            c => self.literal(c),
-        })
-    }
-
-    fn literal(&self, c: char) -> RegexNode {
-        let mut chars = literal_chars(c, self.case_insensitive);
-        if chars.len() == 1 {
-            RegexNode::Char(chars.remove(0))
-        } else {
-            RegexNode::Concat(chars.into_iter().map(RegexNode::Char).collect())
+            Some(c) => self.out.push(c),
+            None => {}
         }
-    }
-
-    fn quantified(&mut self, atom: RegexNode) -> Result<RegexNode, String> {
-        if !self.starts_quantifier() {
-            return Ok(atom);
-        }
-        if matches!(atom, RegexNode::Assert(_)) {
-            return Err("quantifier operand invalid".to_owned());
-        }
-        let (min, max) = match self.bump() {
-            Some('*') => (0, None),
-            Some('+') => (1, None),
-            Some('?') => (0, Some(1)),
-            _ => self.bound()?,
-        };
-        // A non-greedy quantifier matches the same strings.
         if self.peek() == Some('?') {
             self.at += 1;
+            self.out.push('?');
         }
-        if self.starts_quantifier() {
-            return Err("quantifier operand invalid".to_owned());
-        }
-        Ok(RegexNode::Repeat {
-            node: Box::new(atom),
-            min,
-            max,
-        })
+        Ok(())
     }
 
     /// `{m}`, `{m,}`, `{m,n}`, after the `{`.
@@ -1978,36 +1798,37 @@ impl RegexParser {
     }
 
     /// A backslash escape, after the backslash.
-    fn escape(&mut self, in_bracket: bool) -> Result<Escape, String> {
+    fn escape(&mut self, in_bracket: bool) -> Result<RegexEscape, String> {
         let Some(c) = self.bump() else {
             return Err("invalid escape \\ sequence: the pattern ends with a backslash".to_owned());
         };
-        let assertion = |assertion| {
+        let constraint = |constraint| {
             if in_bracket {
                 Err(format!("invalid escape \\{c} sequence inside brackets"))
             } else {
-                Ok(Escape::Assert(assertion))
+                Ok(RegexEscape::Constraint(constraint))
             }
         };
         Ok(match c {
-            'a' => Escape::Char('\u{07}'),
-            'b' => Escape::Char('\u{08}'),
-            'B' => Escape::Char('\\'),
-            'e' => Escape::Char('\u{1b}'),
-            'f' => Escape::Char('\u{0c}'),
-            'n' => Escape::Char('\n'),
-            'r' => Escape::Char('\r'),
-            't' => Escape::Char('\t'),
-            'v' => Escape::Char('\u{0b}'),
+            'a' => RegexEscape::Char('\u{07}'),
+            // Backspace, as in PostgreSQL (not the crate's word boundary).
+            'b' => RegexEscape::Char('\u{08}'),
+            'B' => RegexEscape::Char('\\'),
+            'e' => RegexEscape::Char('\u{1b}'),
+            'f' => RegexEscape::Char('\u{0c}'),
+            'n' => RegexEscape::Char('\n'),
+            'r' => RegexEscape::Char('\r'),
+            't' => RegexEscape::Char('\t'),
+            'v' => RegexEscape::Char('\u{0b}'),
             'c' => {
                 let control = self
                     .bump()
                     .ok_or_else(|| "invalid escape \\c sequence".to_owned())?;
-                Escape::Char(char::from_u32(u32::from(control) & 0x1f).unwrap_or('\0'))
+                RegexEscape::Char(char::from_u32(u32::from(control) & 0x1f).unwrap_or('\0'))
             }
-            'x' => Escape::Char(self.hex_escape(1, 8)?),
-            'u' => Escape::Char(self.hex_escape(4, 4)?),
-            'U' => Escape::Char(self.hex_escape(8, 8)?),
+            'x' => RegexEscape::Char(self.hex_escape(1, 8)?),
+            'u' => RegexEscape::Char(self.hex_escape(4, 4)?),
+            'U' => RegexEscape::Char(self.hex_escape(8, 8)?),
             '0' => {
                 let mut value = 0;
                 for _ in 0..2 {
@@ -2019,23 +1840,25 @@ impl RegexParser {
                         None => break,
                     }
                 }
-                Escape::Char(char::from_u32(value).unwrap_or('\0'))
+                RegexEscape::Char(char::from_u32(value).unwrap_or('\0'))
             }
             '1'..='9' => return Err("back-references are not supported".to_owned()),
-            'd' => Escape::Class(NamedClass::Digit, false),
-            's' => Escape::Class(NamedClass::Space, false),
-            'w' => Escape::Class(NamedClass::Word, false),
-            'D' => Escape::Class(NamedClass::Digit, true),
-            'S' => Escape::Class(NamedClass::Space, true),
-            'W' => Escape::Class(NamedClass::Word, true),
-            'A' => return assertion(Assertion::Start),
-            'Z' => return assertion(Assertion::End),
-            'm' => return assertion(Assertion::WordStart),
-            'M' => return assertion(Assertion::WordEnd),
-            'y' => return assertion(Assertion::WordBoundary),
-            'Y' => return assertion(Assertion::NotWordBoundary),
+            // ASCII digits, as `[[:digit:]]`; the crate's Unicode `\d` has more.
+            'd' => RegexEscape::Class("0-9", false),
+            'D' => RegexEscape::Class("0-9", true),
+            's' => RegexEscape::Class(r"\s", false),
+            'S' => RegexEscape::Class(r"\s", true),
+            'w' => RegexEscape::Class(r"\w", false),
+            'W' => RegexEscape::Class(r"\w", true),
+            'A' => return constraint(r"\A"),
+            // End of text only (the crate's `\z`; its `\Z` does not exist).
+            'Z' => return constraint(r"\z"),
+            'm' => return constraint(r"\b{start}"),
+            'M' => return constraint(r"\b{end}"),
+            'y' => return constraint(r"\b"),
+            'Y' => return constraint(r"\B"),
             c if c.is_alphanumeric() => return Err(format!("invalid escape \\{c} sequence")),
-            c => Escape::Char(c),
+            c => RegexEscape::Char(c),
         })
     }
 
@@ -2060,13 +1883,13 @@ impl RegexParser {
     }
 
     /// A bracket expression, after the `[`.
-    fn bracket(&mut self) -> Result<CharClass, String> {
+    fn bracket(&mut self) -> Result<(), String> {
         let unbalanced = || "brackets [] not balanced".to_owned();
-        let negated = self.peek() == Some('^');
-        if negated {
+        let mut class = String::from("[");
+        if self.peek() == Some('^') {
             self.at += 1;
+            class.push('^');
         }
-        let mut items = Vec::new();
         let mut first = true;
         loop {
             let c = self.bump().ok_or_else(unbalanced)?;
@@ -2078,9 +1901,9 @@ impl RegexParser {
                 '[' if self.peek() == Some(':') => {
                     self.at += 1;
                     let name = self.bracket_name(':')?;
-                    let class = NamedClass::from_name(&name)
+                    let items = posix_class_items(&name)
                         .ok_or_else(|| format!("invalid character class `{name}`"))?;
-                    items.push(ClassItem::Named(class));
+                    class.push_str(items);
                     continue;
                 }
                 '[' if matches!(self.peek(), Some('.' | '=')) => {
@@ -2088,19 +1911,18 @@ impl RegexParser {
                     self.single_char_name(delimiter)?
                 }
                 '\\' => match self.escape(true)? {
-                    Escape::Char(c) => c,
-                    Escape::Class(class, negated) => {
-                        items.push(if negated {
-                            ClassItem::NotNamed(class)
-                        } else {
-                            ClassItem::Named(class)
-                        });
+                    RegexEscape::Char(c) => c,
+                    RegexEscape::Class(items, negated) => {
+                        push_class_items(&mut class, items, negated);
                         continue;
                     }
-                    Escape::Assert(_) => return Err("invalid escape inside brackets".to_owned()),
+                    RegexEscape::Constraint(_) => {
+                        return Err("invalid escape inside brackets".to_owned());
+                    }
                 },
                 c => c,
             };
+            push_regex_literal(&mut class, low);
             if self.peek() == Some('-') && self.peek_at(1).is_some_and(|c| c != ']') {
                 self.at += 1;
                 let high = match self.bump().ok_or_else(unbalanced)? {
@@ -2109,7 +1931,7 @@ impl RegexParser {
                         self.single_char_name(delimiter)?
                     }
                     '\\' => match self.escape(true)? {
-                        Escape::Char(c) => c,
+                        RegexEscape::Char(c) => c,
                         _ => return Err("invalid character range".to_owned()),
                     },
                     c => c,
@@ -2117,12 +1939,13 @@ impl RegexParser {
                 if high < low {
                     return Err("invalid character range".to_owned());
                 }
-                items.push(ClassItem::Range(low, high));
-            } else {
-                items.push(ClassItem::Range(low, low));
+                class.push('-');
+                push_regex_literal(&mut class, high);
             }
         }
-        Ok(CharClass { negated, items })
+        class.push(']');
+        self.out.push_str(&class);
+        Ok(())
     }
 
     /// The text of `[:name:]` (or `[.x.]`, `[=x=]`) after the opening `[:`, up to and
@@ -3407,15 +3230,165 @@ mod tests {
 
     #[test]
     fn huge_regex_programs_are_rejected() {
+        // The bound is the compiled size (2 MiB), not a count of repetitions: literal
+        // characters are cheap, Unicode classes are not.
+        for pattern in [
+            "((a{255}){255}){2}",
+            r"\w{60}",
+            "[[:alpha:]]{255}",
+            "(.{255}){10}",
+        ] {
+            assert_eq!(
+                error(&format!("v=match.{pattern}")),
+                FilterError::InvalidRegex {
+                    pattern: pattern.to_owned(),
+                    reason: "regular expression is too large".to_owned(),
+                },
+            );
+        }
         assert!(matches!(
-            error("v=match.(a{255}){255}"),
+            error("v=imatch.((a{255}){255})"),
             FilterError::InvalidRegex { .. }
         ));
-        assert!(matches!(
-            error("v=match.((a{100}){100})"),
-            FilterError::InvalidRegex { .. }
-        ));
-        assert!(Filter::parse("v=match.a{255}").is_ok());
+        for pattern in ["a{255}", "((a{100}){100})", r"\w{30}", ".{255}"] {
+            assert!(
+                Filter::parse(&format!("v=match.{pattern}")).is_ok(),
+                "{pattern}"
+            );
+        }
+    }
+
+    #[test]
+    fn regex_translation_writes_nothing_unescaped() {
+        let translated = |pattern: &str| translate_regex(pattern, false).map(|(t, _)| t);
+        assert_eq!(translated(r"^a.b$").as_deref(), Ok(r"\Aa.b\z"));
+        assert_eq!(translated("(x|y)+?").as_deref(), Ok(r"(?:x|y)+?"));
+        assert_eq!(
+            translated(r"a\{1\}{2,3}").as_deref(),
+            Ok(r"a\x{7B}1\x{7D}{2,3}")
+        );
+        assert_eq!(
+            translated(r"[^a-z[:alpha:]\d\W-]").as_deref(),
+            Ok(r"[^a-z\p{Alphabetic}0-9[^\w]\x{2D}]")
+        );
+        assert_eq!(
+            translated(r"\m\M\y\Y\A\Z").as_deref(),
+            Ok(r"\b{start}\b{end}\b\B\A\z")
+        );
+        assert_eq!(translated("é ").as_deref(), Ok(r"\x{E9}\x{20}"));
+        assert_eq!(
+            translate_regex("***=(?i)a", false),
+            Ok((r"\x{28}\x{3F}i\x{29}a".to_owned(), false))
+        );
+        assert_eq!(translate_regex("(?i)a", false), Ok(("a".to_owned(), true)));
+        assert_eq!(translate_regex("(?c)a", true), Ok(("a".to_owned(), false)));
+        assert_eq!(
+            translate_regex("***:(?iq)a.b", false),
+            Ok((r"a\x{2E}b".to_owned(), true))
+        );
+    }
+
+    #[test]
+    fn regex_crate_syntax_keeps_its_postgres_meaning() {
+        // `\b` is a backspace in PostgreSQL, not a word boundary; `\B` a backslash.
+        assert!(re(r"a\bb", "a\u{8}b"));
+        assert!(!re(r"\bcat", "cat"));
+        assert!(re(r"^[\b]$", "\u{8}"));
+        assert!(re(r"a\Bb", r"a\b"));
+        // `$`, `\Z` and `^` are the ends of the string, not of a line.
+        assert!(!re("a$", "a\n"));
+        assert!(!re(r"a\Z", "a\n"));
+        assert!(re("a\n$", "a\n"));
+        assert!(!re("^b", "a\nb"));
+        assert!(!re("a$", "a\nb"));
+        // The crate's operators are literals (or errors) here.
+        assert!(re(r"\<a\>", "<a>"));
+        assert!(!re(r"\<a\>", "a"));
+        assert!(re("^[&~]+$", "&&~~"));
+        assert!(re("^[--/]+$", "-./"));
+        assert!(re("^a b#c$", "a b#c"));
+        assert!(re("^[[]$", "["));
+        assert!(re(r"^\x28\x7b$", "({"));
+        assert!(re(r"^\0\cA$", "\0\u{1}"));
+        assert!(re("***=(?i)A", "x(?i)A"));
+        assert!(!re("***=(?i)A", "a"));
+        assert!(re("***=\\p{L}$", "\\p{L}$"));
+        assert!(
+            re(r"^\b{start}x$", "\u{8}{start}x"),
+            "`{{` before a letter is literal"
+        );
+        // What the crate would read with another meaning, or PostgreSQL does not support,
+        // is rejected.
+        for pattern in [
+            r"\p{L}", r"\P{L}", r"[\p{L}]", r"\k<a>", r"\z", r"\h", "a(?i)b", "(?i", "((?i)a)",
+            "(?P<n>a)", "(?<n>a)", "(?<=a)b", "(?<!a)b", "(?x)a b", "(?n)a", "(?s-i)a", r"[\m]",
+            r"[\A]", r"[a-\d]", r"\x{41}", r"\uD800",
+        ] {
+            match error(&format!("v=match.\"{}\"", pattern.replace('\\', r"\\"))) {
+                FilterError::InvalidRegex { pattern: got, .. } => assert_eq!(got, pattern),
+                other => panic!("{pattern:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn regex_word_boundaries_are_unicode() {
+        assert!(re(r"\mété\M", "un été chaud"));
+        assert!(!re(r"\mté", "été"));
+        assert!(re(r"\yx\y", "x"));
+        assert!(re(r"a\Yb", "ab"));
+        assert!(!re(r"a\Y b", "a b"));
+        assert!(re(r"\M$", "word"));
+        assert!(!re(r"\m$", "word"));
+        assert!(re(r"^\w+$", "naïve_1"));
+        assert!(re(r"^[[:word:]]+$", "naïve_1"));
+        assert!(re(r"^\W$", "-"));
+    }
+
+    #[test]
+    fn regex_classes_are_unicode_where_postgres_s_are() {
+        assert!(re("^[[:alpha:]]+$", "Ωμέγα"));
+        assert!(!re("^[[:alpha:]]$", "1"));
+        assert!(re("^[[:alnum:]]+$", "x²½Ⅻ"));
+        assert!(re("^[[:upper:]]+$", "ÉΩ"));
+        assert!(re("^[[:lower:]]+$", "éω"));
+        assert!(re("^[[:space:]]+$", "\u{2003}\n\t"));
+        assert!(re(r"^\s$", "\u{a0}"));
+        assert!(re("^[[:blank:]]+$", " \t"));
+        assert!(!re("^[[:blank:]]$", "\n"));
+        assert!(re("^[[:cntrl:]]$", "\u{7f}"));
+        assert!(re("^[[:graph:]]+$", "a-é"));
+        assert!(!re("^[[:graph:]]$", " "));
+        assert!(re("^[[:print:]]+$", "a é"));
+        assert!(!re("^[[:print:]]$", "\u{1}"));
+        // ASCII only, as documented.
+        assert!(!re(r"^\d$", "٣"));
+        assert!(!re("^[[:digit:]]$", "٣"));
+        assert!(!re("^[[:punct:]]$", "¿"));
+        assert!(!re("^[[:xdigit:]]$", "g"));
+        // Negated escapes inside brackets.
+        assert!(re(r"^[\D]+$", "ab"));
+        assert!(!re(r"^[\D]+$", "a1"));
+        assert!(re(r"^[^\W]+$", "abc"));
+        assert!(!re(r"^[^\W]+$", "a-c"));
+        assert!(re(r"^[\S\s]+$", "any thing"));
+    }
+
+    #[test]
+    fn imatch_folds_case_simply() {
+        assert!(ire("^k$", "\u{212A}"), "the Kelvin sign folds to k");
+        assert!(ire("^[[:lower:]]+$", "ABC"));
+        assert!(ire("^σ$", "Σ"));
+        assert!(ire("^ς$", "Σ"));
+        assert!(!ire("^ss$", "ß"), "simple folding only");
+        assert!(ire(r"^\x41$", "a"));
+        assert!(ire("***=A.B", "a.b"));
+    }
+
+    #[test]
+    fn deeply_nested_quantified_groups_stay_within_the_crate_s_limits() {
+        let pattern = format!("{}[[:graph:]\\D\\W]{}", "(".repeat(100), ")*".repeat(100));
+        assert!(passes(&format!("v=match.{pattern}"), json!("x")));
     }
 
     // ----- matching: arrays and json
@@ -3710,6 +3683,17 @@ mod tests {
                 for value in [json!(text.clone()), json!(number), json!(true), Value::Null] {
                     let _ = filter.matches(json!({ "v": value }).as_object().expect("an object"));
                 }
+            }
+        }
+
+        #[test]
+        fn translated_regexes_are_valid_crate_syntax(
+            pattern in r"[ab(){}\[\]^$.*+?|\\:=,0-9dDsSwWmMyYbBAZxu&~<>#-]{0,24}",
+            case_insensitive in any::<bool>(),
+        ) {
+            // Every pattern the translator accepts compiles: the only compile error is size.
+            if let Err(reason) = Regex::compile(&pattern, case_insensitive) {
+                prop_assert!(!reason.contains("could not be compiled"), "{}: {}", pattern, reason);
             }
         }
 
