@@ -7,8 +7,10 @@
 //! - [`pgoutput`]: the decoder of pgoutput messages.
 //! - `types`: PostgreSQL types, and values rendered as `to_jsonb` renders them.
 //! - `filter`: `column=op.value` filters.
+//! - [`render`]: a change rendered as the `data` of a `postgres_changes` message, per role.
 
 pub mod filter;
 pub mod pgoutput;
+pub mod render;
 pub mod replication;
 pub mod types;
