@@ -7,10 +7,14 @@
 //! - [`pgoutput`]: the decoder of pgoutput messages.
 //! - `types`: PostgreSQL types, and values rendered as `to_jsonb` renders them.
 //! - `filter`: `column=op.value` filters.
+//! - [`catalog`]: catalog lookups (RLS flag, primary key, tables, columns, privileges).
+//! - [`rls`]: row level security checks, many rows per round trip.
 //! - [`render`]: a change rendered as the `data` of a `postgres_changes` message, per role.
 
+pub mod catalog;
 pub mod filter;
 pub mod pgoutput;
 pub mod render;
 pub mod replication;
+pub mod rls;
 pub mod types;

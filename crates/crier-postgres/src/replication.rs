@@ -22,8 +22,9 @@ use tokio_postgres::config::Host;
 use crate::pgoutput::{self, Message, OldTuple, Relation, Tuple};
 
 /// Session settings pinned on the replication connection, so the text values pgoutput
-/// sends are in the formats the renderer expects, whatever the server's defaults.
-const SESSION_OPTIONS: &str =
+/// sends are in the formats the renderer expects, whatever the server's defaults. The
+/// catalog's connections use them too, so key values read back as the same values.
+pub(crate) const SESSION_OPTIONS: &str =
     "-c datestyle=ISO,MDY -c timezone=UTC -c intervalstyle=postgres -c extra_float_digits=1";
 
 /// Errors of change capture.
