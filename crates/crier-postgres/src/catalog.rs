@@ -65,6 +65,20 @@ pub enum CatalogError {
     Protocol(String),
 }
 
+impl CatalogError {
+    /// The database refused this particular question (a role or table that does not exist,
+    /// input it cannot take), as opposed to failing to answer it: asking again will not
+    /// help, while a failed connection may.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CatalogError::UnknownRole(_)
+                | CatalogError::UnknownTable { .. }
+                | CatalogError::InvalidInput(_)
+        )
+    }
+}
+
 /// What the engine needs to know about a table to authorize its changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableInfo {

@@ -19,6 +19,9 @@ pub struct Config {
     pub socket: SocketConfig,
     /// How long a graceful shutdown waits for sockets to drain before giving up.
     pub shutdown_timeout: Duration,
+    /// Postgres changes: where to capture row changes from. `None` (the default) serves
+    /// everything else, and answers postgres_changes joins with a `system` error.
+    pub postgres_changes: Option<PostgresChangesConfig>,
 }
 
 impl Config {
@@ -30,7 +33,57 @@ impl Config {
             limits: Limits::default(),
             socket: SocketConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
+            postgres_changes: None,
         }
+    }
+}
+
+/// Where and how postgres changes are captured.
+#[derive(Clone)]
+pub struct PostgresChangesConfig {
+    /// A `postgres://` URL of a role that may create publications and replication slots
+    /// and read the catalogs (a superuser or a role with `REPLICATION`).
+    pub database_url: String,
+    /// The publication whose tables are streamed; created empty when missing.
+    pub publication: String,
+    /// The persistent logical replication slot; created when missing.
+    pub slot: String,
+    /// After a restart that found the slot already there, how long to wait before
+    /// streaming, so subscribers that reconnect in time receive what was committed while
+    /// the server was down.
+    pub resume_grace: Duration,
+    /// A record larger than this (JSON bytes) is sent with only its small fields and
+    /// `Error 413: Payload Too Large`, as Supabase does.
+    pub max_record_bytes: usize,
+    /// Ordinary connections for catalog lookups and row level security checks.
+    pub pool_size: usize,
+}
+
+impl PostgresChangesConfig {
+    /// Capture from `database_url` with every other setting at its default.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        PostgresChangesConfig {
+            database_url: database_url.into(),
+            publication: "supabase_realtime".to_owned(),
+            slot: "crier_realtime".to_owned(),
+            resume_grace: Duration::from_secs(10),
+            max_record_bytes: 1_048_576,
+            pool_size: 4,
+        }
+    }
+}
+
+/// The URL holds a password: print everything but.
+impl std::fmt::Debug for PostgresChangesConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresChangesConfig")
+            .field("database_url", &"<redacted>")
+            .field("publication", &self.publication)
+            .field("slot", &self.slot)
+            .field("resume_grace", &self.resume_grace)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .field("pool_size", &self.pool_size)
+            .finish()
     }
 }
 
@@ -43,6 +96,9 @@ pub enum ConfigError {
     /// A limit of zero would refuse everything it limits.
     #[error("`{0}` must be greater than zero")]
     ZeroLimit(&'static str),
+    /// Postgres changes run a capture task, which needs a tokio runtime to start on.
+    #[error("a node with postgres changes must be built inside a tokio runtime")]
+    NoRuntime,
 }
 
 impl Config {
@@ -65,6 +121,14 @@ impl Config {
         for (name, value) in positive {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        if let Some(changes) = &self.postgres_changes {
+            if changes.pool_size == 0 {
+                return Err(ConfigError::ZeroLimit("postgres_changes.pool_size"));
+            }
+            if changes.max_record_bytes == 0 {
+                return Err(ConfigError::ZeroLimit("postgres_changes.max_record_bytes"));
             }
         }
         Ok(())

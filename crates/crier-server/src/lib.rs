@@ -12,6 +12,8 @@
 //! - `registry`: topics, their subscribers and their presence.
 //! - `fanout`: a message encoded once per serializer, pushed into per-socket bounded
 //!   queues (`outbound`), which each socket task writes in batches.
+//! - `changes`: postgres changes, captured from the database's replication slot,
+//!   authorized by its row level security, and fanned out like any other message.
 //! - `auth`, `limits`, `metrics`: JWT checks, rate counters, Prometheus figures.
 //! - [`Node`]: the composition root, and the API to publish from Rust code.
 //!
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod auth;
+mod changes;
 mod config;
 mod fanout;
 mod hooks;
@@ -42,7 +45,7 @@ mod registry;
 mod serve;
 mod session;
 
-pub use config::{Config, ConfigError, Limits, SocketConfig};
+pub use config::{Config, ConfigError, Limits, PostgresChangesConfig, SocketConfig};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
 pub use serve::serve;

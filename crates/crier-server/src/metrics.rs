@@ -25,6 +25,9 @@ pub(crate) struct Metrics {
     pub(crate) join_errors: Counter,
     pub(crate) malformed_frames: Counter,
     pub(crate) fanout_seconds: Histogram,
+    pub(crate) changes_captured: Counter,
+    pub(crate) changes_delivered: Counter,
+    pub(crate) capture_reconnects: Counter,
 }
 
 impl Metrics {
@@ -41,6 +44,9 @@ impl Metrics {
         let malformed_frames = Counter::default();
         // 1 us .. ~16 s: a fan-out to one socket takes microseconds, to 20k a few ms.
         let fanout_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 13));
+        let changes_captured = Counter::default();
+        let changes_delivered = Counter::default();
+        let capture_reconnects = Counter::default();
 
         registry.register(
             "connections",
@@ -88,6 +94,21 @@ impl Metrics {
             "Time to queue one message to every local subscriber of its topic",
             fanout_seconds.clone(),
         );
+        registry.register(
+            "postgres_changes_captured",
+            "Row changes read from the replication slot",
+            changes_captured.clone(),
+        );
+        registry.register(
+            "postgres_changes_delivered",
+            "Row changes queued to subscribers (one per subscriber)",
+            changes_delivered.clone(),
+        );
+        registry.register(
+            "postgres_changes_reconnects",
+            "Times change capture stopped on an error and reconnected",
+            capture_reconnects.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -100,6 +121,9 @@ impl Metrics {
             join_errors,
             malformed_frames,
             fanout_seconds,
+            changes_captured,
+            changes_delivered,
+            capture_reconnects,
         }
     }
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::JwtVerifier;
+use crate::changes::{ChangeMetrics, PostgresChanges};
 use crate::config::{Config, ConfigError};
 use crate::fanout::Outgoing;
 use crate::hooks::{ConnectionInfo, Hooks};
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) hooks: Hooks,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// Postgres changes, when a database is configured.
+    pub(crate) changes: Option<PostgresChanges>,
     next_conn_id: AtomicU64,
     ref_nonce: u32,
     next_ref: AtomicU64,
@@ -87,16 +90,34 @@ impl NodeBuilder {
     pub fn build(self) -> Result<Node, ConfigError> {
         let NodeBuilder { config, hooks } = self;
         config.validate()?;
+        let metrics = Metrics::new();
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let changes = match &config.postgres_changes {
+            None => None,
+            Some(changes) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(ConfigError::NoRuntime);
+                }
+                Some(PostgresChanges::start(
+                    changes.clone(),
+                    ChangeMetrics::of(&metrics),
+                    shutdown.clone(),
+                    tasks.clone(),
+                ))
+            }
+        };
         Ok(Node {
             shared: Arc::new(Shared {
                 verifier: JwtVerifier::new(&config.jwt_secret),
                 registry: Registry::default(),
                 counters: TenantCounters::new(&config.limits),
                 connections: ConnectionLimiter::new(config.limits.max_connections),
-                metrics: Metrics::new(),
+                metrics,
                 hooks,
-                shutdown: CancellationToken::new(),
-                tasks: TaskTracker::new(),
+                shutdown,
+                tasks,
+                changes,
                 next_conn_id: AtomicU64::new(1),
                 ref_nonce: rand::random(),
                 next_ref: AtomicU64::new(1),

@@ -94,6 +94,15 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
         limits.max_presence_events_per_second,
         limits.max_payload_size_kb
     );
+    match &config.postgres_changes {
+        Some(changes) => say!(
+            "  postgres changes: publication {}, slot {}, resume grace {:?}",
+            changes.publication,
+            changes.slot,
+            changes.resume_grace
+        ),
+        None => say!("  postgres changes: off (no --database-url)"),
+    }
     if let Some(secret) = dev_secret {
         let key = |role: &str| {
             let now = unix_now();

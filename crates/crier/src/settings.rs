@@ -107,6 +107,19 @@ serve_args! {
     outbound_queue_messages: usize = 1024, env "CRIER_OUTBOUND_QUEUE_MESSAGES";
     /// How long a graceful shutdown waits for sockets to drain [default: 10s].
     shutdown_timeout: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_SHUTDOWN_TIMEOUT";
+    /// PostgreSQL to capture row changes from (`postgres://user:pass@host:port/db`; the
+    /// role needs REPLICATION or superuser, and the server `wal_level=logical`). Without
+    /// it, postgres_changes joins get a `system` error.
+    database_url: String = String::new(), env "CRIER_DATABASE_URL";
+    /// Publication whose tables are streamed; created empty when missing (add tables
+    /// with ALTER PUBLICATION ... ADD TABLE) [default: supabase_realtime].
+    publication: String = "supabase_realtime".to_owned(), env "CRIER_PUBLICATION";
+    /// Persistent logical replication slot; created when missing [default: crier_realtime].
+    slot: String = "crier_realtime".to_owned(), env "CRIER_SLOT";
+    /// After a restart that finds the slot already there, wait this long before
+    /// streaming, so subscribers that reconnect in time get what was committed while
+    /// Crier was down [default: 10s].
+    cdc_resume_grace: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_CDC_RESUME_GRACE";
 }
 
 impl ServeArgs {
@@ -142,6 +155,13 @@ impl Settings {
         limits.max_frame_bytes = self.max_frame_bytes;
         config.socket.idle_timeout = self.idle_timeout.0;
         config.socket.outbound_queue_messages = self.outbound_queue_messages;
+        if !self.database_url.is_empty() {
+            let mut changes = crier_server::PostgresChangesConfig::new(&self.database_url);
+            changes.publication = self.publication.clone();
+            changes.slot = self.slot.clone();
+            changes.resume_grace = self.cdc_resume_grace.0;
+            config.postgres_changes = Some(changes);
+        }
         config
     }
 }

@@ -6,6 +6,7 @@ use crier_protocol::events::TOPIC_PREFIX;
 use tokio::time::Instant;
 
 use crate::auth::Claims;
+use crate::changes::SubscriptionId;
 use crate::limits::PresenceWindow;
 use crate::registry::Topic;
 
@@ -33,6 +34,8 @@ pub(crate) struct Channel {
     pub(crate) claims: Claims,
     /// When the token expires (tokio clock).
     pub(crate) expires_at: Instant,
+    /// The channel's postgres changes subscription, if it has one.
+    pub(crate) postgres_changes: Option<SubscriptionId>,
 }
 
 impl Channel {

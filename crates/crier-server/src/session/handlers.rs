@@ -7,7 +7,7 @@ use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
     PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, SYSTEM, TOPIC_PREFIX,
 };
-use crier_protocol::join::JoinRequest;
+use crier_protocol::join::{JoinRequest, PostgresChangeBinding};
 use crier_protocol::serializer::{DecodeError, Envelope};
 use crier_protocol::{Message, Payload, PayloadEncoding, UserBroadcast};
 use serde_json::value::RawValue;
@@ -16,7 +16,8 @@ use tokio::time::Instant;
 
 use super::channel::{Channel, expiry_instant};
 use super::{ReplyTo, Session};
-use crate::auth::unix_now;
+use crate::auth::{Claims, unix_now};
+use crate::changes::{Binding, Identity};
 use crate::fanout::{Outgoing, encode_one, to_raw};
 use crate::limits::PresenceWindow;
 
@@ -212,6 +213,7 @@ impl Session {
             token,
             expires_at: expiry_instant(claims.exp),
             claims,
+            postgres_changes: None,
         };
         self.channels.insert(topic.to_owned(), channel);
         shared.metrics.channels.inc();
@@ -219,10 +221,32 @@ impl Session {
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
         self.reply(&to, "ok", &json!({"postgres_changes": bindings}));
         if !config.postgres_changes.is_empty() {
-            let body = json!({"extension": EXTENSION_POSTGRES_CHANGES, "status": "error",
-                              "message": NO_DATABASE, "channel": name});
-            self.push(message.join_ref.as_deref(), topic, SYSTEM, &body);
+            self.subscribe_to_changes(topic, &config.postgres_changes);
         }
+    }
+
+    /// Subscribes a just-joined channel to postgres changes. The join has been answered
+    /// already; how the subscription went arrives as a `system` message, as in Supabase:
+    /// at once when the bindings cannot work here, after the database's checks otherwise.
+    fn subscribe_to_changes(&mut self, topic: &str, bindings: &[PostgresChangeBinding]) {
+        let channel = &self.channels[topic];
+        let (join_ref, name) = (channel.join_ref.clone(), channel.name().to_owned());
+        let failure = match (&self.node.shared.changes, Binding::parse_all(bindings)) {
+            (None, _) => NO_DATABASE.to_owned(),
+            (Some(_), Err(message)) => message,
+            (Some(changes), Ok(bindings)) => {
+                let identity = identity_of(&channel.claims);
+                let id = changes.subscribe(&self.conn, topic, join_ref, bindings, identity);
+                self.channels
+                    .get_mut(topic)
+                    .expect("just joined")
+                    .postgres_changes = Some(id);
+                return;
+            }
+        };
+        let body = json!({"extension": EXTENSION_POSTGRES_CHANGES, "status": "error",
+                          "message": failure, "channel": name});
+        self.push(join_ref.as_deref(), topic, SYSTEM, &body);
     }
 
     /// `phx_leave`: reply ok, then `phx_close`.
@@ -398,12 +422,25 @@ impl Session {
         }
         match self.node.shared.verifier.verify(&token, unix_now()) {
             Ok(claims) => {
+                if let (Some(changes), Some(id)) =
+                    (&self.node.shared.changes, channel.postgres_changes)
+                {
+                    changes.set_identity(id, identity_of(&claims));
+                }
                 channel.expires_at = expiry_instant(claims.exp);
                 channel.claims = claims;
                 channel.token = token;
             }
             Err(err) => self.shut_down_channel(&message.topic, &err.to_string()),
         }
+    }
+}
+
+/// Whom a channel's postgres changes are authorized as: its token's role and claims.
+fn identity_of(claims: &Claims) -> Identity {
+    Identity {
+        role: claims.role.clone(),
+        claims: serde_json::to_string(&claims.all).expect("claims are JSON"),
     }
 }
 

@@ -339,6 +339,9 @@ impl Session {
     /// Unsubscribes a channel that has already been removed from `self.channels`.
     fn release(&mut self, channel: Channel) {
         let shared = &self.node.shared;
+        if let (Some(changes), Some(id)) = (&shared.changes, channel.postgres_changes) {
+            changes.unsubscribe(id);
+        }
         let leave_recipients = channel.topic.remove(self.conn.id);
         shared.counters.presence_events.add(leave_recipients);
         shared.registry.remove_if_empty(&channel.topic);

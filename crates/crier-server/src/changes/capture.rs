@@ -1,0 +1,168 @@
+//! The capture loop: stream committed changes from the slot, deliver them in batches, and
+//! let the slot move past a transaction only once its changes are queued to subscribers.
+//!
+//! That order is the delivery guarantee. Whatever was not acknowledged comes again from
+//! the slot after any failure (a lost database connection, a failed authorization query,
+//! a restart of Crier), so a change may reach a subscriber twice but is never skipped.
+//! After a failure the loop reconnects with a capped backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crier_postgres::catalog::CatalogError;
+use crier_postgres::replication::{
+    self, CaptureSettings, CdcError, ChangeStream, RowChange, StreamEvent,
+};
+use crier_postgres::types::TypeCatalog;
+use futures_util::FutureExt;
+
+use super::Feed;
+use super::deliver;
+
+/// Most changes delivered in one batch. Batches are cut earlier whenever the stream has
+/// nothing more ready, so a quiet database gets each change at once.
+const MAX_BATCH: usize = 1000;
+/// First and longest wait before reconnecting after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Why capture stopped; the loop logs it and reconnects.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CaptureError {
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("replication: {0}")]
+    Replication(#[from] CdcError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("the replication stream ended")]
+    Ended,
+}
+
+/// A captured change with its transaction's commit time.
+pub(super) struct Captured {
+    pub(super) change: RowChange,
+    pub(super) commit_time_micros: i64,
+}
+
+/// Runs until the node shuts down.
+pub(super) async fn run(feed: Arc<Feed>) {
+    let mut first_start = true;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut streamed = false;
+        let outcome = tokio::select! {
+            () = feed.shutdown.cancelled() => return,
+            outcome = capture(&feed, &mut first_start, &mut streamed) => outcome,
+        };
+        if streamed {
+            backoff = BACKOFF_MIN;
+        }
+        match outcome {
+            Ok(()) => return,
+            Err(err) => {
+                feed.metrics.reconnects.inc();
+                tracing::warn!(error = %err, retry_in = ?backoff, "postgres changes capture stopped; reconnecting");
+            }
+        }
+        tokio::select! {
+            () = feed.shutdown.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn capture(
+    feed: &Feed,
+    first_start: &mut bool,
+    streamed: &mut bool,
+) -> Result<(), CaptureError> {
+    let config = &feed.config;
+    let settings = CaptureSettings {
+        database_url: config.database_url.clone(),
+        publication: config.publication.clone(),
+        slot: config.slot.clone(),
+    };
+    let (client, connection) =
+        tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let _abort = AbortOnDrop(connection);
+    let state = replication::prepare(&client, &settings).await?;
+    let mut types = TypeCatalog::load(&client).await?;
+    if *first_start && !state.created && !config.resume_grace.is_zero() {
+        // The slot holds what was committed while no Crier was streaming from it. Give
+        // the subscribers that were connected then a moment to come back for it.
+        tracing::info!(grace = ?config.resume_grace, slot = %config.slot, "resuming from an existing slot after the grace period");
+        tokio::time::sleep(config.resume_grace).await;
+    }
+    *first_start = false;
+    let mut stream = ChangeStream::connect(&settings).await?;
+    tracing::info!(slot = %config.slot, publication = %config.publication, "postgres changes streaming");
+    *streamed = true;
+
+    let mut batch: Vec<Captured> = Vec::new();
+    let mut commit_time_micros = 0;
+    loop {
+        // Wait for one event, then take whatever else is already buffered (the stream's
+        // `next` is cancel-safe, so polling it once and dropping it loses nothing).
+        let mut event = stream.next().await?.ok_or(CaptureError::Ended)?;
+        let mut ack = None;
+        loop {
+            match event {
+                StreamEvent::Begin {
+                    commit_time_micros: at,
+                } => commit_time_micros = at,
+                StreamEvent::Change(change) => {
+                    feed.metrics.captured.inc();
+                    batch.push(Captured {
+                        change,
+                        commit_time_micros,
+                    });
+                }
+                StreamEvent::Commit { end_lsn } => ack = Some(end_lsn),
+                StreamEvent::Relation(relation) => {
+                    for column in &relation.columns {
+                        learn_type(&mut types, &client, column.type_oid).await?;
+                    }
+                }
+                StreamEvent::Type { oid, .. } => learn_type(&mut types, &client, oid).await?,
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            match stream.next().now_or_never() {
+                Some(next) => event = next?.ok_or(CaptureError::Ended)?,
+                None => break,
+            }
+        }
+        if !batch.is_empty() {
+            deliver::deliver(feed, &types, &batch).await?;
+            batch.clear();
+        }
+        if let Some(lsn) = ack {
+            stream.ack(lsn);
+        }
+    }
+}
+
+/// Reads a type the catalog does not know yet (one created after capture started).
+async fn learn_type(
+    types: &mut TypeCatalog,
+    client: &tokio_postgres::Client,
+    oid: u32,
+) -> Result<(), tokio_postgres::Error> {
+    if types.get(oid).is_none() {
+        types.load_type(client, oid).await?;
+    }
+    Ok(())
+}
+
+/// Stops the catalog connection's task with the capture attempt that made it.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

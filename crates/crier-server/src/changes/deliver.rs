@@ -1,0 +1,298 @@
+//! One batch of changes: rendered once each, matched against the subscriptions of their
+//! table, authorized, and queued to every subscriber that may see it.
+//!
+//! Authorization asks the database, but per batch rather than per subscriber: one query
+//! for the columns each role may select on each table, and, for tables with row level
+//! security, one query per distinct (role, claims) group for all of the batch's rows of
+//! that table. Every query of a batch runs at once, over the catalog's pool. Nothing is
+//! queued before every answer is in, so a failed query fails the whole batch, which the
+//! slot then sends again.
+//!
+//! A change's `data` object is serialized once per role (roles see different columns);
+//! subscribers of one channel topic whose bindings matched the same ids share one frame.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
+use crier_postgres::render::{self, RenderedChange};
+use crier_postgres::replication::ChangeKind;
+use crier_postgres::rls;
+use crier_postgres::types::TypeCatalog;
+use crier_protocol::events::POSTGRES_CHANGES;
+use futures_util::future::try_join_all;
+use serde_json::value::RawValue;
+
+use super::Feed;
+use super::capture::{CaptureError, Captured};
+use super::subscriptions::{Identity, Subscription};
+use crate::fanout::Outgoing;
+use crate::outbound::{Outbound, PushError};
+
+/// A change that has subscribers, rendered.
+struct Work {
+    rendered: RenderedChange,
+    relation: u32,
+    /// Whether each target must pass a row level security check.
+    needs_rls: bool,
+    targets: Vec<Target>,
+}
+
+/// One subscriber of one change.
+struct Target {
+    subscription: Arc<Subscription>,
+    ids: Vec<u32>,
+    identity: Arc<Identity>,
+}
+
+/// Delivers a batch; an error means nothing of it may be counted as delivered.
+pub(super) async fn deliver(
+    feed: &Feed,
+    types: &TypeCatalog,
+    batch: &[Captured],
+) -> Result<(), CaptureError> {
+    let mut tables: HashMap<u32, Option<Arc<TableInfo>>> = HashMap::new();
+    let catalog = feed.catalog().await?;
+    let mut work: Vec<Work> = Vec::new();
+    for captured in batch {
+        let change = &captured.change;
+        let relation = &change.relation;
+        let candidates = feed.index.candidates(&relation.namespace, &relation.name);
+        if candidates.is_empty() {
+            continue;
+        }
+        let table = match tables.get(&relation.id) {
+            Some(table) => table.clone(),
+            None => {
+                let table = catalog.table_info(relation.id).await?.map(Arc::new);
+                tables.insert(relation.id, table.clone());
+                table
+            }
+        };
+        let Some(table) = table else {
+            // Dropped since: nothing left to authorize against, and nobody to tell.
+            tracing::debug!(table = %relation.name, "skipping a change of a dropped table");
+            continue;
+        };
+        let render_table = render::TableInfo {
+            rls_enabled: table.rls_enabled,
+            primary_key: table.primary_key.iter().map(|c| c.name.clone()).collect(),
+        };
+        let rendered =
+            RenderedChange::new(change, captured.commit_time_micros, types, &render_table);
+        let targets: Vec<Target> = candidates
+            .into_iter()
+            .filter_map(|subscription| {
+                let ids = subscription.matching_ids(
+                    &relation.namespace,
+                    &relation.name,
+                    change.kind,
+                    rendered.filter_row(),
+                );
+                if ids.is_empty() {
+                    return None;
+                }
+                let identity = subscription.identity();
+                Some(Target {
+                    subscription,
+                    ids,
+                    identity,
+                })
+            })
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        // Deletes are never checked (the row is gone), as in Supabase; their old record
+        // then carries the primary key only.
+        let needs_rls =
+            table.rls_enabled && change.kind != ChangeKind::Delete && !table.primary_key.is_empty();
+        work.push(Work {
+            rendered,
+            relation: relation.id,
+            needs_rls,
+            targets,
+        });
+    }
+    if work.is_empty() {
+        return Ok(());
+    }
+
+    let answers = authorize(catalog, &tables, &work).await?;
+    queue(feed, &work, &answers);
+    Ok(())
+}
+
+/// What the database said about a batch.
+struct Answers {
+    /// Columns each role may select, per table.
+    selectable: HashMap<(u32, String), HashSet<String>>,
+    /// Per (table, identity): whether each of the batch's checked rows of that table is
+    /// visible, by the row's position in `work`.
+    visible: HashMap<(u32, Arc<Identity>), HashMap<usize, bool>>,
+}
+
+async fn authorize(
+    catalog: &Catalog,
+    tables: &HashMap<u32, Option<Arc<TableInfo>>>,
+    work: &[Work],
+) -> Result<Answers, CaptureError> {
+    let mut roles: HashSet<(u32, String)> = HashSet::new();
+    // (table, identity) -> positions in `work` of the rows to check.
+    let mut groups: HashMap<(u32, Arc<Identity>), Vec<usize>> = HashMap::new();
+    for (position, item) in work.iter().enumerate() {
+        for target in &item.targets {
+            roles.insert((item.relation, target.identity.role.clone()));
+            if item.needs_rls {
+                let rows = groups
+                    .entry((item.relation, Arc::clone(&target.identity)))
+                    .or_default();
+                if rows.last() != Some(&position) {
+                    rows.push(position);
+                }
+            }
+        }
+    }
+    let table_of = |relation: u32| -> &TableInfo {
+        tables[&relation]
+            .as_deref()
+            .expect("work only holds changes of known tables")
+    };
+    let names: HashMap<u32, (&str, &str)> = work
+        .iter()
+        .map(|item| {
+            let rendered = &item.rendered;
+            (item.relation, (rendered.schema(), rendered.table()))
+        })
+        .collect();
+
+    let selectable_queries = roles.into_iter().map(|(relation, role)| {
+        let (schema, table) = names[&relation];
+        async move {
+            let columns = match catalog.selectable_columns(schema, table, &role).await {
+                Ok(columns) => columns,
+                // A role or table dropped since: nothing is selectable, so its subscribers
+                // get the payload Supabase sends a role that may not see the key.
+                Err(err) if err.is_refusal() => HashSet::new(),
+                Err(err) => return Err(err),
+            };
+            Ok::<_, CatalogError>(((relation, role), columns))
+        }
+    });
+    let visibility_queries = groups.into_iter().map(|((relation, identity), rows)| {
+        let (schema, table) = names[&relation];
+        let key = &table_of(relation).primary_key;
+        let keys: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .map(|&position| {
+                work[position]
+                    .rendered
+                    .primary_key_text()
+                    .unwrap_or_default()
+            })
+            .collect();
+        async move {
+            let visible = rls::visible_rows(
+                catalog,
+                schema,
+                table,
+                key,
+                &identity.role,
+                &identity.claims,
+                &keys,
+            )
+            .await;
+            let visible = match visible {
+                Ok(visible) => visible,
+                // The database refused this group's query (a policy that fails on these
+                // claims, a role dropped since): it may see nothing. Anything else (the
+                // connection) fails the batch so that it comes again.
+                Err(err) if err.is_refusal() => {
+                    tracing::warn!(role = %identity.role, %table, error = %err, "row level security check refused; not delivering");
+                    vec![false; rows.len()]
+                }
+                Err(err) => return Err(err),
+            };
+            let answers: HashMap<usize, bool> = rows.into_iter().zip(visible).collect();
+            Ok::<_, CatalogError>(((relation, identity), answers))
+        }
+    });
+    let (selectable, visible) = futures_util::future::try_join(
+        try_join_all(selectable_queries),
+        try_join_all(visibility_queries),
+    )
+    .await?;
+    Ok(Answers {
+        selectable: selectable.into_iter().collect(),
+        visible: visible.into_iter().collect(),
+    })
+}
+
+/// Queues every authorized delivery, change by change in commit order.
+fn queue(feed: &Feed, work: &[Work], answers: &Answers) {
+    let max_record_bytes = feed.config.max_record_bytes;
+    let empty = HashSet::new();
+    for (position, item) in work.iter().enumerate() {
+        let mut data_by_role: HashMap<&str, String> = HashMap::new();
+        let mut frames: HashMap<(&str, &[u32], &str), Outgoing> = HashMap::new();
+        for target in &item.targets {
+            if item.needs_rls {
+                let visible = answers
+                    .visible
+                    .get(&(item.relation, Arc::clone(&target.identity)))
+                    .and_then(|rows| rows.get(&position))
+                    .copied()
+                    .unwrap_or(false);
+                if !visible {
+                    continue;
+                }
+            }
+            let role = target.identity.role.as_str();
+            let data = data_by_role.entry(role).or_insert_with(|| {
+                let columns = answers
+                    .selectable
+                    .get(&(item.relation, role.to_owned()))
+                    .unwrap_or(&empty);
+                item.rendered.data_for(Some(columns), max_record_bytes)
+            });
+            let subscription = &target.subscription;
+            let outgoing = frames
+                .entry((&subscription.topic, &target.ids, role))
+                .or_insert_with(|| {
+                    Outgoing::raw(
+                        &subscription.topic,
+                        POSTGRES_CHANGES,
+                        body(&target.ids, data),
+                    )
+                });
+            let Some(frame) = outgoing.frame(subscription.conn.vsn) else {
+                continue;
+            };
+            match subscription.conn.queue.push(Outbound::Frame(frame.clone())) {
+                Ok(()) => {
+                    feed.metrics.delivered.inc();
+                }
+                Err(PushError::Overflow) => {
+                    feed.metrics.slow_consumer_disconnects.inc();
+                }
+                Err(PushError::Closed) => {}
+            }
+        }
+    }
+}
+
+/// `{"ids":[…],"data":…}` around an already serialized `data`.
+fn body(ids: &[u32], data: &str) -> Box<RawValue> {
+    let mut text = String::with_capacity(data.len() + 16 + ids.len() * 11);
+    text.push_str("{\"ids\":[");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(&id.to_string());
+    }
+    text.push_str("],\"data\":");
+    text.push_str(data);
+    text.push('}');
+    RawValue::from_string(text).expect("ids and a serialized object are valid JSON")
+}

@@ -1,0 +1,162 @@
+//! Postgres changes: row changes captured from the database, matched to the channels that
+//! subscribed to them, authorized by the database's row level security, and queued to
+//! each subscriber like any other fan-out.
+//!
+//! - `subscriptions`: the bindings of each joined channel, indexed by table.
+//! - `subscribe`: the checks a new subscription passes before it goes live, and the
+//!   `system` message that says how they went.
+//! - `capture`: the loop that streams changes from the replication slot, in batches, and
+//!   moves the slot only after a batch has been queued to its subscribers.
+//! - `deliver`: one batch rendered, filtered, authorized and queued.
+//!
+//! The session talks to this module through [`PostgresChanges`], and only at join, token
+//! refresh and leave; the capture loop never touches a socket, only its outbound queue.
+
+mod capture;
+mod deliver;
+mod subscribe;
+mod subscriptions;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crier_postgres::catalog::{Catalog, CatalogError};
+use crier_protocol::events::{EXTENSION_POSTGRES_CHANGES, SYSTEM};
+use crier_protocol::serializer::Envelope;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub(crate) use subscriptions::{Binding, Identity, SubscriptionId};
+
+use self::subscriptions::{Index, Subscription};
+use crate::config::PostgresChangesConfig;
+use crate::fanout::encode_one;
+use crate::metrics::Metrics;
+use crate::outbound::{ConnHandle, Outbound};
+
+/// The node's postgres changes: the subscriptions and the capture loop feeding them.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresChanges {
+    inner: Arc<Feed>,
+}
+
+/// What the capture loop, the subscription checks and the sessions share.
+#[derive(Debug)]
+struct Feed {
+    config: PostgresChangesConfig,
+    index: Index,
+    /// Connected on first use and kept: the pool reconnects its connections itself.
+    catalog: tokio::sync::OnceCell<Catalog>,
+    next_id: AtomicU64,
+    metrics: ChangeMetrics,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The figures postgres changes report (handles into the node's registry).
+#[derive(Debug, Clone)]
+pub(crate) struct ChangeMetrics {
+    pub(crate) captured: prometheus_client::metrics::counter::Counter,
+    pub(crate) delivered: prometheus_client::metrics::counter::Counter,
+    pub(crate) reconnects: prometheus_client::metrics::counter::Counter,
+    pub(crate) slow_consumer_disconnects: prometheus_client::metrics::counter::Counter,
+}
+
+impl ChangeMetrics {
+    pub(crate) fn of(metrics: &Metrics) -> Self {
+        ChangeMetrics {
+            captured: metrics.changes_captured.clone(),
+            delivered: metrics.changes_delivered.clone(),
+            reconnects: metrics.capture_reconnects.clone(),
+            slow_consumer_disconnects: metrics.slow_consumer_disconnects.clone(),
+        }
+    }
+}
+
+impl PostgresChanges {
+    /// Starts the capture loop on the current tokio runtime; it runs until `shutdown`.
+    pub(crate) fn start(
+        config: PostgresChangesConfig,
+        metrics: ChangeMetrics,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let feed = Arc::new(Feed {
+            config,
+            index: Index::default(),
+            catalog: tokio::sync::OnceCell::new(),
+            next_id: AtomicU64::new(1),
+            metrics,
+            shutdown,
+            tasks,
+        });
+        feed.tasks.spawn(capture::run(Arc::clone(&feed)));
+        PostgresChanges { inner: feed }
+    }
+
+    /// Registers a channel's bindings. The subscription goes live once the database has
+    /// confirmed the tables, filter columns and role; the channel then receives a
+    /// `system` message saying so, or saying why not.
+    pub(crate) fn subscribe(
+        &self,
+        conn: &Arc<ConnHandle>,
+        topic: &str,
+        join_ref: Option<String>,
+        bindings: Vec<Binding>,
+        identity: Identity,
+    ) -> SubscriptionId {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let subscription = Arc::new(Subscription::new(
+            id,
+            Arc::clone(conn),
+            Arc::from(topic),
+            join_ref,
+            bindings,
+            identity,
+        ));
+        self.inner.index.insert(Arc::clone(&subscription));
+        let feed = Arc::clone(&self.inner);
+        self.inner
+            .tasks
+            .spawn(async move { subscribe::check_and_activate(&feed, &subscription).await });
+        id
+    }
+
+    /// A refreshed token: later changes are authorized as its role and claims.
+    pub(crate) fn set_identity(&self, id: SubscriptionId, identity: Identity) {
+        if let Some(subscription) = self.inner.index.get(id) {
+            subscription.set_identity(identity);
+        }
+    }
+
+    /// The channel left: no more changes for it.
+    pub(crate) fn unsubscribe(&self, id: SubscriptionId) {
+        self.inner.index.remove(id);
+    }
+}
+
+impl Feed {
+    /// The catalog pool, connecting it on first use.
+    async fn catalog(&self) -> Result<&Catalog, CatalogError> {
+        self.catalog
+            .get_or_try_init(|| Catalog::connect(&self.config.database_url, self.config.pool_size))
+            .await
+    }
+}
+
+/// Queues a `postgres_changes` `system` message to a subscription's channel.
+fn send_system(subscription: &Subscription, status: &str, message: &str) {
+    let body = json!({"extension": EXTENSION_POSTGRES_CHANGES, "status": status,
+                      "message": message, "channel": subscription.channel_name()});
+    let envelope = Envelope {
+        join_ref: subscription.join_ref.as_deref(),
+        msg_ref: None,
+        topic: &subscription.topic,
+        event: SYSTEM,
+    };
+    let frame = encode_one(subscription.conn.vsn, &envelope, &body);
+    // The channel's own status message: it must not be what makes a client count as slow.
+    subscription.conn.queue.push_own(Outbound::Frame(frame));
+}

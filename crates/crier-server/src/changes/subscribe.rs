@@ -1,0 +1,97 @@
+//! The checks a subscription passes before it goes live, with Supabase's messages for
+//! each failure: the role exists, every named table is in the publication, and every
+//! filter column is a column of its table.
+
+use std::sync::Arc;
+
+use crier_postgres::filter::supabase_inspect_conditions;
+
+use super::subscriptions::{Binding, Subscription};
+use super::{Feed, send_system};
+
+/// What the client reads when the database cannot be reached.
+const DATABASE_UNREACHABLE: &str = "Realtime was unable to connect to the project database";
+/// The start of every Supabase message for a subscription it cannot make.
+const UNABLE: &str = "Unable to subscribe to changes with given parameters.";
+
+/// Checks a pending subscription and either activates it or drops it, telling the channel
+/// which. A subscription whose channel left meanwhile is neither activated nor answered.
+pub(super) async fn check_and_activate(feed: &Feed, subscription: &Arc<Subscription>) {
+    let outcome = check(feed, subscription).await;
+    if feed.index.get(subscription.id).is_none() {
+        return;
+    }
+    match outcome {
+        Ok(()) => {
+            subscription.activate();
+            send_system(subscription, "ok", "Subscribed to PostgreSQL");
+        }
+        Err(message) => {
+            feed.index.remove(subscription.id);
+            tracing::debug!(topic = %subscription.topic, %message, "postgres changes subscription refused");
+            send_system(subscription, "error", &message);
+        }
+    }
+}
+
+async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
+    let unreachable = |err: crier_postgres::catalog::CatalogError| {
+        tracing::warn!(error = %err, "postgres changes: catalog lookup failed");
+        DATABASE_UNREACHABLE.to_owned()
+    };
+    let catalog = feed.catalog().await.map_err(unreachable)?;
+    let role = subscription.identity().role.clone();
+    if !catalog.role_exists(&role).await.map_err(unreachable)? {
+        return Err(format!(
+            "{UNABLE} Exception: ERROR 22023 (invalid_parameter_value) role \"{role}\" does not exist"
+        ));
+    }
+    let published = catalog
+        .publication_tables(&feed.config.publication)
+        .await
+        .map_err(unreachable)?;
+    for binding in &subscription.bindings {
+        let in_publication = published.iter().any(|(schema, table)| {
+            (binding.schema == "*" || &binding.schema == schema)
+                && (binding.table == "*" || &binding.table == table)
+        });
+        if !in_publication {
+            return Err(not_enabled(binding));
+        }
+        let Some(filter) = &binding.filter else {
+            continue;
+        };
+        if binding.table == "*" || binding.schema == "*" {
+            // A wildcard names no table whose columns could be checked; a condition on a
+            // column a table lacks simply never matches its rows.
+            continue;
+        }
+        let columns = catalog
+            .table_columns(&binding.schema, &binding.table)
+            .await
+            .map_err(unreachable)?
+            .unwrap_or_default();
+        if let Some(missing) = filter
+            .columns()
+            .into_iter()
+            .find(|column| !columns.iter().any(|c| c == column))
+        {
+            return Err(format!(
+                "{UNABLE} Exception: ERROR P0001 (raise_exception) invalid column for filter {missing}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Supabase's message for a binding that names no table of the publication.
+fn not_enabled(binding: &Binding) -> String {
+    let filters = supabase_inspect_conditions(binding.filter_text.as_deref().unwrap_or(""));
+    format!(
+        "{UNABLE} Please check Realtime is enabled for the given connect parameters: \
+         [event: {}, schema: {}, table: {}, filters: {filters}, select: nil]",
+        binding.event.label(),
+        binding.schema,
+        binding.table,
+    )
+}
