@@ -89,6 +89,7 @@ async fn capture(
     let connection = tokio::spawn(connection);
     let _abort = AbortOnDrop(connection);
     let state = replication::prepare(&client, &settings).await?;
+    feed.slot_ready.send_replace(true);
     let mut types = TypeCatalog::load(&client).await?;
     if *first_start && !state.created && !config.resume_grace.is_zero() {
         // The slot holds what was committed while no Crier was streaming from it. Give

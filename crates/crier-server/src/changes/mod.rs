@@ -49,6 +49,9 @@ struct Feed {
     index: Index,
     /// Connected on first use and kept: the pool reconnects its connections itself.
     catalog: tokio::sync::OnceCell<Catalog>,
+    /// Becomes true once the replication slot exists: from then on every commit is kept
+    /// for the capture loop, so a subscription may be confirmed.
+    slot_ready: tokio::sync::watch::Sender<bool>,
     next_id: AtomicU64,
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
@@ -87,6 +90,7 @@ impl PostgresChanges {
             config,
             index: Index::default(),
             catalog: tokio::sync::OnceCell::new(),
+            slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),
             metrics,
             shutdown,
