@@ -560,6 +560,19 @@ async fn bad_subscriptions_get_system_errors_and_the_channel_stays_joined() {
         "Unable to subscribe to changes with given parameters. Exception: ERROR P0001 (raise_exception) invalid column for filter nope"
     );
 
+    let mut ghost = client(&setup, json!({"role": "ghost"})).await;
+    let topic = "realtime:ghost";
+    ghost
+        .join_ok(
+            topic,
+            json!({"postgres_changes": [{"event": "*", "schema": "public", "table": "todos"}]}),
+        )
+        .await;
+    assert_eq!(
+        system(&mut ghost, topic).await["message"],
+        "Unable to subscribe to changes with given parameters. Exception: ERROR 22023 (invalid_parameter_value) role \"ghost\" does not exist"
+    );
+
     // None of them receives changes; a good subscription on the same socket does.
     subscribe(
         &mut c,
