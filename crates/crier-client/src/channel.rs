@@ -313,7 +313,9 @@ impl Channel {
     /// Joins the channel (connecting first if needed). Resolves once joined and, when
     /// postgres-changes filters are registered, once the server confirms they are live
     /// (unless [`ChannelOptions::wait_for_postgres`] is off). Errors carry the server's
-    /// code; a retryable refusal keeps being retried in the background.
+    /// code; a retryable refusal keeps being retried in the background. On a channel
+    /// that is already joined it resolves at once, with the postgres-changes refusal (or
+    /// timeout) of the join in force if there was one.
     pub async fn subscribe(&self) -> Result<(), Error> {
         self.shared.subscribed_once.store(true, Ordering::Release);
         let filters = self.shared.filters.lock().expect("not poisoned").clone();

@@ -658,6 +658,65 @@ async fn subscribe_waits_for_postgres_changes_to_be_live() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_later_subscribe_does_not_report_refused_postgres_changes_as_live() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport)
+        .postgres_ready_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let room = client.channel("db");
+    let _changes =
+        room.postgres_changes::<Value>(PostgresChangesFilter::new(ChangeEvent::All, "public"));
+    let subscribing = tokio::spawn({
+        let room = room.clone();
+        async move { room.subscribe().await }
+    });
+    let mut peer = server.accept().await.unwrap();
+    let echo = json!({"postgres_changes": [{"event": "*", "schema": "public", "id": 5}]});
+    let join = accept_join(&mut peer, "realtime:db", echo).await;
+    let refused = Error::PostgresChangesUnavailable {
+        message: "Error parsing `filter` params: [\"foo\"]".into(),
+    };
+    peer.send(&push(
+        "realtime:db",
+        join.join_ref.clone(),
+        "system",
+        json!({"extension": "postgres_changes", "status": "error", "message": "Error parsing `filter` params: [\"foo\"]"}),
+    ));
+    assert_eq!(subscribing.await.unwrap(), Err(refused.clone()));
+    // The channel is joined, but its postgres changes are not live: asking again says so.
+    assert_eq!(room.status(), ChannelStatus::Joined);
+    assert_eq!(room.subscribe().await, Err(refused));
+
+    // No confirmation in time is a timeout, also on asking again; a late confirmation
+    // makes the changes live after all.
+    let room = client.channel("slow");
+    let _changes =
+        room.postgres_changes::<Value>(PostgresChangesFilter::new(ChangeEvent::All, "public"));
+    let subscribing = tokio::spawn({
+        let room = room.clone();
+        async move { room.subscribe().await }
+    });
+    let echo = json!({"postgres_changes": [{"event": "*", "schema": "public", "id": 6}]});
+    let join = accept_join(&mut peer, "realtime:slow", echo).await;
+    assert_eq!(subscribing.await.unwrap(), Err(Error::Timeout));
+    assert_eq!(room.subscribe().await, Err(Error::Timeout));
+    let mut events = room.events();
+    peer.send(&push(
+        "realtime:slow",
+        join.join_ref.clone(),
+        "system",
+        json!({"extension": "postgres_changes", "status": "ok", "message": "Subscribed to PostgreSQL"}),
+    ));
+    loop {
+        if let ChannelEvent::System(_) = events.next().await.expect("events") {
+            break;
+        }
+    }
+    assert_eq!(room.subscribe().await, Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_channel_closed_for_an_expired_token_refetches_and_rejoins() {
     let (transport, mut server) = memory::transport();
     let provider = numbered_tokens();

@@ -56,6 +56,9 @@ pub(super) struct ChannelState {
     waiting_token: bool,
     refused_until_token_changes: bool,
     awaiting_postgres: bool,
+    /// Why postgres changes are not live for the join in force (the server's refusal, or
+    /// no confirmation in time), so a later `subscribe()` does not report them live.
+    postgres_error: Option<Error>,
     subscribe_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     unsubscribe_waiters: Vec<oneshot::Sender<Result<(), Error>>>,
     pub(super) presence: PresenceView,
@@ -95,6 +98,7 @@ impl ChannelState {
             waiting_token: false,
             refused_until_token_changes: false,
             awaiting_postgres: false,
+            postgres_error: None,
             subscribe_waiters: Vec::new(),
             unsubscribe_waiters: Vec::new(),
             presence: PresenceView::new(),
@@ -225,7 +229,12 @@ impl Driver {
         };
         channel.wanted = true;
         if channel.is_joined() && !channel.awaiting_postgres {
-            let _ = request.reply.send(Ok(()));
+            // Joined, but postgres changes may have been refused: say so again.
+            let result = match &channel.postgres_error {
+                Some(error) if channel.options.wait_for_postgres => Err(error.clone()),
+                _ => Ok(()),
+            };
+            let _ = request.reply.send(result);
             return;
         }
         channel.subscribe_waiters.push(request.reply);
@@ -268,6 +277,7 @@ impl Driver {
             channel.presence.expect_state();
         }
         channel.last_system_error = None;
+        channel.postgres_error = None;
         self.next_ref += 1;
         let join_ref = self.next_ref.to_string();
         let channel = self.channels.get_mut(topic).expect("checked above");
@@ -368,6 +378,9 @@ impl Driver {
         let Some(channel) = self.channels.get_mut(topic) else {
             return;
         };
+        // Kept even when nobody waits (a rejoin, a confirmation after the timeout): a
+        // later `subscribe()` answers with it.
+        channel.postgres_error = result.as_ref().err().cloned();
         if !std::mem::take(&mut channel.awaiting_postgres) {
             return;
         }
@@ -386,6 +399,7 @@ impl Driver {
         if channel.join_ref.as_deref() == Some(join_ref)
             && std::mem::take(&mut channel.awaiting_postgres)
         {
+            channel.postgres_error = Some(Error::Timeout);
             channel.resolve_subscribers(Err(Error::Timeout));
         }
     }
