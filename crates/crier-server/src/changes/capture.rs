@@ -39,10 +39,11 @@ pub(super) enum CaptureError {
     Ended,
 }
 
-/// A captured change with its transaction's commit time.
+/// A captured change with its transaction's commit time and id.
 pub(super) struct Captured {
     pub(super) change: RowChange,
     pub(super) commit_time_micros: i64,
+    pub(super) xid: u32,
 }
 
 /// Runs until the node shuts down.
@@ -89,6 +90,7 @@ async fn capture(
     let connection = tokio::spawn(connection);
     let _abort = AbortOnDrop(connection);
     let state = replication::prepare(&client, &settings).await?;
+    feed.slot_ready.send_replace(true);
     let mut types = TypeCatalog::load(&client).await?;
     if *first_start && !state.created && !config.resume_grace.is_zero() {
         // The slot holds what was committed while no Crier was streaming from it. Give
@@ -103,6 +105,7 @@ async fn capture(
 
     let mut batch: Vec<Captured> = Vec::new();
     let mut commit_time_micros = 0;
+    let mut xid = 0;
     loop {
         // Wait for one event, then take whatever else is already buffered (the stream's
         // `next` is cancel-safe, so polling it once and dropping it loses nothing).
@@ -112,12 +115,14 @@ async fn capture(
             match event {
                 StreamEvent::Begin {
                     commit_time_micros: at,
-                } => commit_time_micros = at,
+                    xid: id,
+                } => (commit_time_micros, xid) = (at, id),
                 StreamEvent::Change(change) => {
                     feed.metrics.captured.inc();
                     batch.push(Captured {
                         change,
                         commit_time_micros,
+                        xid,
                     });
                 }
                 StreamEvent::Commit { end_lsn } => ack = Some(end_lsn),
