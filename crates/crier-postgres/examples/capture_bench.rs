@@ -338,7 +338,9 @@ async fn consume_stream(
         };
         match event {
             None => break,
-            Some(StreamEvent::Begin { commit_time_micros }) => commit_time = commit_time_micros,
+            Some(StreamEvent::Begin {
+                commit_time_micros, ..
+            }) => commit_time = commit_time_micros,
             Some(StreamEvent::Change(_change)) => stats.change(commit_time),
             Some(StreamEvent::Commit { end_lsn }) => {
                 stream.ack(end_lsn);

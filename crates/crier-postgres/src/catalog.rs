@@ -213,6 +213,58 @@ impl Catalog {
         Ok(Lease { slot, client })
     }
 
+    /// Whether a snapshot taken now sees every transaction of `xids` (32-bit ids, as
+    /// pgoutput's `Begin` gives them) as ended.
+    ///
+    /// A transaction's commit record reaches the WAL, and so logical decoding, a moment
+    /// before the transaction leaves the list of running ones that snapshots are made
+    /// from. In that moment a query of another session does not see its rows yet: a row
+    /// level security check that looked its row up then would find nothing. So the
+    /// checks of a captured transaction wait until this is true (see
+    /// [`Catalog::wait_until_ended`]); once true it stays true.
+    ///
+    /// An id counts as ended when it precedes the snapshot's `xmax` (compared modulo
+    /// 2^32, as PostgreSQL compares 32-bit ids) and is not among its running ids.
+    pub async fn transactions_ended(&self, xids: &[u32]) -> Result<bool, CatalogError> {
+        const SQL: &str = "
+            select coalesce(pg_catalog.bool_and(
+                       (m.xmax - x.xid + 4294967296) % 4294967296 between 1 and 2147483647
+                       and not exists (select 1 from pg_catalog.txid_snapshot_xip(m.snap) as r(xip)
+                                       where r.xip % 4294967296 = x.xid)), true)
+            from (select s.snap, pg_catalog.txid_snapshot_xmax(s.snap) % 4294967296 as xmax
+                  from (select pg_catalog.txid_current_snapshot() as snap) as s) as m,
+                 pg_catalog.unnest($1::bigint[]) as x(xid)";
+        if xids.is_empty() {
+            return Ok(true);
+        }
+        let xids: Vec<i64> = xids.iter().map(|&xid| i64::from(xid)).collect();
+        let lease = self.lease().await?;
+        let result = async { Ok(lease.client().query_one(SQL, &[&xids]).await?.try_get(0)?) }.await;
+        lease.finish(result)
+    }
+
+    /// Waits until [`Catalog::transactions_ended`] is true of `xids`, asking again every
+    /// millisecond or so (the wait is the few microseconds between a commit's WAL record
+    /// and its end, so one or two asks). Gives up after `limit`, returning false, so that
+    /// an id that can never count as ended (one from before a wraparound of the 32-bit
+    /// counter) cannot hold delivery up for good.
+    pub async fn wait_until_ended(
+        &self,
+        xids: &[u32],
+        limit: std::time::Duration,
+    ) -> Result<bool, CatalogError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.transactions_ended(xids).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
     /// Whether row level security is enabled on the table with this OID, and its
     /// `PRIMARY KEY` (from `pg_index.indisprimary`, in key order: not pgoutput's key
     /// flags, which mark the replica identity). `None` when there is no such relation.

@@ -118,6 +118,8 @@ pub enum StreamEvent {
     Begin {
         /// Commit time, microseconds since the Unix epoch.
         commit_time_micros: i64,
+        /// The transaction's id (32 bits, without the epoch).
+        xid: u32,
     },
     /// One row change of the current transaction.
     Change(RowChange),
@@ -239,11 +241,14 @@ impl ChangeStream {
             };
             match event {
                 ReplicationEvent::Begin {
-                    commit_time_micros, ..
+                    commit_time_micros,
+                    xid,
+                    ..
                 } => {
                     return Ok(Some(StreamEvent::Begin {
                         commit_time_micros: commit_time_micros
                             + pgoutput::POSTGRES_EPOCH_OFFSET_MICROS,
+                        xid,
                     }));
                 }
                 ReplicationEvent::Commit { end_lsn, .. } => {

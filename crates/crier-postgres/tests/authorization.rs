@@ -647,6 +647,66 @@ async fn concurrent_groups_share_the_pool() {
 }
 
 #[tokio::test]
+async fn transactions_count_as_ended_only_once_they_have() {
+    let (pg, catalog) = start("create table t (id int primary key)", 1).await;
+    let xid_of = |full: i64| u32::try_from(full % (1 << 32)).unwrap();
+    let committed = xid_of(
+        pg.psql("insert into t values (1) returning txid_current()")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap(),
+    );
+    assert!(catalog.transactions_ended(&[]).await.unwrap());
+    assert!(catalog.transactions_ended(&[committed]).await.unwrap());
+
+    let (open, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    open.batch_execute("begin").await.unwrap();
+    let running = xid_of(
+        open.query_one("select txid_current()", &[])
+            .await
+            .unwrap()
+            .get(0),
+    );
+    // The newest id (at or past the snapshot's xmax), and one that is running while a
+    // later one has ended (among the snapshot's running ids).
+    assert!(!catalog.transactions_ended(&[running]).await.unwrap());
+    pg.psql("insert into t values (2)").unwrap();
+    assert!(!catalog.transactions_ended(&[running]).await.unwrap());
+    assert!(
+        !catalog
+            .transactions_ended(&[committed, running])
+            .await
+            .unwrap()
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        !catalog
+            .wait_until_ended(&[running], std::time::Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+
+    open.batch_execute("commit").await.unwrap();
+    assert!(
+        catalog
+            .transactions_ended(&[committed, running])
+            .await
+            .unwrap()
+    );
+    assert!(
+        catalog
+            .wait_until_ended(&[running], std::time::Duration::ZERO)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
 async fn lost_connections_come_back_on_the_next_call() {
     let (pg, catalog) = start(TODOS, 2).await;
     let killed = pg

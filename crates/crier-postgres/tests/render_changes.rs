@@ -62,7 +62,9 @@ async fn changes(stream: &mut ChangeStream, count: usize) -> Vec<(i64, RowChange
     timeout(WAIT, async {
         while changes.len() < count {
             match stream.next().await.unwrap().expect("the stream goes on") {
-                StreamEvent::Begin { commit_time_micros } => commit_time = Some(commit_time_micros),
+                StreamEvent::Begin {
+                    commit_time_micros, ..
+                } => commit_time = Some(commit_time_micros),
                 StreamEvent::Change(change) => {
                     changes.push((commit_time.expect("a change inside a transaction"), change));
                 }

@@ -53,12 +53,22 @@ async fn setup() -> Setup {
 }
 
 async fn setup_with(adjust: impl FnOnce(&mut PostgresChangesConfig)) -> Setup {
+    setup_on(database(), adjust).await
+}
+
+/// A private database with [`SCHEMA`].
+fn database() -> TestPostgres {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let pg = TestPostgres::start().expect("postgres");
     pg.psql(SCHEMA).unwrap();
+    pg
+}
+
+/// A node capturing from `pg`.
+async fn setup_on(pg: TestPostgres, adjust: impl FnOnce(&mut PostgresChangesConfig)) -> Setup {
     let mut changes = PostgresChangesConfig::new(pg.url());
     changes.slot = "crier_test".into();
     adjust(&mut changes);
@@ -251,6 +261,58 @@ async fn inserts_updates_and_deletes_arrive_as_supabase_sends_them() {
     assert_eq!(data["type"], "DELETE");
     assert_eq!(data["old_record"], json!({"id": 1}));
     assert!(data.get("record").is_none(), "{data}");
+}
+
+#[tokio::test]
+async fn subscribed_waits_for_the_slot_so_no_later_commit_is_lost() {
+    let pg = database();
+    // A transaction that holds an xid holds up the slot's creation: a logical slot is
+    // ready only once every transaction running when its creation began has ended, and a
+    // transaction that commits before that is never decoded from it.
+    let (blocker, connection) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    blocker
+        .batch_execute("begin; insert into notes values (0, 'blocker')")
+        .await
+        .unwrap();
+    let setup = setup_on(pg, |_| {}).await;
+    let mut c = anon(&setup).await;
+    let topic = "realtime:early";
+    c.join_ok(
+        topic,
+        json!({"postgres_changes": [{"event": "INSERT", "schema": "public", "table": "todos"}]}),
+    )
+    .await;
+    // The node is creating the slot now. A node that confirmed the subscription anyway
+    // would do so within this window (its checks take milliseconds), and the row written
+    // on that confirmation would be lost. The window is how long a wrong node gets to
+    // show itself, not a synchronisation: the right one stays silent until the commit.
+    let early = tokio::time::timeout(Duration::from_secs(1), system(&mut c, topic)).await;
+    if let Ok(status) = &early {
+        assert_eq!(status["status"], "ok", "{status}");
+        setup.pg.psql("insert into todos (id) values (1)").unwrap();
+    }
+    blocker.batch_execute("commit").await.unwrap();
+    if early.is_err() {
+        let status = system(&mut c, topic).await;
+        assert_eq!(status["message"], "Subscribed to PostgreSQL", "{status}");
+        setup.pg.psql("insert into todos (id) values (1)").unwrap();
+    }
+    setup
+        .pg
+        .psql("insert into todos (id) values (100)")
+        .unwrap();
+    assert_eq!(
+        ids_until(&mut c, topic, 100).await,
+        BTreeSet::from([1]),
+        "the row written once the subscription was confirmed arrives"
+    );
+    assert!(
+        early.is_err(),
+        "the subscription was confirmed before the slot existed"
+    );
 }
 
 #[tokio::test]
@@ -454,6 +516,69 @@ async fn row_level_security_shows_each_user_only_its_rows() {
     setup.pg.psql("delete from events where id = 3").unwrap();
     let delete = change(&mut bob, "realtime:events").await;
     assert_eq!(delete["data"]["old_record"], json!({"id": 3}));
+}
+
+#[tokio::test]
+async fn row_level_security_waits_for_the_transaction_to_end() {
+    let setup = setup().await;
+    let mut alice = client(&setup, json!({"role": "authenticated", "sub": "alice"})).await;
+    subscribe(
+        &mut alice,
+        "realtime:events",
+        json!([{"event": "INSERT", "schema": "public", "table": "events"}]),
+    )
+    .await;
+    // Synchronous replication to a standby that never comes holds a commit between its
+    // WAL record (which decoding streams at once) and its end (when other sessions see
+    // its rows): the moment in which every commit is, briefly, made long. Only the
+    // writer below asks for it.
+    for sql in [
+        "alter database postgres set synchronous_commit = local",
+        "alter system set synchronous_standby_names = 'nobody'",
+        "select pg_reload_conf()",
+    ] {
+        setup.pg.psql(sql).unwrap();
+    }
+    let (writer, connection) = tokio_postgres::connect(&setup.pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let standby = writer
+        .query_one("show synchronous_standby_names", &[])
+        .await
+        .unwrap();
+    assert_eq!(standby.get::<_, String>(0), "nobody", "the reload applies");
+    let pid: i32 = writer
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let commit = tokio::spawn(async move {
+        writer
+            .batch_execute(
+                "set synchronous_commit = on; insert into events (id, owner) values (1, 'alice')",
+            )
+            .await
+    });
+    // The node streams the change within this window; a node that checked it then would
+    // not find the row and drop it. The window is how long a wrong node gets to show
+    // itself, not a synchronisation: the right one waits for the end either way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!commit.is_finished(), "the commit waits for the standby");
+    // Cancelling the wait ends the transaction, committed.
+    setup
+        .pg
+        .psql(&format!("select pg_cancel_backend({pid})"))
+        .unwrap();
+    commit.await.unwrap().unwrap();
+    setup
+        .pg
+        .psql("insert into events (id, owner) values (100, 'alice')")
+        .unwrap();
+    assert_eq!(
+        ids_until(&mut alice, "realtime:events", 100).await,
+        BTreeSet::from([1])
+    );
 }
 
 #[tokio::test]

@@ -39,10 +39,11 @@ pub(super) enum CaptureError {
     Ended,
 }
 
-/// A captured change with its transaction's commit time.
+/// A captured change with its transaction's commit time and id.
 pub(super) struct Captured {
     pub(super) change: RowChange,
     pub(super) commit_time_micros: i64,
+    pub(super) xid: u32,
 }
 
 /// Runs until the node shuts down.
@@ -104,6 +105,7 @@ async fn capture(
 
     let mut batch: Vec<Captured> = Vec::new();
     let mut commit_time_micros = 0;
+    let mut xid = 0;
     loop {
         // Wait for one event, then take whatever else is already buffered (the stream's
         // `next` is cancel-safe, so polling it once and dropping it loses nothing).
@@ -113,12 +115,14 @@ async fn capture(
             match event {
                 StreamEvent::Begin {
                     commit_time_micros: at,
-                } => commit_time_micros = at,
+                    xid: id,
+                } => (commit_time_micros, xid) = (at, id),
                 StreamEvent::Change(change) => {
                     feed.metrics.captured.inc();
                     batch.push(Captured {
                         change,
                         commit_time_micros,
+                        xid,
                     });
                 }
                 StreamEvent::Commit { end_lsn } => ack = Some(end_lsn),

@@ -8,11 +8,17 @@
 //! queued before every answer is in, so a failed query fails the whole batch, which the
 //! slot then sends again.
 //!
+//! A check looks the row up as it is now, so it must see the change's transaction as
+//! ended. Decoding can hand a transaction over a moment before other sessions see it
+//! (its commit record is written just before it ends), so a batch with rows to check
+//! first waits until the database sees all of their transactions as ended.
+//!
 //! A change's `data` object is serialized once per role (roles see different columns);
 //! subscribers of one channel topic whose bindings matched the same ids share one frame.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
 use crier_postgres::render::{self, RenderedChange};
@@ -29,10 +35,16 @@ use super::subscriptions::{Identity, Subscription};
 use crate::fanout::Outgoing;
 use crate::outbound::{Outbound, PushError};
 
+/// Longest wait for a batch's transactions to count as ended before its row level
+/// security checks run anyway (see [`Catalog::wait_until_ended`]).
+const END_WAIT_LIMIT: Duration = Duration::from_secs(2);
+
 /// A change that has subscribers, rendered.
 struct Work {
     rendered: RenderedChange,
     relation: u32,
+    /// Its transaction.
+    xid: u32,
     /// Whether each target must pass a row level security check.
     needs_rls: bool,
     targets: Vec<Target>,
@@ -110,12 +122,25 @@ pub(super) async fn deliver(
         work.push(Work {
             rendered,
             relation: relation.id,
+            xid: captured.xid,
             needs_rls,
             targets,
         });
     }
     if work.is_empty() {
         return Ok(());
+    }
+    let mut checked_xids: Vec<u32> = work
+        .iter()
+        .filter(|item| item.needs_rls)
+        .map(|item| item.xid)
+        .collect();
+    checked_xids.dedup();
+    if !catalog
+        .wait_until_ended(&checked_xids, END_WAIT_LIMIT)
+        .await?
+    {
+        tracing::warn!(xids = ?checked_xids, "transactions not seen as ended; checking row level security anyway");
     }
 
     let answers = authorize(catalog, &tables, &work).await?;

@@ -47,6 +47,11 @@ pub(crate) struct PostgresChanges {
 struct Feed {
     config: PostgresChangesConfig,
     index: Index,
+    /// Whether the replication slot exists (set by the capture loop once it has made or
+    /// found it). Every transaction that commits after that is kept for capture, so a
+    /// subscription is confirmed only then: before, a row written right after the
+    /// confirmation could commit before the slot's start and never be captured.
+    slot_ready: tokio::sync::watch::Sender<bool>,
     /// Connected on first use and kept: the pool reconnects its connections itself.
     catalog: tokio::sync::OnceCell<Catalog>,
     /// Becomes true once the replication slot exists: from then on every commit is kept
@@ -89,6 +94,7 @@ impl PostgresChanges {
         let feed = Arc::new(Feed {
             config,
             index: Index::default(),
+            slot_ready: tokio::sync::watch::Sender::new(false),
             catalog: tokio::sync::OnceCell::new(),
             slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),
@@ -147,6 +153,16 @@ impl Feed {
         self.catalog
             .get_or_try_init(|| Catalog::connect(&self.config.database_url, self.config.pool_size))
             .await
+    }
+
+    /// Waits until the replication slot exists; false if the node shuts down first.
+    async fn slot_ready(&self) -> bool {
+        let mut ready = self.slot_ready.subscribe();
+        tokio::select! {
+            // The sender lives as long as `self`: the wait ends only when the flag is set.
+            outcome = ready.wait_for(|ready| *ready) => outcome.is_ok(),
+            () = self.shutdown.cancelled() => false,
+        }
     }
 }
 

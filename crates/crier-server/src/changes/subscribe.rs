@@ -18,8 +18,15 @@ const UNABLE: &str = "Unable to subscribe to changes with given parameters.";
 
 /// Checks a pending subscription and either activates it or drops it, telling the channel
 /// which. A subscription whose channel left meanwhile is neither activated nor answered.
+///
+/// A subscription that passes is confirmed only once the replication slot exists (at
+/// once, except while the capture loop is still creating it on a node's first start):
+/// "Subscribed to PostgreSQL" promises that every row committed after it is captured.
 pub(super) async fn check_and_activate(feed: &Feed, subscription: &Arc<Subscription>) {
     let outcome = check(feed, subscription).await;
+    if outcome.is_ok() && !feed.slot_ready().await {
+        return;
+    }
     if feed.index.get(subscription.id).is_none() {
         return;
     }
