@@ -54,9 +54,6 @@ struct Feed {
     slot_ready: tokio::sync::watch::Sender<bool>,
     /// Connected on first use and kept: the pool reconnects its connections itself.
     catalog: tokio::sync::OnceCell<Catalog>,
-    /// Becomes true once the replication slot exists: from then on every commit is kept
-    /// for the capture loop, so a subscription may be confirmed.
-    slot_ready: tokio::sync::watch::Sender<bool>,
     next_id: AtomicU64,
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
@@ -94,7 +91,6 @@ impl PostgresChanges {
         let feed = Arc::new(Feed {
             config,
             index: Index::default(),
-            slot_ready: tokio::sync::watch::Sender::new(false),
             catalog: tokio::sync::OnceCell::new(),
             slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),

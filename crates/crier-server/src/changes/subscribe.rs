@@ -11,8 +11,6 @@ use super::{Feed, send_system};
 
 /// What the client reads when the database cannot be reached.
 const DATABASE_UNREACHABLE: &str = "Realtime was unable to connect to the project database";
-/// How long a subscription waits for the capture loop to have its slot.
-const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// The start of every Supabase message for a subscription it cannot make.
 const UNABLE: &str = "Unable to subscribe to changes with given parameters.";
 
@@ -48,13 +46,6 @@ async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
         tracing::warn!(error = %err, "postgres changes: catalog lookup failed");
         DATABASE_UNREACHABLE.to_owned()
     };
-    // Confirming before the slot exists would promise changes committed before it, which
-    // no one will ever capture.
-    let mut slot_ready = feed.slot_ready.subscribe();
-    match tokio::time::timeout(SLOT_WAIT, slot_ready.wait_for(|ready| *ready)).await {
-        Ok(Ok(_)) => {}
-        _ => return Err(DATABASE_UNREACHABLE.to_owned()),
-    }
     let catalog = feed.catalog().await.map_err(unreachable)?;
     let role = subscription.identity().role.clone();
     if !catalog.role_exists(&role).await.map_err(unreachable)? {
