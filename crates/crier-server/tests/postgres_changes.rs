@@ -165,6 +165,28 @@ async fn change(client: &mut Inbox, topic: &str) -> Value {
     json_payload(&client.next(topic, "postgres_changes").await).clone()
 }
 
+/// Waits until the node's metrics say it has read `count` changes from the slot.
+async fn captured_at_least(setup: &Setup, count: u64) {
+    let url = setup.server.http("/metrics");
+    tokio::time::timeout(DB_WAIT, async {
+        loop {
+            let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+            let captured: u64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("crier_postgres_changes_captured_total "))
+                .and_then(|value| value.trim().parse().ok())
+                .unwrap_or(0);
+            if captured >= count {
+                return;
+            }
+            // Capture is another task's work; ask again once it has had a chance to run.
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the change was captured in time");
+}
+
 /// Collects changes on `topic` until one whose record has `id == witness`; returns the
 /// ids of the records before it. A witness row every subscriber matches is how a test
 /// shows that other rows did *not* arrive.
@@ -518,7 +540,8 @@ async fn row_level_security_shows_each_user_only_its_rows() {
     assert_eq!(delete["data"]["old_record"], json!({"id": 3}));
 }
 
-#[tokio::test]
+// Multi-threaded, so that the node keeps running while the test waits on `psql`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_level_security_waits_for_the_transaction_to_end() {
     let setup = setup().await;
     let mut alice = client(&setup, json!({"role": "authenticated", "sub": "alice"})).await;
@@ -560,20 +583,25 @@ async fn row_level_security_waits_for_the_transaction_to_end() {
             )
             .await
     });
-    // The node streams the change within this window; a node that checked it then would
-    // not find the row and drop it. The window is how long a wrong node gets to show
-    // itself, not a synchronisation: the right one waits for the end either way.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the node has captured the change, a node that checked it at once would not
+    // find the row and drop it; the right one waits for the transaction's end.
+    captured_at_least(&setup, 1).await;
     assert!(!commit.is_finished(), "the commit waits for the standby");
-    // Cancelling the wait ends the transaction, committed.
-    setup
-        .pg
-        .psql(&format!("select pg_cancel_backend({pid})"))
+    // Cancelling the wait ends the transaction, committed. That takes a `psql` process,
+    // many times longer than the node needs to check the row it has just captured.
+    let pg = std::sync::Arc::new(setup.pg);
+    let _server = setup.server;
+    {
+        let pg = std::sync::Arc::clone(&pg);
+        tokio::task::spawn_blocking(move || {
+            pg.psql(&format!("select pg_cancel_backend({pid})"))
+                .unwrap()
+        })
+        .await
         .unwrap();
+    }
     commit.await.unwrap().unwrap();
-    setup
-        .pg
-        .psql("insert into events (id, owner) values (100, 'alice')")
+    pg.psql("insert into events (id, owner) values (100, 'alice')")
         .unwrap();
     assert_eq!(
         ids_until(&mut alice, "realtime:events", 100).await,

@@ -37,6 +37,8 @@ pub(super) enum CaptureError {
     Catalog(#[from] CatalogError),
     #[error("the replication stream ended")]
     Ended,
+    #[error("transactions {0:?} were decoded but other sessions do not see them as ended yet")]
+    NotEnded(Vec<u32>),
 }
 
 /// A captured change with its transaction's commit time and id.

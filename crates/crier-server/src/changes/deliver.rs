@@ -35,9 +35,11 @@ use super::subscriptions::{Identity, Subscription};
 use crate::fanout::Outgoing;
 use crate::outbound::{Outbound, PushError};
 
-/// Longest wait for a batch's transactions to count as ended before its row level
-/// security checks run anyway (see [`Catalog::wait_until_ended`]).
-const END_WAIT_LIMIT: Duration = Duration::from_secs(2);
+/// Longest wait for a batch's transactions to count as ended (see
+/// [`Catalog::wait_until_ended`]). Checking before would find no row and drop the change
+/// for everyone, so past it the batch fails and comes again from the slot: a commit held
+/// up that long (a synchronous standby that is away) delays delivery, it does not lose it.
+const END_WAIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// A change that has subscribers, rendered.
 struct Work {
@@ -140,7 +142,7 @@ pub(super) async fn deliver(
         .wait_until_ended(&checked_xids, END_WAIT_LIMIT)
         .await?
     {
-        tracing::warn!(xids = ?checked_xids, "transactions not seen as ended; checking row level security anyway");
+        return Err(CaptureError::NotEnded(checked_xids));
     }
 
     let answers = authorize(catalog, &tables, &work).await?;
