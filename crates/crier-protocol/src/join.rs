@@ -42,6 +42,19 @@ pub struct JoinConfig {
     pub postgres_changes: Vec<PostgresChangeBinding>,
     /// A private channel, authorized by database policies.
     pub private: bool,
+    /// How the join treats its postgres changes.
+    pub postgres_changes_options: PostgresChangesOptions,
+}
+
+/// `config.postgres_changes_options`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PostgresChangesOptions {
+    /// Answer the join only once its postgres changes are live (or refuse it), instead of
+    /// at once with a `system` message later.
+    pub wait: bool,
+    /// How long the server may take to make them live, in milliseconds (`None`: its
+    /// default).
+    pub timeout_ms: Option<u64>,
 }
 
 /// `config.broadcast`.
@@ -219,12 +232,20 @@ impl JoinConfig {
         if self.broadcast.replication_ready {
             broadcast["replication_ready"] = true.into();
         }
-        json!({
+        let mut config = json!({
             "broadcast": broadcast,
             "presence": {"enabled": self.presence.enabled, "key": self.presence.key.clone().unwrap_or_default()},
             "postgres_changes": self.postgres_changes.iter().map(|b| Value::Object(b.raw.clone())).collect::<Vec<_>>(),
             "private": self.private,
-        })
+        });
+        if self.postgres_changes_options.wait {
+            let mut options = json!({"wait": true});
+            if let Some(timeout) = self.postgres_changes_options.timeout_ms {
+                options["timeout"] = timeout.into();
+            }
+            config["postgres_changes_options"] = options;
+        }
+        config
     }
 }
 
@@ -265,11 +286,31 @@ fn parse_config(map: &Map<String, Value>) -> Result<JoinConfig, JoinError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(error("config.postgres_changes", "an array of maps")),
     };
+    let postgres_changes_options = match sub_map(
+        map,
+        "postgres_changes_options",
+        "config.postgres_changes_options",
+    )? {
+        None => PostgresChangesOptions::default(),
+        Some(o) => PostgresChangesOptions {
+            wait: flexible_bool(o, "wait", "config.postgres_changes_options.wait")?,
+            timeout_ms: match integer(o, "timeout", "config.postgres_changes_options.timeout")? {
+                None => None,
+                Some(ms) => Some(u64::try_from(ms).map_err(|_| {
+                    error(
+                        "config.postgres_changes_options.timeout",
+                        "non-negative integer",
+                    )
+                })?),
+            },
+        },
+    };
     Ok(JoinConfig {
         broadcast,
         presence,
         postgres_changes,
         private: flexible_bool(map, "private", "config.private")?,
+        postgres_changes_options,
     })
 }
 
@@ -444,6 +485,10 @@ mod tests {
                 },
                 postgres_changes: vec![PostgresChangeBinding::new("*", "public", Some("t"), None)],
                 private: false,
+                postgres_changes_options: PostgresChangesOptions {
+                    wait: true,
+                    timeout_ms: Some(20_000),
+                },
             }),
             access_token: Some("jwt".into()),
         };

@@ -36,6 +36,16 @@ pub(crate) enum Outbound {
         /// The `system` message text.
         message: &'static str,
     },
+    /// A join whose answer was deferred is refused after all: forget the channel (if it is
+    /// still that join's) and write `reply`, the join's error reply.
+    RefuseJoin {
+        /// The full topic.
+        topic: Arc<str>,
+        /// The refused join's `join_ref`.
+        join_ref: Option<String>,
+        /// The encoded error reply.
+        reply: WsMessage,
+    },
 }
 
 impl Outbound {
@@ -43,6 +53,7 @@ impl Outbound {
         match self {
             Outbound::Frame(frame) => frame_len(frame),
             Outbound::ShutdownChannel { .. } => 0,
+            Outbound::RefuseJoin { reply, .. } => frame_len(reply),
         }
     }
 }

@@ -845,3 +845,67 @@ async fn a_refreshed_token_changes_what_row_level_security_allows() {
     let payload = change(&mut c, "realtime:events").await;
     assert_eq!(payload["data"]["record"]["owner"], "bob");
 }
+
+#[tokio::test]
+async fn a_join_that_waits_is_answered_once_its_changes_are_live() {
+    let setup = setup().await;
+    let mut c = anon(&setup).await;
+    let topic = "realtime:waiting";
+    let (_, status, response) = c
+        .join(
+            topic,
+            json!({"config": {
+                "postgres_changes": [{"event": "INSERT", "schema": "public", "table": "todos"}],
+                "postgres_changes_options": {"wait": true, "timeout": 20000}
+            }}),
+        )
+        .await;
+    assert_eq!(status, "ok", "{response}");
+    assert_eq!(response["postgres_changes"][0]["table"], "todos");
+    // Live by the time of the reply: a row written now is delivered.
+    setup.pg.psql("insert into todos (id) values (1)").unwrap();
+    assert_eq!(change(&mut c, topic).await["data"]["record"]["id"], 1);
+    assert_eq!(system(&mut c, topic).await["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_join_that_waits_is_refused_when_its_changes_cannot_work() {
+    let setup = setup().await;
+    let mut c = anon(&setup).await;
+    let options = json!({"wait": true});
+    let cases = [
+        (
+            json!([{"event": "*", "schema": "public", "table": "doesnotexist"}]),
+            "Unable to subscribe to changes with given parameters. Please check Realtime is enabled",
+        ),
+        (
+            json!([{"event": "*", "schema": "public", "table": "todos", "filter": "id=foo.1"}]),
+            "Error parsing `filter` params:",
+        ),
+    ];
+    for (i, (bindings, reason)) in cases.into_iter().enumerate() {
+        let topic = format!("realtime:refused{i}");
+        let (join_ref, status, response) = c
+            .join(
+                &topic,
+                json!({"config": {"postgres_changes": bindings, "postgres_changes_options": options}}),
+            )
+            .await;
+        assert_eq!(status, "error", "{response}");
+        assert!(
+            response["reason"].as_str().unwrap().starts_with(reason),
+            "{response}"
+        );
+        // The channel is not joined.
+        let (status, response) = c
+            .push(
+                &join_ref,
+                &topic,
+                "broadcast",
+                json!({"type": "broadcast", "event": "e", "payload": {}}),
+            )
+            .await;
+        assert_eq!(status, "error");
+        assert_eq!(response["reason"], "unmatched topic");
+    }
+}

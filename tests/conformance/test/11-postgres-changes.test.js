@@ -342,6 +342,29 @@ describe('postgres_changes', () => {
     }
   })
 
+  it('postgres_changes_options.wait: SUBSCRIBED means live; a subscription that cannot work is CHANNEL_ERROR', async () => {
+    const client = pool.realtime(server)
+    // With wait, the server answers the join only once the changes are live, so a row
+    // written right after SUBSCRIBED is delivered: no system message needs awaiting.
+    const changes = new Recorder('change')
+    const live = client
+      .channel(uniqueName('pg-wait'), { config: { postgres_changes_options: { wait: true } } })
+      .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'items' }, changes.push)
+    await subscribeOk(live, DB_WAIT_MS)
+    await db.sql(`insert into items values (500, 'right after SUBSCRIBED')`)
+    const [insert] = await changes.waitForCount(1, 'the row written right after SUBSCRIBED', DB_WAIT_MS)
+    assert.equal(insert.new.id, 500)
+
+    const refused = client
+      .channel(uniqueName('pg-wait-bad'), { config: { postgres_changes_options: { wait: true } } })
+      .on('postgres_changes', { event: '*', schema: 'public', table: 'doesnotexist' }, () => {})
+    const statuses = startSubscribe(refused)
+    const first = await statuses.waitFor(() => true, 'a subscribe status', DB_WAIT_MS)
+    assert.equal(first.status, 'CHANNEL_ERROR')
+    assert.match(first.error, /^Unable to subscribe to changes with given parameters\. Please check Realtime is enabled/)
+    await client.removeChannel(refused)
+  })
+
   it('phoenix.js joins with a postgres_changes config and receives the raw postgres_changes event', async () => {
     const socket = pool.phoenix(server)
     const binding = { event: 'INSERT', schema: 'public', table: 'items', filter: 'id=eq.200' }

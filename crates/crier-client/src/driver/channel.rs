@@ -209,6 +209,7 @@ impl ChannelState {
                     .map(PostgresChangesFilter::binding)
                     .collect(),
                 private: self.options.private,
+                postgres_changes_options: Default::default(),
             }),
             access_token: token.map(str::to_owned),
         }

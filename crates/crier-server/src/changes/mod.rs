@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crier_postgres::catalog::{Catalog, CatalogError};
-use crier_protocol::events::{EXTENSION_POSTGRES_CHANGES, SYSTEM};
+use crier_protocol::events::{EXTENSION_POSTGRES_CHANGES, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::Envelope;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +58,18 @@ struct Feed {
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// A join that asked to be answered only once its postgres changes are live
+/// (`postgres_changes_options.wait`): what its answer needs.
+#[derive(Debug)]
+pub(crate) struct DeferredJoin {
+    /// The join's `ref`.
+    pub(crate) msg_ref: Option<String>,
+    /// The `ok` reply's response (the echoed bindings).
+    pub(crate) response: serde_json::Value,
+    /// How long the changes may take to go live before the join is refused.
+    pub(crate) timeout: std::time::Duration,
 }
 
 /// The figures postgres changes report (handles into the node's registry).
@@ -112,6 +124,7 @@ impl PostgresChanges {
         join_ref: Option<String>,
         bindings: Vec<Binding>,
         identity: Identity,
+        deferred: Option<DeferredJoin>,
     ) -> SubscriptionId {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let subscription = Arc::new(Subscription::new(
@@ -124,9 +137,9 @@ impl PostgresChanges {
         ));
         self.inner.index.insert(Arc::clone(&subscription));
         let feed = Arc::clone(&self.inner);
-        self.inner
-            .tasks
-            .spawn(async move { subscribe::check_and_activate(&feed, &subscription).await });
+        self.inner.tasks.spawn(async move {
+            subscribe::check_and_activate(&feed, &subscription, deferred).await
+        });
         id
     }
 
@@ -158,6 +171,33 @@ impl Feed {
             // The sender lives as long as `self`: the wait ends only when the flag is set.
             outcome = ready.wait_for(|ready| *ready) => outcome.is_ok(),
             () = self.shutdown.cancelled() => false,
+        }
+    }
+}
+
+/// Queues the answer to a deferred join: `ok` with its response, or an error with
+/// `reason`, which also makes the socket forget the channel.
+fn answer_join(subscription: &Subscription, join: &DeferredJoin, outcome: Result<(), &str>) {
+    let envelope = Envelope {
+        join_ref: subscription.join_ref.as_deref(),
+        msg_ref: join.msg_ref.as_deref(),
+        topic: &subscription.topic,
+        event: PHX_REPLY,
+    };
+    let conn = &subscription.conn;
+    match outcome {
+        Ok(()) => {
+            let body = json!({"status": "ok", "response": join.response});
+            conn.queue
+                .push_own(Outbound::Frame(encode_one(conn.vsn, &envelope, &body)));
+        }
+        Err(reason) => {
+            let body = json!({"status": "error", "response": {"reason": reason}});
+            conn.queue.push_own(Outbound::RefuseJoin {
+                topic: Arc::clone(&subscription.topic),
+                join_ref: subscription.join_ref.clone(),
+                reply: encode_one(conn.vsn, &envelope, &body),
+            });
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crier_postgres::filter::supabase_inspect_conditions;
 
 use super::subscriptions::{Binding, Subscription};
-use super::{Feed, send_system};
+use super::{DeferredJoin, Feed, answer_join, send_system};
 
 /// What the client reads when the database cannot be reached.
 const DATABASE_UNREACHABLE: &str = "Realtime was unable to connect to the project database";
@@ -20,23 +20,47 @@ const UNABLE: &str = "Unable to subscribe to changes with given parameters.";
 /// A subscription that passes is confirmed only once the replication slot exists (at
 /// once, except while the capture loop is still creating it on a node's first start):
 /// "Subscribed to PostgreSQL" promises that every row committed after it is captured.
-pub(super) async fn check_and_activate(feed: &Feed, subscription: &Arc<Subscription>) {
-    let outcome = check(feed, subscription).await;
-    if outcome.is_ok() && !feed.slot_ready().await {
+pub(super) async fn check_and_activate(
+    feed: &Feed,
+    subscription: &Arc<Subscription>,
+    deferred: Option<DeferredJoin>,
+) {
+    let checked = async {
+        let outcome = check(feed, subscription).await;
+        // `None`: the node shut down while waiting for the slot.
+        (outcome.is_err() || feed.slot_ready().await).then_some(outcome)
+    };
+    let outcome = match &deferred {
+        None => checked.await,
+        Some(join) => match tokio::time::timeout(join.timeout, checked).await {
+            Ok(outcome) => outcome,
+            Err(_) => Some(Err(format!(
+                "PostgresChangesSubscribeTimeout: postgres changes were not live within {} ms",
+                join.timeout.as_millis()
+            ))),
+        },
+    };
+    let Some(outcome) = outcome else {
         return;
-    }
+    };
     if feed.index.get(subscription.id).is_none() {
         return;
     }
     match outcome {
         Ok(()) => {
             subscription.activate();
+            if let Some(join) = &deferred {
+                answer_join(subscription, join, Ok(()));
+            }
             send_system(subscription, "ok", "Subscribed to PostgreSQL");
         }
         Err(message) => {
             feed.index.remove(subscription.id);
             tracing::debug!(topic = %subscription.topic, %message, "postgres changes subscription refused");
-            send_system(subscription, "error", &message);
+            match &deferred {
+                Some(join) => answer_join(subscription, join, Err(&message)),
+                None => send_system(subscription, "error", &message),
+            }
         }
     }
 }

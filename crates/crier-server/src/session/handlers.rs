@@ -1,6 +1,8 @@
 //! What a session does with each message: routing (Phoenix rules), join, leave,
 //! broadcast, presence and token refresh.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
 use crier_protocol::events::{
@@ -17,7 +19,7 @@ use tokio::time::Instant;
 use super::channel::{Channel, expiry_instant};
 use super::{ReplyTo, Session};
 use crate::auth::{Claims, unix_now};
-use crate::changes::{Binding, Identity};
+use crate::changes::{Binding, DeferredJoin, Identity};
 use crate::fanout::{Outgoing, encode_one, to_raw};
 use crate::limits::PresenceWindow;
 
@@ -25,6 +27,9 @@ use crate::limits::PresenceWindow;
 const UNMATCHED_TOPIC: &str = "unmatched topic";
 /// Longest topic accepted: binary frames describe a topic with one length byte.
 const MAX_TOPIC_BYTES: usize = 255;
+/// How long a join that waits for its postgres changes may wait, unless it says (the
+/// default realtime-js gives itself).
+const DEFAULT_WAIT: Duration = Duration::from_secs(15);
 /// The `system` message a join with postgres_changes gets while no database is configured.
 const NO_DATABASE: &str =
     "Postgres changes are unavailable: no database is configured on this server";
@@ -219,16 +224,36 @@ impl Session {
         shared.metrics.channels.inc();
 
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
-        self.reply(&to, "ok", &json!({"postgres_changes": bindings}));
-        if !config.postgres_changes.is_empty() {
-            self.subscribe_to_changes(topic, &config.postgres_changes);
+        let response = json!({"postgres_changes": bindings});
+        if config.postgres_changes.is_empty() {
+            return self.reply(&to, "ok", &response);
         }
+        let options = &config.postgres_changes_options;
+        let deferred = (options.wait && shared.changes.is_some()).then(|| DeferredJoin {
+            msg_ref: to.msg_ref.clone(),
+            response: response.clone(),
+            timeout: options
+                .timeout_ms
+                .map_or(DEFAULT_WAIT, Duration::from_millis),
+        });
+        if deferred.is_none() {
+            self.reply(&to, "ok", &response);
+        }
+        self.subscribe_to_changes(&to, &config.postgres_changes, deferred);
     }
 
-    /// Subscribes a just-joined channel to postgres changes. The join has been answered
-    /// already; how the subscription went arrives as a `system` message, as in Supabase:
-    /// at once when the bindings cannot work here, after the database's checks otherwise.
-    fn subscribe_to_changes(&mut self, topic: &str, bindings: &[PostgresChangeBinding]) {
+    /// Subscribes a just-joined channel to postgres changes. How the subscription went
+    /// arrives as a `system` message, as in Supabase: at once when the bindings cannot work
+    /// here, after the database's checks otherwise. A join that asked to wait
+    /// (`postgres_changes_options.wait`) is answered only then instead, and refused if
+    /// they fail.
+    fn subscribe_to_changes(
+        &mut self,
+        to: &ReplyTo,
+        bindings: &[PostgresChangeBinding],
+        deferred: Option<DeferredJoin>,
+    ) {
+        let topic = to.topic.as_str();
         let channel = &self.channels[topic];
         let (join_ref, name) = (channel.join_ref.clone(), channel.name().to_owned());
         let failure = match (&self.node.shared.changes, Binding::parse_all(bindings)) {
@@ -236,7 +261,8 @@ impl Session {
             (Some(_), Err(message)) => message,
             (Some(changes), Ok(bindings)) => {
                 let identity = identity_of(&channel.claims);
-                let id = changes.subscribe(&self.conn, topic, join_ref, bindings, identity);
+                let id =
+                    changes.subscribe(&self.conn, topic, join_ref, bindings, identity, deferred);
                 self.channels
                     .get_mut(topic)
                     .expect("just joined")
@@ -244,6 +270,12 @@ impl Session {
                 return;
             }
         };
+        if deferred.is_some() {
+            let channel = self.channels.remove(topic).expect("just joined");
+            self.release(channel);
+            self.node.shared.metrics.join_errors.inc();
+            return self.reply(to, "error", &json!({"reason": failure}));
+        }
         let body = json!({"extension": EXTENSION_POSTGRES_CHANGES, "status": "error",
                           "message": failure, "channel": name});
         self.push(join_ref.as_deref(), topic, SYSTEM, &body);

@@ -287,6 +287,19 @@ impl Session {
                 Outbound::ShutdownChannel { topic, message } => {
                     self.shut_down_channel(&topic, message);
                 }
+                Outbound::RefuseJoin {
+                    topic,
+                    join_ref,
+                    reply,
+                } => {
+                    let current = self.channels.get(&*topic).map(|c| &c.join_ref);
+                    if current == Some(&join_ref) {
+                        let channel = self.channels.remove(&*topic).expect("just found");
+                        self.release(channel);
+                        self.node.shared.metrics.join_errors.inc();
+                        self.out.push(reply);
+                    }
+                }
             }
         }
         self.inbox = items;
