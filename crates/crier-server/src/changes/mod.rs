@@ -138,7 +138,7 @@ impl PostgresChanges {
         self.inner.index.insert(Arc::clone(&subscription));
         let feed = Arc::clone(&self.inner);
         self.inner.tasks.spawn(async move {
-            subscribe::check_and_activate(&feed, &subscription, deferred).await
+            subscribe::check_and_activate(&feed, &subscription, deferred).await;
         });
         id
     }
