@@ -5,6 +5,8 @@
 //! taskset -c 1 target/release/examples/loadtest idle   --token $JWT --connections 10000 --server-pid $PID
 //! taskset -c 1 target/release/examples/loadtest fanout --token $JWT --subscribers 1000 \
 //!     --rate 300 --payload-bytes 100 --seconds 20 --server-pid $PID
+//! taskset -c 1 target/release/examples/loadtest pgchanges --jwt-secret $SECRET \
+//!     --database-url $PGURL --subscribers 100 --rate 1000 --rls per-user --server-pid $PID
 //! ```
 //!
 //! * `idle` opens N sockets, each joining one channel (`realtime:idle-<i % topics>`), and
@@ -13,6 +15,10 @@
 //! * `fanout` joins N subscribers to `realtime:bench`, then one publisher socket sends
 //!   `--rate` broadcasts per second. Every payload carries a sequence number and a send
 //!   timestamp, so each subscriber measures publish→receive latency and notices gaps.
+//! * `pgchanges` joins N subscribers with a `postgres_changes` binding on table `bench`,
+//!   writes rows into it through ordinary PostgreSQL connections, and measures
+//!   commit→client latency and deliveries, optionally under row level security
+//!   (`pgchanges.rs` has the details).
 //!
 //! Design choices, for people reading the numbers:
 //! * One process, one single-threaded tokio runtime. The tool is meant to be pinned to
@@ -47,6 +53,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 use tokio_util::sync::CancellationToken;
 
+mod pgchanges;
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The server closes sockets that say nothing for 60 s; stay well inside that.
@@ -78,6 +86,9 @@ enum Command {
     Idle(IdleArgs),
     /// One publisher, many subscribers on one topic: throughput, delivery ratio, latency.
     Fanout(FanoutArgs),
+    /// Rows written to PostgreSQL, delivered as postgres changes: commit→client latency,
+    /// deliveries, with or without row level security.
+    Pgchanges(pgchanges::PgArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,9 +96,10 @@ struct Common {
     /// WebSocket endpoint; `apikey` and `vsn=2.0.0` are appended.
     #[arg(long, default_value = "ws://127.0.0.1:4600/socket/websocket")]
     url: String,
-    /// JWT for the `apikey` parameter (e.g. from `crier token`).
+    /// JWT for the `apikey` parameter (e.g. from `crier token`). Required by `idle` and
+    /// `fanout`; `pgchanges` mints its own when given `--jwt-secret`.
     #[arg(long, env = "CRIER_TOKEN")]
-    token: String,
+    token: Option<String>,
     /// Connects + joins in flight at once during the ramp.
     #[arg(long, default_value_t = 200)]
     concurrency: usize,
@@ -151,6 +163,7 @@ fn main() {
     match cli.command {
         Command::Idle(args) => runtime.block_on(idle(args)),
         Command::Fanout(args) => runtime.block_on(fanout(args)),
+        Command::Pgchanges(args) => runtime.block_on(pgchanges::run(args)),
     }
 }
 
@@ -158,13 +171,19 @@ fn main() {
 // Protocol helpers
 // ---------------------------------------------------------------------------------------
 
-fn socket_url(common: &Common) -> String {
-    let sep = if common.url.contains('?') { '&' } else { '?' };
-    format!(
-        "{}{sep}apikey={}&vsn=2.0.0",
-        common.url.trim_end_matches('/'),
-        common.token
-    )
+impl Common {
+    /// `--token`, or exit with a message saying it is needed.
+    fn required_token(&self) -> &str {
+        self.token.as_deref().unwrap_or_else(|| {
+            eprintln!("error: --token (or CRIER_TOKEN) is required for this mode");
+            std::process::exit(2)
+        })
+    }
+}
+
+fn socket_url(url: &str, token: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{}{sep}apikey={token}&vsn=2.0.0", url.trim_end_matches('/'))
 }
 
 fn join_frame(topic: &str) -> String {
@@ -201,34 +220,46 @@ fn tick_frame(topic: &str, seq: u64, sent_us: u64, size: usize) -> String {
 
 async fn connect_and_join(url: &str, topic: &str, read_buffer: usize) -> Result<Ws, String> {
     let attempt = async {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(read_buffer)
-            .write_buffer_size(0);
-        let (mut ws, _) = connect_async_with_config(url, Some(config), true)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        ws.send(Message::Text(join_frame(topic).into()))
-            .await
-            .map_err(|e| format!("send join: {e}"))?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) if text.contains("\"phx_reply\"") => {
-                    return if text.contains(r#""status":"ok""#) {
-                        Ok(ws)
-                    } else {
-                        Err(format!("join refused: {}", text.as_str()))
-                    };
-                }
-                Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(format!("read: {e}")),
-                None => return Err("eof before join reply".into()),
-            }
-        }
+        let mut ws = connect(url, read_buffer).await?;
+        join(&mut ws, join_frame(topic)).await?;
+        Ok(ws)
     };
     tokio::time::timeout(JOIN_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err("timed out".into()))
+}
+
+/// Opens a client socket with a small read buffer (see the module docs).
+async fn connect(url: &str, read_buffer: usize) -> Result<Ws, String> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(read_buffer)
+        .write_buffer_size(0);
+    let (ws, _) = connect_async_with_config(url, Some(config), true)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(ws)
+}
+
+/// Sends a `phx_join` frame and waits for its `ok` reply; frames before it are skipped.
+async fn join(ws: &mut Ws, frame: String) -> Result<(), String> {
+    ws.send(Message::Text(frame.into()))
+        .await
+        .map_err(|e| format!("send join: {e}"))?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) if text.contains("\"phx_reply\"") => {
+                return if text.contains(r#""status":"ok""#) {
+                    Ok(())
+                } else {
+                    Err(format!("join refused: {}", text.as_str()))
+                };
+            }
+            Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(format!("read: {e}")),
+            None => return Err("eof before join reply".into()),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -282,32 +313,81 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU readings of the server (if known) and of this tool at one instant.
+/// CPU ticks of a PostgreSQL server: the postmaster (with the children it has reaped)
+/// and every live child (backends, walsender, background workers).
+fn pg_ticks(postmaster: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok()?;
+    // utime, stime, cutime, cstime: exited backends' time lands in the last two.
+    let mut total: u64 = stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // The parent pid is the field after the state.
+        if rest.get(1).and_then(|p| p.parse::<u32>().ok()) != Some(postmaster) {
+            continue;
+        }
+        let ticks = |i: usize| rest.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        total += ticks(11) + ticks(12);
+    }
+    Some(total)
+}
+
+/// CPU readings of the server and PostgreSQL (if known) and of this tool at one instant.
 #[derive(Clone, Copy)]
 struct CpuSample {
     at: Instant,
     server: Option<u64>,
     tool: Option<u64>,
+    postgres: Option<u64>,
 }
 
 impl CpuSample {
     fn take(server_pid: Option<u32>) -> Self {
+        CpuSample::take_with_postgres(server_pid, None)
+    }
+
+    fn take_with_postgres(server_pid: Option<u32>, postmaster: Option<u32>) -> Self {
         CpuSample {
             at: Instant::now(),
             server: server_pid.and_then(|pid| cpu_ticks(&pid.to_string())),
             tool: cpu_ticks("self"),
+            postgres: postmaster.and_then(pg_ticks),
         }
     }
 
     /// CPU use between two samples, in percent of one core: (server, tool).
     fn percent_since(&self, earlier: &CpuSample) -> (Option<f64>, Option<f64>) {
-        let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
-        let pct =
-            |a: Option<u64>, b: Option<u64>| Some((a? - b?) as f64 / TICKS_PER_SEC / wall * 100.0);
         (
-            pct(self.server, earlier.server),
-            pct(self.tool, earlier.tool),
+            self.pct(self.server, earlier.server, earlier),
+            self.pct(self.tool, earlier.tool, earlier),
         )
+    }
+
+    /// PostgreSQL's CPU use between two samples, in percent of one core.
+    fn postgres_percent_since(&self, earlier: &CpuSample) -> Option<f64> {
+        self.pct(self.postgres, earlier.postgres, earlier)
+    }
+
+    fn pct(&self, now: Option<u64>, then: Option<u64>, earlier: &CpuSample) -> Option<f64> {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64().max(1e-9);
+        Some(now?.saturating_sub(then?) as f64 / TICKS_PER_SEC / wall * 100.0)
     }
 }
 
@@ -325,7 +405,7 @@ fn json_opt(value: Option<f64>) -> String {
 
 async fn idle(args: IdleArgs) {
     let common = &args.common;
-    let url = socket_url(common);
+    let url = socket_url(&common.url, common.required_token());
     let rss_before = common.server_pid.and_then(rss_kib);
     let joined = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(Failures::default());
@@ -499,7 +579,7 @@ impl SubStats {
 
 async fn fanout(args: FanoutArgs) {
     let common = &args.common;
-    let url = socket_url(common);
+    let url = socket_url(&common.url, common.required_token());
     let failures = Arc::new(Failures::default());
     let gate = Arc::new(Semaphore::new(common.concurrency));
     let stop = CancellationToken::new();
@@ -639,13 +719,33 @@ async fn fanout(args: FanoutArgs) {
 
 /// Reads one subscriber's socket until `stop`.
 async fn subscribe(
-    mut ws: Ws,
+    ws: Ws,
     measured: Range<u64>,
     stop: CancellationToken,
     received: Arc<AtomicU64>,
 ) -> SubStats {
     let mut stats = SubStats::new();
     let mut next_seq = 0u64;
+    let ended = read_frames(ws, stop, |text| {
+        if text.starts_with("[null,null,") && text.contains(r#""event":"tick""#) {
+            on_tick(text, &measured, &mut stats, &mut next_seq, &received);
+        } else if !text.contains(r#""phx_reply",{"status":"ok""#) && stats.other.len() < KEEP_ERRORS
+        {
+            stats.other.push(text.chars().take(300).collect());
+        }
+    })
+    .await;
+    stats.ended = ended;
+    stats
+}
+
+/// Reads a joined socket until `stop`, sending heartbeats, and hands every text frame to
+/// `on_text`. Returns why the socket ended before `stop`, if it did.
+async fn read_frames(
+    mut ws: Ws,
+    stop: CancellationToken,
+    mut on_text: impl FnMut(&str),
+) -> Option<String> {
     let mut beat = tokio::time::interval_at(
         tokio::time::Instant::now() + HEARTBEAT_EVERY,
         HEARTBEAT_EVERY,
@@ -656,44 +756,24 @@ async fn subscribe(
             // Reading first: a backlog of frames must not be starved by the timers.
             biased;
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    let text = text.as_str();
-                    if text.starts_with("[null,null,") && text.contains(r#""event":"tick""#) {
-                        on_tick(text, &measured, &mut stats, &mut next_seq, &received);
-                    } else if !text.contains(r#""phx_reply",{"status":"ok""#)
-                        && stats.other.len() < KEEP_ERRORS
-                    {
-                        stats.other.push(text.chars().take(300).collect());
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    stats.ended = Some(format!("server closed: {frame:?}"));
-                    break;
-                }
+                Some(Ok(Message::Text(text))) => on_text(text.as_str()),
+                Some(Ok(Message::Close(frame))) => return Some(format!("server closed: {frame:?}")),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    stats.ended = Some(format!("read: {e}"));
-                    break;
-                }
-                None => {
-                    stats.ended = Some("eof".into());
-                    break;
-                }
+                Some(Err(e)) => return Some(format!("read: {e}")),
+                None => return Some("eof".into()),
             },
             () = stop.cancelled() => {
                 let _ = ws.close(None).await;
-                break;
+                return None;
             }
             _ = beat.tick() => {
                 msg_ref += 1;
                 if let Err(e) = ws.send(heartbeat_frame(msg_ref)).await {
-                    stats.ended = Some(format!("heartbeat: {e}"));
-                    break;
+                    return Some(format!("heartbeat: {e}"));
                 }
             }
         }
     }
-    stats
 }
 
 fn on_tick(
