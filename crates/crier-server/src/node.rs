@@ -101,6 +101,7 @@ impl NodeBuilder {
                 }
                 Some(PostgresChanges::start(
                     changes.clone(),
+                    config.socket.outbound_queue_messages,
                     ChangeMetrics::of(&metrics),
                     shutdown.clone(),
                     tasks.clone(),

@@ -140,6 +140,15 @@ impl OutboundQueue {
         Ok(())
     }
 
+    /// Whether fewer than half of the queue's message and byte bounds are in use (a
+    /// closed queue counts as drained): producers that can wait use it to slow down
+    /// before a client would count as slow.
+    pub(crate) fn is_below_half(&self) -> bool {
+        let state = self.state.lock();
+        state.closed
+            || (state.items.len() < self.max_messages / 2 && state.bytes < self.max_bytes / 2)
+    }
+
     /// Moves everything queued into `into`, in order.
     pub(crate) fn drain_into(&self, into: &mut Vec<Outbound>) {
         let mut state = self.state.lock();

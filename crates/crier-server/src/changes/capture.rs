@@ -17,11 +17,15 @@ use crier_postgres::types::TypeCatalog;
 use futures_util::FutureExt;
 
 use super::Feed;
+use super::cache::CatalogCache;
 use super::deliver;
 
 /// Most changes delivered in one batch. Batches are cut earlier whenever the stream has
-/// nothing more ready, so a quiet database gets each change at once.
-const MAX_BATCH: usize = 1000;
+/// nothing more ready, so a quiet database gets each change at once. A batch may add one
+/// frame per change to a subscriber's queue, so it is also kept to a quarter of the queue:
+/// after each batch capture waits for queues to fall below half, and the next batch then
+/// still fits.
+pub(super) const MAX_BATCH: usize = 256;
 /// First and longest wait before reconnecting after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -106,6 +110,7 @@ async fn capture(
     *streamed = true;
 
     let mut batch: Vec<Captured> = Vec::new();
+    let mut cache = CatalogCache::default();
     let mut commit_time_micros = 0;
     let mut xid = 0;
     loop {
@@ -129,23 +134,28 @@ async fn capture(
                 }
                 StreamEvent::Commit { end_lsn } => ack = Some(end_lsn),
                 StreamEvent::Relation(relation) => {
+                    cache.forget_table(relation.id);
                     for column in &relation.columns {
                         learn_type(&mut types, &client, column.type_oid).await?;
                     }
                 }
                 StreamEvent::Type { oid, .. } => learn_type(&mut types, &client, oid).await?,
             }
-            if batch.len() >= MAX_BATCH {
+            if batch.len() >= feed.max_batch {
                 break;
             }
-            match stream.next().now_or_never() {
+            // Unconstrained: tokio's cooperative budget would otherwise report buffered
+            // events as not ready after about a hundred reads, cutting every batch short
+            // and paying each batch's database round trips every ~25 changes.
+            match tokio::task::unconstrained(stream.next()).now_or_never() {
                 Some(next) => event = next?.ok_or(CaptureError::Ended)?,
                 None => break,
             }
         }
         if !batch.is_empty() {
-            deliver::deliver(feed, &types, &batch).await?;
+            deliver::deliver(feed, &types, &batch, &mut cache).await?;
             batch.clear();
+            cache.prune();
         }
         if let Some(lsn) = ack {
             stream.ack(lsn);

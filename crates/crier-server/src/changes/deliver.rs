@@ -30,16 +30,20 @@ use futures_util::future::try_join_all;
 use serde_json::value::RawValue;
 
 use super::Feed;
+use super::cache::CatalogCache;
 use super::capture::{CaptureError, Captured};
 use super::subscriptions::{Identity, Subscription};
 use crate::fanout::Outgoing;
-use crate::outbound::{Outbound, PushError};
+use crate::outbound::{ConnHandle, Outbound, PushError};
 
 /// Longest wait for a batch's transactions to count as ended (see
 /// [`Catalog::wait_until_ended`]). Checking before would find no row and drop the change
 /// for everyone, so past it the batch fails and comes again from the slot: a commit held
 /// up that long (a synchronous standby that is away) delays delivery, it does not lose it.
 const END_WAIT_LIMIT: Duration = Duration::from_secs(10);
+
+/// Longest wait for subscribers' queues after a batch (see [`let_queues_drain`]).
+const DRAIN_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
 /// A change that has subscribers, rendered.
 struct Work {
@@ -64,6 +68,7 @@ pub(super) async fn deliver(
     feed: &Feed,
     types: &TypeCatalog,
     batch: &[Captured],
+    cache: &mut CatalogCache,
 ) -> Result<(), CaptureError> {
     let mut tables: HashMap<u32, Option<Arc<TableInfo>>> = HashMap::new();
     let catalog = feed.catalog().await?;
@@ -78,7 +83,7 @@ pub(super) async fn deliver(
         let table = match tables.get(&relation.id) {
             Some(table) => table.clone(),
             None => {
-                let table = catalog.table_info(relation.id).await?.map(Arc::new);
+                let table = cache.table_info(catalog, relation.id).await?;
                 tables.insert(relation.id, table.clone());
                 table
             }
@@ -145,15 +150,45 @@ pub(super) async fn deliver(
         return Err(CaptureError::NotEnded(checked_xids));
     }
 
-    let answers = authorize(catalog, &tables, &work).await?;
+    let answers = authorize(catalog, cache, &tables, &work).await?;
+    for ((relation, role), columns) in &answers.selectable {
+        cache.remember_selectable(*relation, role.clone(), Arc::clone(columns));
+    }
     queue(feed, &work, &answers);
+    let mut seen = HashSet::new();
+    let targets: Vec<&Arc<ConnHandle>> = work
+        .iter()
+        .flat_map(|item| item.targets.iter().map(|t| &t.subscription.conn))
+        .filter(|conn| seen.insert(conn.id))
+        .collect();
+    let waited = let_queues_drain(targets).await;
+    if waited > Duration::ZERO {
+        tracing::debug!(?waited, "postgres changes waited for subscribers' queues");
+    }
     Ok(())
+}
+
+/// Waits, up to [`DRAIN_WAIT_LIMIT`], until every queue this batch filled is below half
+/// full. The slot keeps what is not read yet, so capture can wait where a broadcast
+/// cannot: a burst of changes then slows capture down instead of overflowing queues and
+/// disconnecting every subscriber as slow. A client that stays behind longer is left to
+/// the queue bound and the write timeout, so it cannot stall everyone else for long.
+async fn let_queues_drain(mut targets: Vec<&Arc<ConnHandle>>) -> Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        targets.retain(|conn| !conn.queue.is_below_half());
+        if targets.is_empty() || started.elapsed() >= DRAIN_WAIT_LIMIT {
+            return started.elapsed();
+        }
+        // The sockets' tasks drain the queues; give them a moment.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// What the database said about a batch.
 struct Answers {
     /// Columns each role may select, per table.
-    selectable: HashMap<(u32, String), HashSet<String>>,
+    selectable: HashMap<(u32, String), Arc<HashSet<String>>>,
     /// Per (table, identity): whether each of the batch's checked rows of that table is
     /// visible, by the row's position in `work`.
     visible: HashMap<(u32, Arc<Identity>), HashMap<usize, bool>>,
@@ -161,6 +196,7 @@ struct Answers {
 
 async fn authorize(
     catalog: &Catalog,
+    cache: &CatalogCache,
     tables: &HashMap<u32, Option<Arc<TableInfo>>>,
     work: &[Work],
 ) -> Result<Answers, CaptureError> {
@@ -195,12 +231,16 @@ async fn authorize(
 
     let selectable_queries = roles.into_iter().map(|(relation, role)| {
         let (schema, table) = names[&relation];
+        let remembered = cache.selectable(relation, &role);
         async move {
+            if let Some(columns) = remembered {
+                return Ok(((relation, role), columns));
+            }
             let columns = match catalog.selectable_columns(schema, table, &role).await {
-                Ok(columns) => columns,
+                Ok(columns) => Arc::new(columns),
                 // A role or table dropped since: nothing is selectable, so its subscribers
                 // get the payload Supabase sends a role that may not see the key.
-                Err(err) if err.is_refusal() => HashSet::new(),
+                Err(err) if err.is_refusal() => Arc::new(HashSet::new()),
                 Err(err) => return Err(err),
             };
             Ok::<_, CatalogError>(((relation, role), columns))
@@ -258,7 +298,7 @@ async fn authorize(
 /// Queues every authorized delivery, change by change in commit order.
 fn queue(feed: &Feed, work: &[Work], answers: &Answers) {
     let max_record_bytes = feed.config.max_record_bytes;
-    let empty = HashSet::new();
+    let empty = Arc::new(HashSet::new());
     for (position, item) in work.iter().enumerate() {
         let mut data_by_role: HashMap<&str, String> = HashMap::new();
         let mut frames: HashMap<(&str, &[u32], &str), Outgoing> = HashMap::new();

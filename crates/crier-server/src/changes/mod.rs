@@ -8,10 +8,12 @@
 //! - `capture`: the loop that streams changes from the replication slot, in batches, and
 //!   moves the slot only after a batch has been queued to its subscribers.
 //! - `deliver`: one batch rendered, filtered, authorized and queued.
+//! - `cache`: table facts and column privileges, remembered for a second.
 //!
 //! The session talks to this module through [`PostgresChanges`], and only at join, token
 //! refresh and leave; the capture loop never touches a socket, only its outbound queue.
 
+mod cache;
 mod capture;
 mod deliver;
 mod subscribe;
@@ -55,6 +57,8 @@ struct Feed {
     /// Connected on first use and kept: the pool reconnects its connections itself.
     catalog: tokio::sync::OnceCell<Catalog>,
     next_id: AtomicU64,
+    /// Most changes per batch (see `capture`).
+    max_batch: usize,
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -96,6 +100,7 @@ impl PostgresChanges {
     /// Starts the capture loop on the current tokio runtime; it runs until `shutdown`.
     pub(crate) fn start(
         config: PostgresChangesConfig,
+        outbound_queue_messages: usize,
         metrics: ChangeMetrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -106,6 +111,7 @@ impl PostgresChanges {
             catalog: tokio::sync::OnceCell::new(),
             slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),
+            max_batch: capture::MAX_BATCH.min(outbound_queue_messages / 4).max(1),
             metrics,
             shutdown,
             tasks,

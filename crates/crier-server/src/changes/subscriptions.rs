@@ -5,7 +5,7 @@
 //! so the capture loop finds a change's candidates with three hash lookups whatever the
 //! number of subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -251,15 +251,21 @@ impl Index {
     pub(crate) fn candidates(&self, schema: &str, table: &str) -> Vec<Arc<Subscription>> {
         let inner = self.inner.read();
         let mut found: Vec<Arc<Subscription>> = Vec::new();
+        // A subscription is listed under each key one of its bindings names; it must come
+        // once. The set is needed only when more than one key has subscribers.
+        let mut seen: HashSet<SubscriptionId> = HashSet::new();
         let keys = [(schema, table), (schema, ANY), (ANY, ANY)];
-        for (s, t) in keys {
+        let lists: Vec<&Vec<Arc<Subscription>>> = keys
+            .iter()
             // Borrowed lookups would need a custom key type; three small Strings per
             // change cost far less than the change's rendering.
-            if let Some(list) = inner.by_table.get(&(s.to_owned(), t.to_owned())) {
-                for subscription in list {
-                    if subscription.is_active() && !found.iter().any(|f| f.id == subscription.id) {
-                        found.push(Arc::clone(subscription));
-                    }
+            .filter_map(|(s, t)| inner.by_table.get(&((*s).to_owned(), (*t).to_owned())))
+            .collect();
+        let several = lists.len() > 1;
+        for list in lists {
+            for subscription in list {
+                if subscription.is_active() && (!several || seen.insert(subscription.id)) {
+                    found.push(Arc::clone(subscription));
                 }
             }
         }
