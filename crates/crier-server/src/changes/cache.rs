@@ -18,7 +18,8 @@ use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
 use tokio::time::Instant;
 
 /// How long a table's facts and a role's column privileges are trusted: an `ALTER TABLE
-/// ... ENABLE ROW LEVEL SECURITY` or a `REVOKE` applies to changes captured after it.
+/// ... ENABLE ROW LEVEL SECURITY` or a `REVOKE` applies to changes captured from a second
+/// after it on.
 pub(super) const TTL: Duration = Duration::from_secs(1);
 
 /// Columns a role may select, shared by every change of a batch.
