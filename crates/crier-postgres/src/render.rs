@@ -80,6 +80,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Value};
 
+use crate::catalog::TableInfo;
 use crate::pgoutput::{self, OldTuple, Tuple};
 use crate::replication::{ChangeKind, RowChange};
 use crate::types::TypeCatalog;
@@ -97,45 +98,6 @@ pub const ERROR_NO_PRIMARY_KEY: &str = "Error 400: Bad Request, no primary key";
 pub const ERROR_UNAUTHORIZED: &str = "Error 401: Unauthorized";
 /// The error of a change over `max_record_bytes`.
 pub const ERROR_PAYLOAD_TOO_LARGE: &str = "Error 413: Payload Too Large";
-
-/// What the renderer needs to know about a table beyond pgoutput's Relation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableInfo {
-    /// Row level security enabled (pg_class.relrowsecurity).
-    pub rls_enabled: bool,
-    /// Primary key column names, in key order; empty when the table has none.
-    pub primary_key: Vec<String>,
-}
-
-/// Row level security flag and primary key columns in key order (`conkey` order).
-const SELECT_TABLE_INFO: &str = "\
-    select c.relrowsecurity, \
-      coalesce(( \
-        select array_agg(a.attname::text order by k.ord) \
-        from pg_catalog.pg_constraint p \
-        cross join lateral unnest(p.conkey) with ordinality k(attnum, ord) \
-        join pg_catalog.pg_attribute a on a.attrelid = p.conrelid and a.attnum = k.attnum \
-        where p.conrelid = c.oid and p.contype = 'p' \
-      ), '{}') \
-    from pg_catalog.pg_class c where c.oid = $1";
-
-impl TableInfo {
-    /// Reads a table's row level security flag and primary key (pgoutput's Relation
-    /// carries neither: its key flags mark the replica identity, which need not be the
-    /// primary key). `None` when no relation has this OID.
-    pub async fn load(
-        client: &tokio_postgres::Client,
-        relation: u32,
-    ) -> Result<Option<TableInfo>, tokio_postgres::Error> {
-        Ok(client
-            .query_opt(SELECT_TABLE_INFO, &[&relation])
-            .await?
-            .map(|row| TableInfo {
-                rls_enabled: row.get(0),
-                primary_key: row.get(1),
-            }))
-    }
-}
 
 /// One field of `record` or `old_record`, pre-serialized.
 #[derive(Debug, Clone)]
@@ -219,7 +181,7 @@ impl RenderedChange {
         let is_pk: Vec<bool> = relation
             .columns
             .iter()
-            .map(|column| table.primary_key.contains(&column.name))
+            .map(|column| table.primary_key.iter().any(|key| key.name == column.name))
             .collect();
 
         let mut buf = String::new();
@@ -359,7 +321,7 @@ impl RenderedChange {
                 .primary_key
                 .iter()
                 .map(|key| {
-                    let i = relation.columns.iter().position(|c| &c.name == key)?;
+                    let i = relation.columns.iter().position(|c| c.name == key.name)?;
                     let value = if has_new {
                         new_values[i].or(old_values[i])
                     } else {
@@ -803,6 +765,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::catalog::PrimaryKeyColumn;
     use crate::pgoutput::{Relation, RelationColumn};
 
     const INT8: u32 = 20;
@@ -846,7 +809,13 @@ mod tests {
     fn table(rls_enabled: bool, primary_key: &[&str]) -> TableInfo {
         TableInfo {
             rls_enabled,
-            primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+            primary_key: primary_key
+                .iter()
+                .map(|name| PrimaryKeyColumn {
+                    name: (*name).to_owned(),
+                    type_name: "text".to_owned(),
+                })
+                .collect(),
         }
     }
 

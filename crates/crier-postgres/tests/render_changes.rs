@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use crier_postgres::catalog::Catalog;
 use crier_postgres::pgoutput::Value;
-use crier_postgres::render::{self, DEFAULT_MAX_RECORD_BYTES, RenderedChange, TableInfo};
+use crier_postgres::render::{self, DEFAULT_MAX_RECORD_BYTES, RenderedChange};
 use crier_postgres::replication::{self, CaptureSettings, ChangeStream, RowChange, StreamEvent};
 use crier_postgres::types::TypeCatalog;
 use crier_testkit::TestPostgres;
@@ -25,6 +26,7 @@ const TO_CHAR: &str = "select to_char((timestamptz 'epoch' \
 struct Setup {
     pg: TestPostgres,
     client: tokio_postgres::Client,
+    catalog: Catalog,
     stream: ChangeStream,
     types: TypeCatalog,
 }
@@ -47,9 +49,11 @@ async fn setup(sql: &str) -> Setup {
         .unwrap();
     let stream = ChangeStream::connect(&settings).await.unwrap();
     let types = TypeCatalog::load(&client).await.unwrap();
+    let catalog = Catalog::connect(&pg.url(), 1).await.unwrap();
     Setup {
         pg,
         client,
+        catalog,
         stream,
         types,
     }
@@ -81,7 +85,9 @@ impl Setup {
     /// Renders a change with the table's info read from the database, and checks its
     /// commit time against the server's `to_char`.
     async fn render(&self, (commit_time, change): &(i64, RowChange)) -> RenderedChange {
-        let table = TableInfo::load(&self.client, change.relation.id)
+        let table = self
+            .catalog
+            .table_info(change.relation.id)
             .await
             .unwrap()
             .expect("the table exists");
@@ -244,30 +250,7 @@ async fn row_level_security_and_missing_primary_keys() {
          alter table loose replica identity full;",
     )
     .await;
-    let oid = |name: &str| {
-        setup
-            .pg
-            .psql(&format!("select '{name}'::regclass::oid"))
-            .unwrap()
-            .trim()
-            .parse::<u32>()
-            .unwrap()
-    };
-    assert_eq!(
-        TableInfo::load(&setup.client, oid("secret")).await.unwrap(),
-        Some(TableInfo {
-            rls_enabled: true,
-            primary_key: vec!["b".into(), "a".into()],
-        })
-    );
-    assert_eq!(
-        TableInfo::load(&setup.client, oid("loose")).await.unwrap(),
-        Some(TableInfo {
-            rls_enabled: false,
-            primary_key: vec![],
-        })
-    );
-    assert_eq!(TableInfo::load(&setup.client, 1).await.unwrap(), None);
+    // The table facts themselves are `Catalog::table_info`'s, tested in authorization.rs.
 
     setup
         .pg

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
-use crier_postgres::render::{self, RenderedChange};
+use crier_postgres::render::RenderedChange;
 use crier_postgres::replication::ChangeKind;
 use crier_postgres::rls;
 use crier_postgres::types::TypeCatalog;
@@ -93,12 +93,7 @@ pub(super) async fn deliver(
             tracing::debug!(table = %relation.name, "skipping a change of a dropped table");
             continue;
         };
-        let render_table = render::TableInfo {
-            rls_enabled: table.rls_enabled,
-            primary_key: table.primary_key.iter().map(|c| c.name.clone()).collect(),
-        };
-        let rendered =
-            RenderedChange::new(change, captured.commit_time_micros, types, &render_table);
+        let rendered = RenderedChange::new(change, captured.commit_time_micros, types, &table);
         let targets: Vec<Target> = candidates
             .into_iter()
             .filter_map(|subscription| {
