@@ -426,6 +426,21 @@ mod tests {
         let err = JoinRequest::parse(&json!({"config": {"postgres_changes": [{"table": 5}]}}))
             .unwrap_err();
         assert_eq!(err.path, "config.postgres_changes[0].table");
+        for (options, path) in [
+            (json!("yes"), "config.postgres_changes_options"),
+            (json!({"wait": 1}), "config.postgres_changes_options.wait"),
+            (
+                json!({"timeout": -5}),
+                "config.postgres_changes_options.timeout",
+            ),
+            (
+                json!({"timeout": "5s"}),
+                "config.postgres_changes_options.timeout",
+            ),
+        ] {
+            let payload = json!({"config": {"postgres_changes_options": options}});
+            assert_eq!(JoinRequest::parse(&payload).unwrap_err().path, path);
+        }
         let err = JoinRequest::parse(&json!("nope")).unwrap_err();
         assert_eq!(err.path, "payload");
     }
