@@ -27,8 +27,15 @@ PANELS_X = [(82, 472), (582, 972)]
 FONT = "font-family=\"Helvetica, Arial, sans-serif\""
 
 
-def is_max(rate):
-    return str(rate) == "max"
+def rate_key(rate):
+    """A rate as a comparable string: "max", or the number without a trailing .0 ("10")."""
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool):
+        return f"{rate:g}"
+    s = str(rate).strip()
+    try:
+        return f"{float(s):g}"
+    except ValueError:
+        return s
 
 
 def servers_in(runs):
@@ -48,7 +55,7 @@ def b1_series(doc, metric, payload=100, rate="max"):
         for r in runs:
             if r.get("server") != server or r.get("payload_bytes") != payload:
                 continue
-            if str(r.get("rate")) != str(rate):
+            if rate_key(r.get("rate")) != rate_key(rate):
                 continue
             v = r.get(metric)
             n = r.get("subscribers")

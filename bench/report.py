@@ -49,7 +49,7 @@ def good_runs(doc, workload=None, server=None):
 def find_b1(doc, server, n, payload=100, rate="max"):
     found = None
     for r in good_runs(doc, "B1", server):
-        if r.get("subscribers") == n and r.get("payload_bytes") == payload and str(r.get("rate")) == str(rate):
+        if r.get("subscribers") == n and r.get("payload_bytes") == payload and plot.rate_key(r.get("rate")) == plot.rate_key(rate):
             found = r
     return found
 
@@ -100,7 +100,7 @@ def compute_targets(doc):
         t.append(_ratio_target(doc, n, "socket.io", 3, "×"))
 
     # Delivery ratio below saturation: every crier rate-10 B1 run delivers everything.
-    runs = [r for r in good_runs(doc, "B1", "crier") if str(r.get("rate")) == "10"
+    runs = [r for r in good_runs(doc, "B1", "crier") if plot.rate_key(r.get("rate")) == "10"
             and num(r.get("delivery_ratio")) is not None]
     name = "B1 crier delivery ratio below saturation (every rate-10 run) = 100 %"
     if runs:
@@ -227,7 +227,13 @@ def server_sort_key(s):
 
 
 def rate_sort_key(rate):
-    return (1, 0) if str(rate) == "max" else (0, num(rate) or 0)
+    k = plot.rate_key(rate)
+    if k == "max":
+        return (1, 0)
+    try:
+        return (0, float(k))
+    except ValueError:
+        return (2, 0)
 
 
 # ----------------------------------------------------------------------------- markdown
@@ -294,11 +300,11 @@ def b1_table(doc):
     runs = list(good_runs(doc, "B1"))
     if not runs:
         return "_No B1 runs._"
-    keys = sorted({(r.get("payload_bytes"), str(r.get("rate")), r.get("subscribers")) for r in runs},
+    keys = sorted({(r.get("payload_bytes"), plot.rate_key(r.get("rate")), r.get("subscribers")) for r in runs},
                   key=lambda k: (k[0] or 0, rate_sort_key(k[1]), k[2] or 0))
     rows = []
     for payload, rate, n in keys:
-        group = [r for r in runs if (r.get("payload_bytes"), str(r.get("rate")), r.get("subscribers")) == (payload, rate, n)]
+        group = [r for r in runs if (r.get("payload_bytes"), plot.rate_key(r.get("rate")), r.get("subscribers")) == (payload, rate, n)]
         base = next((r for r in group if r.get("server") == "raw-ws"), None)
         bv = num(base.get("deliveries_per_sec")) if base else None
         for r in sorted(group, key=lambda r: server_sort_key(r.get("server", ""))):
@@ -313,7 +319,7 @@ def b1_table(doc):
 
 def ratios_table(doc):
     """Deliveries/s at rate max as a share of raw-ws, server × subscribers, per payload."""
-    runs = [r for r in good_runs(doc, "B1") if str(r.get("rate")) == "max"]
+    runs = [r for r in good_runs(doc, "B1") if plot.rate_key(r.get("rate")) == "max"]
     if not runs:
         return "_No rate-max B1 runs._"
     servers = sorted({r.get("server") for r in runs}, key=server_sort_key)

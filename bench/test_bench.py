@@ -87,6 +87,15 @@ class Targets(unittest.TestCase):
         text = report.targets_text(t)
         self.assertIn("not measured", text)
 
+    def test_rate_spellings(self):
+        doc = load()
+        for r in doc["runs"]:
+            if r.get("rate") == 10:
+                r["rate"] = 10.0
+            elif r.get("rate") == "max":
+                r["rate"] = " max"
+        self.assertEqual(report.compute_targets(doc), report.compute_targets(load()))
+
     def test_error_runs_ignored(self):
         doc = load()
         doc["runs"].append({"workload": "B1", "server": "crier", "subscribers": 1000, "error": "boom"})
