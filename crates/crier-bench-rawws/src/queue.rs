@@ -1,0 +1,143 @@
+//! A socket's bounded outbound queue, shaped like Crier's (`crier-server/src/outbound.rs`).
+//!
+//! Publishers push already-encoded frames (refcounted) and move on; the socket's task
+//! takes the whole backlog in one lock and writes it in one batch. Past the message or
+//! byte bound the client counts as too slow and its task disconnects it. Kept the same
+//! as Crier's on purpose: a cheaper queue here would make the ceiling unfair.
+
+use std::collections::VecDeque;
+
+use axum::extract::ws::Message;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Message>,
+    bytes: usize,
+    closed: bool,
+}
+
+/// Frames waiting to be written to one socket.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    ready: Notify,
+    slow: CancellationToken,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Queue {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Queue {
+            state: Mutex::new(State::default()),
+            ready: Notify::new(),
+            slow: CancellationToken::new(),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// Queues `frame`; on overflow, closes the queue and cancels [`Self::slow`]. Returns
+    /// whether the frame was queued.
+    pub(crate) fn push(&self, frame: Message) -> bool {
+        let size = frame_len(&frame);
+        {
+            let mut state = self.state.lock();
+            if state.closed {
+                return false;
+            }
+            if state.frames.len() >= self.max_messages || state.bytes + size > self.max_bytes {
+                state.closed = true;
+                state.frames.clear();
+                state.bytes = 0;
+                drop(state);
+                self.slow.cancel();
+                return false;
+            }
+            state.frames.push_back(frame);
+            state.bytes += size;
+        }
+        // Outside the lock: the woken task's first move is to take it.
+        self.ready.notify_one();
+        true
+    }
+
+    /// Moves everything queued into `into`, in order.
+    pub(crate) fn drain_into(&self, into: &mut Vec<Message>) {
+        let mut state = self.state.lock();
+        state.bytes = 0;
+        into.extend(state.frames.drain(..));
+        if state.frames.capacity() > 64 {
+            // Give a burst's memory back: most sockets are idle most of the time.
+            state.frames = VecDeque::new();
+        }
+    }
+
+    /// Resolves when something was queued since the last call (a push before the wait
+    /// leaves a permit, so no wakeup is lost).
+    pub(crate) async fn ready(&self) {
+        self.ready.notified().await;
+    }
+
+    /// Cancelled when the queue overflowed.
+    pub(crate) fn slow(&self) -> &CancellationToken {
+        &self.slow
+    }
+
+    /// Stops accepting frames (the socket is closing).
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.closed = true;
+        state.frames.clear();
+        state.bytes = 0;
+    }
+}
+
+/// Payload bytes of a data frame (control frames count as nothing).
+pub(crate) fn frame_len(frame: &Message) -> usize {
+    match frame {
+        Message::Text(text) => text.len(),
+        Message::Binary(bytes) => bytes.len(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(len: usize) -> Message {
+        Message::Text("x".repeat(len).into())
+    }
+
+    #[test]
+    fn overflow_closes_and_signals_slow() {
+        let queue = Queue::new(2, 100);
+        assert!(queue.push(text(1)));
+        assert!(queue.push(text(1)));
+        assert!(!queue.push(text(1)));
+        assert!(queue.slow().is_cancelled());
+        assert!(!queue.push(text(1)), "stays closed");
+    }
+
+    #[test]
+    fn byte_bound_counts() {
+        let queue = Queue::new(100, 10);
+        assert!(queue.push(text(6)));
+        assert!(!queue.push(text(6)));
+    }
+
+    #[test]
+    fn drain_is_in_order_and_frees_room() {
+        let queue = Queue::new(2, 100);
+        queue.push(text(1));
+        queue.push(text(2));
+        let mut out = Vec::new();
+        queue.drain_into(&mut out);
+        assert_eq!(out.iter().map(frame_len).collect::<Vec<_>>(), [1, 2]);
+        assert!(queue.push(text(1)));
+    }
+}
