@@ -1,6 +1,7 @@
 //! The `crier` command. It parses arguments and wires the libraries together; behaviour
 //! lives in `crier-server` and `crier-client`.
 
+mod bench;
 mod client_commands;
 mod serve;
 mod settings;
@@ -33,6 +34,12 @@ enum Command {
     /// Track a presence and print the channel's presence state as it changes.
     #[command(long_about = client_commands::PRESENCE_LONG_ABOUT)]
     Presence(client_commands::PresenceArgs),
+    /// Load-test Crier or a peer server (throughput, latency, memory).
+    #[command(long_about = bench::BENCH_LONG_ABOUT)]
+    Bench(bench::BenchArgs),
+    /// A worker process of a split `crier bench` run (started by `crier bench` itself).
+    #[command(hide = true)]
+    BenchWorker,
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -48,6 +55,8 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Listen(args) => return Ok(client_commands::listen(args)),
         Command::Send(args) => return Ok(client_commands::send(args)),
         Command::Presence(args) => return Ok(client_commands::presence(args)),
+        Command::Bench(args) => return bench::run(args),
+        Command::BenchWorker => return bench::worker(),
     }
     Ok(ExitCode::SUCCESS)
 }
