@@ -38,6 +38,13 @@ def rate_key(rate):
         return s
 
 
+def n_of(r):
+    """A run's subscriber count as planned by bench/run (the joined count may fall a little short,
+    and B2 rounds users up to whole 6-member groups), else as reported."""
+    n = r.get("planned_subscribers")
+    return n if isinstance(n, (int, float)) and not isinstance(n, bool) else r.get("subscribers")
+
+
 def servers_in(runs):
     names = {r.get("server") for r in runs if r.get("server")}
     ordered = [s for s in SERVER_ORDER if s in names]
@@ -58,7 +65,7 @@ def b1_series(doc, metric, payload=100, rate="max"):
             if rate_key(r.get("rate")) != rate_key(rate):
                 continue
             v = r.get(metric)
-            n = r.get("subscribers")
+            n = n_of(r)
             if isinstance(v, (int, float)) and isinstance(n, (int, float)) and v > 0:
                 points[n] = v
         if points:

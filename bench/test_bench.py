@@ -96,6 +96,13 @@ class Targets(unittest.TestCase):
                 r["rate"] = " max"
         self.assertEqual(report.compute_targets(doc), report.compute_targets(load()))
 
+    def test_without_planned_counts(self):
+        doc = load()
+        self.assertTrue(any(r["subscribers"] == 4002 for r in doc["runs"] if r["workload"] == "B2"))
+        for r in doc["runs"]:
+            r.pop("planned_subscribers", None)
+        self.assertEqual(report.compute_targets(doc), report.compute_targets(load()))
+
     def test_error_runs_ignored(self):
         doc = load()
         doc["runs"].append({"workload": "B1", "server": "crier", "subscribers": 1000, "error": "boom"})
