@@ -51,10 +51,11 @@ def servers_in(runs):
     return ordered + sorted(names - set(ordered))
 
 
-def b1_series(doc, metric, payload=100, rate="max"):
+def b1_series(doc, metric, payload=100, rate="max", positive=True):
     """{server: [(subscribers, value), ...]} for B1 runs at (payload, rate), sorted by N.
 
-    Runs without a positive numeric value for `metric` are left out."""
+    Runs without a numeric value for `metric` are left out, and so are zeros when `positive`
+    (a log axis cannot show them)."""
     runs = [r for r in doc.get("runs", []) if r.get("workload") == "B1" and "error" not in r]
     out = {}
     for server in servers_in(runs):
@@ -66,7 +67,7 @@ def b1_series(doc, metric, payload=100, rate="max"):
                 continue
             v = r.get(metric)
             n = n_of(r)
-            if isinstance(v, (int, float)) and isinstance(n, (int, float)) and v > 0:
+            if isinstance(v, (int, float)) and isinstance(n, (int, float)) and (v > 0 or (not positive and v == 0)):
                 points[n] = v
         if points:
             out[server] = sorted(points.items())
@@ -235,7 +236,7 @@ def machine_line(doc):
 
 def render_svg(doc, payload=100, rate="max"):
     """The two-panel SVG as a string."""
-    thr = b1_series(doc, "deliveries_per_sec", payload, rate)
+    thr = b1_series(doc, "deliveries_per_sec", payload, rate, positive=False)
     p99 = b1_series(doc, "p99_ms", payload, rate)
     order = [s for s in servers_in([r for r in doc.get("runs", []) if r.get("workload") == "B1"])
              if s in thr or s in p99]
