@@ -95,7 +95,7 @@ mod tests {
             let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
             assert!(text.starts_with(&format!("{{\"{}\"", keys[0])));
             // Inside someone's framing, too.
-            assert_eq!(decode(&format!(r#"42["m",{text}]"#)), Some(stamp));
+            assert_eq!(decode(format!(r#"42["m",{text}]"#)), Some(stamp));
         }
     }
 
