@@ -125,7 +125,7 @@ pub struct Run {
 pub fn print_table(runs: &[Run], out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:<7} {:<9} {:>6} {:>5} {:>6} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>9}",
+        "{:<7} {:<9} {:>6} {:>5} {:>6} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>9}",
         "load",
         "server",
         "subs",
@@ -139,6 +139,7 @@ pub fn print_table(runs: &[Run], out: &mut dyn Write) -> std::io::Result<()> {
         "p99 ms",
         "max ms",
         "cpu%",
+        "tool%",
         "RSS/conn"
     )?;
     for run in runs {
@@ -147,7 +148,7 @@ pub fn print_table(runs: &[Run], out: &mut dyn Write) -> std::io::Result<()> {
             .map_or("-".to_owned(), |b| format!("{:.1}K", b / 1024.0));
         writeln!(
             out,
-            "{:<7} {:<9} {:>6} {:>5} {:>6} {:>9.0} {:>11.0} {:>8.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>9}",
+            "{:<7} {:<9} {:>6} {:>5} {:>6} {:>9.0} {:>11.0} {:>8.3} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6} {:>6} {:>9}",
             run.workload,
             run.server,
             run.subscribers,
@@ -161,6 +162,8 @@ pub fn print_table(runs: &[Run], out: &mut dyn Write) -> std::io::Result<()> {
             run.p99_ms,
             run.max_ms,
             run.server_cpu_pct
+                .map_or("-".to_owned(), |c| format!("{c:.0}")),
+            run.tool_cpu_pct
                 .map_or("-".to_owned(), |c| format!("{c:.0}")),
             rss,
         )?;

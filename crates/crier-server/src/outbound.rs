@@ -153,9 +153,13 @@ impl OutboundQueue {
     pub(crate) fn drain_into(&self, into: &mut Vec<Outbound>) {
         let mut state = self.state.lock();
         state.bytes = 0;
+        let drained = state.items.len();
         into.extend(state.items.drain(..));
-        if state.items.capacity() > 64 {
-            // Give a burst's memory back: most sockets are idle most of the time.
+        // Give a burst's memory back once the burst is over (most sockets are idle most
+        // of the time), but keep it while batches still need it: freeing it after every
+        // drain made a busy socket reallocate its queue on every burst.
+        let capacity = state.items.capacity();
+        if capacity > 64 && capacity > 4 * drained {
             state.items = VecDeque::new();
         }
     }
@@ -233,6 +237,31 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(matches!(&out[1], Outbound::Frame(WsMessage::Text(t)) if t.len() == 2));
         assert_eq!(queue.push(frame(1)), Ok(()), "draining frees room");
+    }
+
+    #[test]
+    fn a_burst_keeps_its_memory_while_it_lasts_and_gives_it_back_after() {
+        let queue = OutboundQueue::new(1024, 1 << 20);
+        let mut out = Vec::new();
+        let burst = |n: usize| {
+            for _ in 0..n {
+                queue.push(frame(1)).unwrap();
+            }
+        };
+        burst(200);
+        queue.drain_into(&mut out);
+        burst(200);
+        let capacity = queue.state.lock().items.capacity();
+        assert!(capacity >= 200, "no regrowth inside a burst");
+        queue.drain_into(&mut out);
+        burst(1);
+        queue.drain_into(&mut out);
+        assert_eq!(
+            queue.state.lock().items.capacity(),
+            0,
+            "freed once it is over"
+        );
+        assert_eq!(out.len(), 401);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::payload::Stamp;
+
 pub use phoenix::Vsn;
 
 /// The servers `crier bench` can drive.
@@ -125,9 +127,9 @@ impl Target {
 
 /// What one frame from the server means to the load generator.
 #[derive(Debug, PartialEq)]
-pub enum Inbound<'a> {
-    /// A benchmark payload; the text contains its stamp.
-    Payload(&'a str),
+pub enum Inbound {
+    /// A benchmark payload, by its stamp.
+    Payload(Stamp),
     /// The server confirmed one subscription.
     Subscribed,
     /// The protocol handshake finished; subscriptions may be sent now.
@@ -173,7 +175,7 @@ pub trait Wire: Send {
     }
 
     /// Interprets one frame, calling `out` for every event in it.
-    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound<'_>));
+    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound));
 }
 
 /// The text of a text or binary frame, if it is UTF-8.

@@ -11,6 +11,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Inbound, Wire};
+use crate::payload;
 
 #[derive(Default)]
 pub(super) struct Nats {
@@ -36,7 +37,7 @@ impl Wire for Nats {
         Message::Binary(ops.into_bytes().into())
     }
 
-    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound<'_>)) {
+    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound)) {
         match frame {
             Message::Binary(bytes) => self.buffer.extend_from_slice(&bytes),
             Message::Text(text) => self.buffer.extend_from_slice(text.as_bytes()),
@@ -48,7 +49,7 @@ impl Wire for Nats {
 }
 
 /// Hands every complete operation in `buffer` to `out`; returns the bytes used.
-fn parse_ops(buffer: &[u8], out: &mut dyn FnMut(Inbound<'_>)) -> usize {
+fn parse_ops(buffer: &[u8], out: &mut dyn FnMut(Inbound)) -> usize {
     let mut at = 0;
     while let Some(line_len) = find_crlf(&buffer[at..]) {
         let line = &buffer[at..at + line_len];
@@ -70,9 +71,9 @@ fn parse_ops(buffer: &[u8], out: &mut dyn FnMut(Inbound<'_>)) -> usize {
             if buffer.len() < after_line + size + 2 {
                 break; // the payload continues in the next frame
             }
-            match std::str::from_utf8(&buffer[after_line..after_line + size]) {
-                Ok(text) => out(Inbound::Payload(text)),
-                Err(_) => out(Inbound::Other),
+            match payload::decode(&buffer[after_line..after_line + size]) {
+                Some(stamp) => out(Inbound::Payload(stamp)),
+                None => out(Inbound::Other),
             }
             at = after_line + size + 2;
             continue;
@@ -104,7 +105,7 @@ mod tests {
             Message::Binary(chunk.as_bytes().to_vec().into()),
             &mut |e| {
                 seen.push(match e {
-                    Inbound::Payload(text) => format!("payload {text}"),
+                    Inbound::Payload(stamp) => format!("payload {}", stamp.seq),
                     other => format!("{other:?}"),
                 });
             },
@@ -112,18 +113,37 @@ mod tests {
         seen
     }
 
+    use crate::payload::Stamp;
+
+    fn stamped(seq: u64) -> String {
+        payload::encode(
+            Stamp {
+                sent_us: 1,
+                seq,
+                epoch: 0,
+            },
+            100,
+        )
+    }
+
     #[test]
     fn several_operations_in_one_frame_and_one_split_over_two() {
         let mut wire = Nats::default();
-        let seen = feed(
-            &mut wire,
-            "INFO {\"server_id\":\"x\"}\r\nPONG\r\nMSG bench 1 7\r\n{\"a\":1}\r\nMSG bench 1 7\r\n{\"a\"",
+        let (one, two, three) = (stamped(1), stamped(2), stamped(3));
+        let first = format!(
+            "INFO {{\"server_id\":\"x\"}} \r\nPONG\r\nMSG bench 1 100\r\n{one}\r\nMSG bench 1 100\r\n{}",
+            &two[..40]
         );
-        assert_eq!(seen, ["Other", "Subscribed", r#"payload {"a":1}"#]);
-        let seen = feed(&mut wire, ":2}\r\nPING\r\nMSG bench 1 reply.to 2\r\n{}\r\n");
-        assert_eq!(seen[0], r#"payload {"a":2}"#);
+        let seen = feed(&mut wire, &first);
+        assert_eq!(seen, ["Other", "Subscribed", "payload 1"]);
+        let second = format!(
+            "{}\r\nPING\r\nMSG bench 1 reply.to 100\r\n{three}\r\n",
+            &two[40..]
+        );
+        let seen = feed(&mut wire, &second);
+        assert_eq!(seen[0], "payload 2");
         assert!(seen[1].starts_with("Reply"));
-        assert_eq!(seen[2], "payload {}");
+        assert_eq!(seen[2], "payload 3");
         assert!(wire.buffer.is_empty());
     }
 

@@ -100,12 +100,12 @@ impl Wire for Phoenix {
         Some(self.frame(None, "phoenix", "heartbeat", "{}"))
     }
 
-    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound<'_>)) {
+    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound)) {
         let Some(text) = frame_text(&frame) else {
             return out(Inbound::Other);
         };
-        if payload::is_stamped(text) {
-            out(Inbound::Payload(text));
+        if let Some(stamp) = payload::decode(text) {
+            out(Inbound::Payload(stamp));
         } else if text.contains(r#""phx_reply""#) && !text.contains(r#""phoenix""#) {
             if text.contains(r#""status":"ok""#) {
                 out(Inbound::Subscribed);

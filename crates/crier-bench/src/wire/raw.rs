@@ -5,6 +5,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Inbound, Wire, frame_text};
+use crate::payload;
 
 pub(super) struct Raw;
 
@@ -23,9 +24,12 @@ impl Wire for Raw {
         Some(Message::Text("ping".into()))
     }
 
-    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound<'_>)) {
+    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound)) {
         match frame_text(&frame) {
-            Some(text) if text.starts_with('{') => out(Inbound::Payload(text)),
+            Some(text) if text.starts_with('{') => match payload::decode(text) {
+                Some(stamp) => out(Inbound::Payload(stamp)),
+                None => out(Inbound::Other),
+            },
             Some(text) if text.starts_with("ok ") => out(Inbound::Subscribed),
             Some(text) if text.starts_with("err") => out(Inbound::Refused(text.to_owned())),
             _ => out(Inbound::Other),
@@ -46,7 +50,15 @@ mod tests {
             r#"pub t {"a":"b c"}"#
         );
         let mut seen = Vec::new();
-        for text in ["ok t", "pong", r#"{"x":1}"#, "err unknown"] {
+        let stamp = payload::encode(
+            payload::Stamp {
+                sent_us: 1,
+                seq: 2,
+                epoch: 3,
+            },
+            100,
+        );
+        for text in ["ok t", "pong", &stamp, "err unknown"] {
             wire.decode(Message::Text(text.into()), &mut |e| {
                 seen.push(format!("{e:?}"));
             });

@@ -9,6 +9,7 @@
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{Inbound, Wire, frame_text};
+use crate::payload;
 
 pub(super) struct SocketIo;
 
@@ -25,12 +26,15 @@ impl Wire for SocketIo {
         Message::Text(format!(r#"42["pub","{topic}",{payload}]"#).into())
     }
 
-    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound<'_>)) {
+    fn decode(&mut self, frame: Message, out: &mut dyn FnMut(Inbound)) {
         let Some(text) = frame_text(&frame) else {
             return out(Inbound::Other);
         };
         if text.starts_with(r#"42["m","#) {
-            out(Inbound::Payload(text));
+            match payload::decode(text) {
+                Some(stamp) => out(Inbound::Payload(stamp)),
+                None => out(Inbound::Other),
+            }
         } else if text.starts_with(r#"42["ok""#) {
             out(Inbound::Subscribed);
         } else if text == "2" {
@@ -60,10 +64,20 @@ mod tests {
             r#"40{"sid":"b"}"#,
             r#"42["ok","bench"]"#,
             "2",
-            r#"42["m",{"x":1}]"#,
+            &format!(
+                r#"42["m",{}]"#,
+                payload::encode(
+                    payload::Stamp {
+                        sent_us: 1,
+                        seq: 2,
+                        epoch: 3
+                    },
+                    100
+                )
+            ),
             r#"44{"message":"nope"}"#,
         ] {
-            wire.decode(Message::Text(text.into()), &mut |e| {
+            wire.decode(Message::Text(text.to_owned().into()), &mut |e| {
                 seen.push(format!("{e:?}"));
             });
         }

@@ -100,11 +100,9 @@ pub(super) async fn serve(
                     let mut recorder = shared.recorder.borrow_mut();
                     let mut receipts = 0;
                     conn.wire.decode(frame, &mut |event| match event {
-                        Inbound::Payload(text) => {
-                            if let Some(stamp) = payload::decode(text) {
-                                recorder.received(stamp, now_us());
-                                receipts += 1;
-                            }
+                        Inbound::Payload(stamp) => {
+                            recorder.received(stamp, now_us());
+                            receipts += 1;
                         }
                         Inbound::Reply(reply) => replies.push(reply),
                         Inbound::Refused(why) => problem = Some(truncate(&why, 300).to_owned()),
