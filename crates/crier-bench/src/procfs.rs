@@ -39,6 +39,11 @@ impl CpuSample {
         } else {
             pids.iter().map(|&pid| cpu_ticks(pid)).sum::<Option<u64>>()
         };
+        CpuSample::from_ticks(ticks)
+    }
+
+    /// A sample of ticks read some other way (e.g. a whole process tree), taken now.
+    pub fn from_ticks(ticks: Option<u64>) -> CpuSample {
         CpuSample {
             at: Instant::now(),
             ticks,
@@ -67,5 +72,6 @@ mod tests {
         let b = CpuSample::take(&[me]);
         assert!(b.percent_since(&a).is_some());
         assert!(CpuSample::take(&[]).percent_since(&a).is_none());
+        assert!(CpuSample::from_ticks(None).percent_since(&a).is_none());
     }
 }

@@ -61,6 +61,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
+use crier_bench::client::{OPEN_TIMEOUT, truncate};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
@@ -70,8 +71,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Common, CpuSample, Failures, JOIN_TIMEOUT, KEEP_ERRORS, Ws, connect, fmt_opt, join, json_opt,
-    now_us, read_frames, socket_url,
+    CpuSample, Failures, KEEP_ERRORS, Ws, connect, fmt_opt, join, json_opt, now_us, read_frames,
+    socket_url,
 };
 
 /// The table the benchmark writes and subscribes to.
@@ -100,8 +101,22 @@ impl RlsMode {
 
 #[derive(Args, Debug)]
 pub(crate) struct PgArgs {
-    #[command(flatten)]
-    common: Common,
+    /// WebSocket endpoint; `apikey` and `vsn=2.0.0` are appended.
+    #[arg(long, default_value = "ws://127.0.0.1:4600/socket/websocket")]
+    url: String,
+    /// JWT for the `apikey` parameter (e.g. from `crier token`), used for every
+    /// subscriber when there is no `--jwt-secret` (so only with `--rls off`).
+    #[arg(long, env = "CRIER_TOKEN")]
+    token: Option<String>,
+    /// Connects + joins in flight at once during the ramp.
+    #[arg(long, default_value_t = 200)]
+    concurrency: usize,
+    /// The server's pid: report its CPU time from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Read buffer per client socket, in bytes.
+    #[arg(long, default_value_t = 4096)]
+    read_buffer: usize,
     /// The database Crier captures from (a role that may create tables, roles and
     /// publications, e.g. the superuser).
     #[arg(long, env = "CRIER_DATABASE_URL")]
@@ -445,10 +460,6 @@ impl PgSubStats {
     }
 }
 
-fn truncate(text: &str, chars: usize) -> String {
-    text.chars().take(chars).collect()
-}
-
 /// The join frame of one subscriber: a postgres_changes INSERT binding on `bench`.
 fn pg_join_frame(topic: &str) -> String {
     format!(
@@ -476,7 +487,7 @@ async fn subscribe_changes(url: &str, topic: &str, read_buffer: usize) -> Result
             }
         }
     };
-    tokio::time::timeout(JOIN_TIMEOUT, attempt)
+    tokio::time::timeout(OPEN_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err("timed out waiting for Subscribed to PostgreSQL".into()))
 }
@@ -494,7 +505,7 @@ async fn receive(
             stats.on_frame(text, &shared, check_owner);
         } else if !text.contains(r#""phx_reply",{"status":"ok""#) && stats.other.len() < KEEP_ERRORS
         {
-            stats.other.push(truncate(text, 300));
+            stats.other.push(truncate(text, 300).to_owned());
         }
     })
     .await;
@@ -612,7 +623,6 @@ fn tokens(args: &PgArgs, users: usize) -> Result<Vec<String>, String> {
             return Err("--rls needs --jwt-secret to mint a token per user".into());
         }
         let token = args
-            .common
             .token
             .clone()
             .ok_or("give --jwt-secret (or --token for --rls off)")?;
@@ -676,7 +686,6 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
         return Ok(());
     }
     let tokens = tokens(&args, users)?;
-    let common = &args.common;
     let run_id = wall_us() as u64;
     let shared = Arc::new(Shared {
         run: run_id,
@@ -687,14 +696,14 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
 
     // Subscribers: each reports its user once joined, or None.
     let failures = Arc::new(Failures::default());
-    let gate = Arc::new(Semaphore::new(common.concurrency));
+    let gate = Arc::new(Semaphore::new(args.concurrency));
     let stop = CancellationToken::new();
     let (joined_tx, mut joined_rx) = tokio::sync::mpsc::unbounded_channel::<Option<usize>>();
     let started = Instant::now();
     let mut subs = Vec::with_capacity(args.subscribers);
     for i in 0..args.subscribers {
         let user = i % users;
-        let url = socket_url(&common.url, &tokens[user % tokens.len()]);
+        let url = socket_url(&args.url, &tokens[user % tokens.len()]);
         let topic = if args.topic_per_subscriber {
             format!("realtime:{TABLE}-{i}")
         } else {
@@ -707,7 +716,7 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
             shared.clone(),
             joined_tx.clone(),
         );
-        let read_buffer = common.read_buffer;
+        let read_buffer = args.read_buffer;
         subs.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.expect("semaphore open");
             let ws = match subscribe_changes(&url, &topic, read_buffer).await {
@@ -786,7 +795,7 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let from = writer_shared.next_seq.load(Ordering::Relaxed);
     shared.measure_from.store(from, Ordering::Relaxed);
-    let cpu_start = CpuSample::take_with_postgres(common.server_pid, args.pg_pid);
+    let cpu_start = CpuSample::take(args.server_pid, args.pg_pid);
     let window_start_wall = wall_us();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop_writing.cancel();
@@ -819,7 +828,7 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
     while shared.received.load(Ordering::Relaxed) < expected && Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let cpu_end = CpuSample::take_with_postgres(common.server_pid, args.pg_pid);
+    let cpu_end = CpuSample::take(args.server_pid, args.pg_pid);
     stop.cancel();
 
     let mut all = Vec::with_capacity(subs.len());
@@ -840,10 +849,7 @@ async fn run_inner(args: PgArgs) -> Result<(), String> {
             expected,
             window,
             window_start_wall,
-            cpu: {
-                let (server, tool) = cpu_end.percent_since(&cpu_start);
-                [server, tool, cpu_end.postgres_percent_since(&cpu_start)]
-            },
+            cpu: cpu_end.percent_since(&cpu_start),
             cpu_wall: cpu_end.at.duration_since(cpu_start.at),
             failed_rows: failed.iter().map(|r| r.end - r.start).sum(),
             written_total: to,
