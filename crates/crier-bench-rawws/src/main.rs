@@ -27,9 +27,16 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let address = SocketAddr::new(args.bind, args.port);
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
+        // Crier's backlog (`crier_server::bind`), so connection storms meet the same queue.
+        let socket = match address {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket
+            .bind(address)
             .with_context(|| format!("cannot listen on {address}"))?;
+        let listener = socket.listen(4096)?;
         let address = listener.local_addr()?;
         // The ready line benchmarks and tests wait for; flushed at once because stdout
         // is a pipe there, and ignoring a closed stdout so `| head -1` cannot kill us.

@@ -73,6 +73,11 @@ async fn fanout_counts_every_delivery_with_both_serializers() {
             assert_eq!((run.payload_bytes, run.rate), (payload, rate));
             assert_eq!(run.delivery_ratio, 1.0, "{vsn:?}: {run:?}");
             assert!(run.publishes_per_sec > 0.0, "{run:?}");
+            if let Rate::PerSec(rate) = rate {
+                // Also after a max-rate phase: the new rate applies at once.
+                let published = run.publishes_per_sec;
+                assert!(published > rate * 0.5 && published < rate * 1.5, "{run:?}");
+            }
             assert!(run.deliveries_per_sec > run.publishes_per_sec, "{run:?}");
             assert!(run.p50_ms > 0.0 && run.p50_ms <= run.p99_ms, "{run:?}");
             assert_eq!((run.failed_joins, run.lost_connections), (0, 0));

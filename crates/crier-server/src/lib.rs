@@ -48,6 +48,6 @@ mod session;
 pub use config::{Config, ConfigError, Limits, PostgresChangesConfig, SocketConfig};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
-pub use serve::serve;
+pub use serve::{bind, serve};
 
 pub use crier_protocol as protocol;

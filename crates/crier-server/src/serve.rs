@@ -18,6 +18,23 @@ use tower::ServiceExt;
 
 use crate::node::Node;
 
+/// Pending connections the kernel may queue before `accept` (capped by
+/// `net.core.somaxconn`). Std's 128 drops SYNs when thousands of clients connect at once,
+/// and each dropped SYN costs its client a one-second retransmit.
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `address` with a backlog fit for connection storms (4096 pending connections).
+pub fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // What std does too: a restarted server can bind while old sockets sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `node.router()` on `listener` until [`Node::shutdown`] is called.
 pub async fn serve(listener: TcpListener, node: Node) -> std::io::Result<()> {
     let router = node.router();

@@ -46,9 +46,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let node = Node::new(settings.server_config(secret.clone())).context("invalid settings")?;
     let address = SocketAddr::new(settings.bind, settings.port);
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .with_context(|| format!("cannot listen on {address}"))?;
+    let listener =
+        crier_server::bind(address).with_context(|| format!("cannot listen on {address}"))?;
     let address = listener.local_addr()?;
     print_banner(
         node.config(),

@@ -84,7 +84,20 @@ async fn run(
     let mut last_progress = (Instant::now(), received_base);
     let mut last_beat = Instant::now();
     let mut seq = 0u64;
+    // Set when the wait below saw a new plan (which marks it seen).
+    let mut plan_changed = false;
     loop {
+        // A new plan applies at once, even while a max-rate plan never runs out of room.
+        let has_changed = plans
+            .has_changed()
+            .map_err(|_| "coordinator gone".to_owned())?;
+        if std::mem::take(&mut plan_changed) || has_changed {
+            plan = *plans.borrow_and_update();
+            plan_started = Instant::now();
+            sent_in_plan = 0;
+            received_base = shared.recorder.borrow().received_total;
+            last_progress = (Instant::now(), received_base);
+        }
         // How many messages may go now, and if none, what to wait for.
         let allowed = match plan.rate {
             Some(rate) if rate <= 0.0 => 0,
@@ -169,11 +182,7 @@ async fn run(
                 if changed.is_err() {
                     return Ok(());
                 }
-                plan = *plans.borrow_and_update();
-                plan_started = Instant::now();
-                sent_in_plan = 0;
-                received_base = shared.recorder.borrow().received_total;
-                last_progress = (Instant::now(), received_base);
+                plan_changed = true;
             }
             reply = replies.recv() => {
                 if let Some(reply) = reply {

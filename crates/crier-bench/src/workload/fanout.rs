@@ -135,6 +135,7 @@ pub async fn fanout(options: &Options, shape: &FanoutOptions) -> Result<Vec<Run>
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
+            let problems = settle(&mut pool, epoch).await?;
             let run = Measured {
                 workload: "B1",
                 subscribers: subscribers as u64,
@@ -146,7 +147,7 @@ pub async fn fanout(options: &Options, shape: &FanoutOptions) -> Result<Vec<Run>
                 tool_cpu_pct,
                 connect_join_per_sec,
                 failed_joins: failed as u64,
-                problems: Vec::new(),
+                problems,
             }
             .into_run(options);
             progress.println(format!(
@@ -162,6 +163,32 @@ pub async fn fanout(options: &Options, shape: &FanoutOptions) -> Result<Vec<Run>
     progress.finish();
     pool.quit().await;
     Ok(runs)
+}
+
+/// The longest a phase waits for the previous one's backlog to stop arriving.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+/// Receipts must stay unchanged this long to count as settled.
+const SETTLED_AFTER: Duration = Duration::from_millis(500);
+
+/// Waits until messages of the current (unmeasured) `epoch` stop arriving, so that a
+/// server still flushing one phase's backlog does not eat into the next phase's window.
+/// Returns a note when it gave up waiting.
+async fn settle(pool: &mut crate::worker::Pool, epoch: u32) -> Result<Vec<String>, BenchError> {
+    let started = Instant::now();
+    let mut last = (gather(pool, epoch).await?.stats.received, Instant::now());
+    while started.elapsed() < SETTLE_LIMIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let received = gather(pool, epoch).await?.stats.received;
+        if received != last.0 {
+            last = (received, Instant::now());
+        } else if last.1.elapsed() >= SETTLED_AFTER {
+            return Ok(Vec::new());
+        }
+    }
+    Ok(vec![format!(
+        "the server was still delivering this phase's backlog {} s after it ended",
+        SETTLE_LIMIT.as_secs()
+    )])
 }
 
 /// The `memory` row: server RSS growth per idle joined connection.
