@@ -69,9 +69,12 @@ impl Queue {
     pub(crate) fn drain_into(&self, into: &mut Vec<Message>) {
         let mut state = self.state.lock();
         state.bytes = 0;
+        let drained = state.frames.len();
         into.extend(state.frames.drain(..));
-        if state.frames.capacity() > 64 {
-            // Give a burst's memory back: most sockets are idle most of the time.
+        // Crier's policy: keep a burst's capacity while batches still need it, give it
+        // back once the burst is over.
+        let capacity = state.frames.capacity();
+        if capacity > 64 && capacity > 4 * drained {
             state.frames = VecDeque::new();
         }
     }
