@@ -229,7 +229,7 @@ class Orchestrator(unittest.TestCase):
             out, md, svg = (os.path.join(d, n) for n in ("r.json", "B.md", "b.svg"))
             port_base = 46100 + os.getpid() % 500 * 5
             env = dict(os.environ, BENCH_FAKE="1", BENCH_FAKE_FAIL="start:ws,crash:nats,hang:raw-ws",
-                       BENCH_TIMEOUT_SCALE="0.03")
+                       BENCH_TIMEOUT_SCALE="0.1")
             cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers",
                    "crier,raw-ws,ws,nats", "--workloads", "b2", "--out", out, "--docs-file", md,
                    "--svg-file", svg, "--log-dir", os.path.join(d, "logs"), "--port-base", str(port_base)]
