@@ -17,6 +17,8 @@ struct State {
     frames: VecDeque<Message>,
     bytes: usize,
     closed: bool,
+    /// Set with `closed` when a push overflowed the bounds.
+    overflowed: bool,
 }
 
 /// Frames waiting to be written to one socket.
@@ -51,10 +53,13 @@ impl Queue {
             }
             if state.frames.len() >= self.max_messages || state.bytes + size > self.max_bytes {
                 state.closed = true;
+                state.overflowed = true;
                 state.frames.clear();
                 state.bytes = 0;
                 drop(state);
+                // As in Crier: the task learns of it from its next drain.
                 self.slow.cancel();
+                self.ready.notify_one();
                 return false;
             }
             state.frames.push_back(frame);
@@ -65,9 +70,13 @@ impl Queue {
         true
     }
 
-    /// Moves everything queued into `into`, in order.
-    pub(crate) fn drain_into(&self, into: &mut Vec<Message>) {
+    /// Moves everything queued into `into`, in order; false when the queue overflowed
+    /// (the client is too slow).
+    pub(crate) fn drain_into(&self, into: &mut Vec<Message>) -> bool {
         let mut state = self.state.lock();
+        if state.overflowed {
+            return false;
+        }
         state.bytes = 0;
         let drained = state.frames.len();
         into.extend(state.frames.drain(..));
@@ -77,10 +86,11 @@ impl Queue {
         if capacity > 64 && capacity > 4 * drained {
             state.frames = VecDeque::new();
         }
+        true
     }
 
-    /// Resolves when something was queued since the last call (a push before the wait
-    /// leaves a permit, so no wakeup is lost).
+    /// Resolves when something was queued, or the queue overflowed, since the last call
+    /// (a push before the wait leaves a permit, so no wakeup is lost).
     pub(crate) async fn ready(&self) {
         self.ready.notified().await;
     }
@@ -142,5 +152,15 @@ mod tests {
         queue.drain_into(&mut out);
         assert_eq!(out.iter().map(frame_len).collect::<Vec<_>>(), [1, 2]);
         assert!(queue.push(text(1)));
+    }
+
+    #[test]
+    fn an_overflow_is_reported_by_the_next_drain() {
+        let queue = Queue::new(1, 100);
+        assert!(queue.push(text(1)));
+        assert!(!queue.push(text(1)));
+        let mut out = Vec::new();
+        assert!(!queue.drain_into(&mut out));
+        assert!(out.is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! One task per socket, the same loop shape as Crier's session
-//! (`crier-server/src/session/mod.rs`): wait for a client frame, queued frames or an
-//! overflow; then write everything the iteration produced with `feed` and flush once,
+//! (`crier-server/src/session/mod.rs`): wait for a client frame or the queue (which
+//! also reports an overflow); then write everything the iteration produced with `feed` and flush once,
 //! so a burst of fan-out costs one `write` per socket.
 
 use std::collections::HashMap;
@@ -30,7 +30,6 @@ pub(crate) async fn run(shared: Arc<Shared>, mut ws: WebSocket) {
         conn,
         topics: HashMap::new(),
         out: Vec::new(),
-        inbox: Vec::new(),
         needs_flush: false,
     };
     if session.serve(&mut ws).await == End::Slow {
@@ -57,8 +56,6 @@ struct Session {
     topics: HashMap<Arc<str>, Arc<Topic>>,
     /// Frames to write at the end of this iteration.
     out: Vec<Message>,
-    /// Scratch space for draining the queue (kept to reuse its allocation).
-    inbox: Vec<Message>,
     /// A WebSocket ping arrived; its automatic pong needs a flush.
     needs_flush: bool,
 }
@@ -66,19 +63,16 @@ struct Session {
 impl Session {
     async fn serve(&mut self, ws: &mut WebSocket) -> End {
         let conn = Arc::clone(&self.conn);
-        // Made once: creating the cancellation future per iteration would cost a lock.
-        let slow = conn.queue.slow().clone().cancelled_owned();
-        tokio::pin!(slow);
         loop {
             tokio::select! {
-                () = &mut slow => return End::Slow,
                 frame = ws.recv() => match frame {
                     Some(Ok(frame)) => self.on_frame(frame),
                     Some(Err(_)) | None => return End::ClientGone,
                 },
                 () = conn.queue.ready() => {
-                    conn.queue.drain_into(&mut self.inbox);
-                    self.out.append(&mut self.inbox);
+                    if !conn.queue.drain_into(&mut self.out) {
+                        return End::Slow;
+                    }
                 }
             }
             if let Err(end) = self.write(ws).await {

@@ -12,6 +12,7 @@ use crier_protocol::codes::shutdown;
 use crier_protocol::events::{BROADCAST, TOPIC_PREFIX};
 use crier_protocol::presence::PresenceGroups;
 use crier_protocol::{PayloadEncoding, UserBroadcast};
+use dashmap::DashMap;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +24,7 @@ use crate::fanout::Outgoing;
 use crate::hooks::{ConnectionInfo, Hooks};
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
-use crate::outbound::ConnId;
+use crate::outbound::{ConnHandle, ConnId, Outbound};
 use crate::registry::{Delivery, Registry};
 
 /// A Crier server node.
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     pub(crate) hooks: Hooks,
     pub(crate) shutdown: CancellationToken,
+    /// Every open socket, so a shutdown can reach each one through its queue.
+    pub(crate) sockets: DashMap<ConnId, Arc<ConnHandle>>,
     pub(crate) tasks: TaskTracker,
     /// Postgres changes, when a database is configured.
     pub(crate) changes: Option<PostgresChanges>,
@@ -117,6 +120,7 @@ impl NodeBuilder {
                 metrics,
                 hooks,
                 shutdown,
+                sockets: DashMap::new(),
                 tasks,
                 changes,
                 next_conn_id: AtomicU64::new(1),
@@ -264,7 +268,12 @@ impl Node {
     /// every socket is closed with 1012, and [`crate::serve`] stops accepting. Waits up to
     /// the configured shutdown timeout for the sockets to drain; returns whether they did.
     pub async fn shutdown(&self) -> bool {
+        // Marked first: a socket that registers after the loop below sees the mark
+        // when it starts (see `session::Session::serve`).
         self.shared.shutdown.cancel();
+        for socket in self.shared.sockets.iter() {
+            socket.queue.push_own(Outbound::Shutdown);
+        }
         self.shared.tasks.close();
         tokio::time::timeout(
             self.shared.config.shutdown_timeout,

@@ -1,8 +1,11 @@
 //! One task per WebSocket: the session.
 //!
 //! The task owns the socket and every channel joined on it, so channel state needs no
-//! locks. Its loop waits on five things at once: a frame from the client, frames queued
-//! by fan-out, the idle timer, the earliest token expiry, and the node's shutdown signal.
+//! locks. Its loop waits on four things at once: a frame from the client, its outbound
+//! queue, the idle timer, and the earliest token expiry. Everything else reaches it
+//! through the queue, in order with the frames: channel shutdowns, refused joins, the
+//! node's shutdown, and the queue's own overflow. Keeping the loop to these branches
+//! matters because every branch is polled on every wakeup, once per fan-out batch.
 //! Whatever an iteration produces (replies, queued frames) is written in one batch and
 //! flushed once, so a burst of fan-out costs one `write` per socket, not one per frame.
 
@@ -32,7 +35,7 @@ use crate::fanout::encode_one;
 use crate::hooks::ConnectionInfo;
 use crate::limits::ConnectionPermit;
 use crate::node::Node;
-use crate::outbound::{ConnHandle, Outbound, frame_len};
+use crate::outbound::{ConnHandle, Drained, Outbound, frame_len};
 
 /// What the HTTP handler established before upgrading.
 #[derive(Debug)]
@@ -82,8 +85,9 @@ struct Session {
     channels: HashMap<String, Channel>,
     /// Frames to write at the end of this iteration.
     out: Vec<WsMessage>,
-    /// Scratch space for draining the outbound queue (kept to reuse its allocation).
-    inbox: Vec<Outbound>,
+    /// Scratch space for the instructions a drain of the outbound queue finds, with
+    /// their positions in `out` (kept to reuse its allocation).
+    instructions: Vec<(usize, Outbound)>,
     /// Set when the socket must be closed after this iteration's writes.
     closing: Option<(CloseCode, &'static str)>,
     /// A ping arrived; its automatic pong needs a flush.
@@ -111,8 +115,9 @@ impl Session {
             sub: params.claims.sub.clone(),
             vsn: params.vsn,
         };
-        // Paired with the decrement in `Drop`.
+        // Paired with the decrement and the removal in `Drop`.
         node.shared.metrics.connections.inc();
+        node.shared.sockets.insert(conn.id, Arc::clone(&conn));
         Session {
             node,
             conn,
@@ -120,7 +125,7 @@ impl Session {
             connect_token: params.token,
             channels: HashMap::new(),
             out: Vec::new(),
-            inbox: Vec::new(),
+            instructions: Vec::new(),
             closing: None,
             needs_flush: false,
             info,
@@ -130,18 +135,21 @@ impl Session {
 
     async fn serve(&mut self, mut ws: WebSocket) -> End {
         let idle_timeout = self.node.shared.config.socket.idle_timeout;
-        // Timers and cancellation futures are made once and re-armed only when their
-        // deadline moves: creating them per iteration would register a timer (and wake
-        // the runtime's driver) per frame, and every socket would lock the node-wide
-        // shutdown token on every message.
+        // Timers are made once and re-armed only when their deadline moves: creating
+        // them per iteration would register a timer (and wake the runtime's driver) per
+        // frame.
         let mut last_inbound = Instant::now();
         let idle = sleep(idle_timeout);
         let expiry = sleep(idle_timeout);
-        let shutdown = self.node.shared.shutdown.clone().cancelled_owned();
-        let slow = self.conn.queue.slow().clone().cancelled_owned();
-        tokio::pin!(idle, expiry, shutdown, slow);
+        tokio::pin!(idle, expiry);
         let mut armed_expiry: Option<Instant> = None;
         let conn = Arc::clone(&self.conn);
+        // `Node::shutdown` marks the node before it queues `Shutdown` to the sockets it
+        // knows; this one registered itself in `Session::new`, so it is told one way or
+        // the other.
+        if self.node.is_shutting_down() {
+            self.announce_shutdown();
+        }
         loop {
             let next_expiry = self.channels.values().map(|c| c.expires_at).min();
             if next_expiry != armed_expiry {
@@ -151,8 +159,6 @@ impl Session {
                 armed_expiry = next_expiry;
             }
             tokio::select! {
-                () = &mut shutdown => self.announce_shutdown(),
-                () = &mut slow => return self.end_slow(&mut ws, "outbound queue overflowed").await,
                 frame = ws.recv() => match frame {
                     Some(Ok(frame)) => {
                         last_inbound = Instant::now();
@@ -164,7 +170,11 @@ impl Session {
                     },
                     None => return End::ClientGone,
                 },
-                () = conn.queue.ready() => self.drain_queue(),
+                () = conn.queue.ready() => {
+                    if self.drain_queue() == Drained::Overflowed {
+                        return self.end_slow(&mut ws, "outbound queue overflowed").await;
+                    }
+                }
                 () = &mut idle => {
                     let deadline = last_inbound + idle_timeout;
                     if Instant::now() >= deadline {
@@ -278,31 +288,52 @@ impl Session {
         }
     }
 
-    fn drain_queue(&mut self) {
-        let mut items = std::mem::take(&mut self.inbox);
-        self.conn.queue.drain_into(&mut items);
-        for item in items.drain(..) {
-            match item {
-                Outbound::Frame(frame) => self.out.push(frame),
-                Outbound::ShutdownChannel { topic, message } => {
-                    self.shut_down_channel(&topic, message);
-                }
-                Outbound::RefuseJoin {
-                    topic,
-                    join_ref,
-                    reply,
-                } => {
-                    let current = self.channels.get(&*topic).map(|c| &c.join_ref);
-                    if current == Some(&join_ref) {
-                        let channel = self.channels.remove(&*topic).expect("just found");
-                        self.release(channel);
-                        self.node.shared.metrics.join_errors.inc();
-                        self.out.push(reply);
-                    }
+    /// Moves what the rest of the node queued into this iteration's writes, applying
+    /// each instruction at its place among the frames.
+    fn drain_queue(&mut self) -> Drained {
+        let start = self.out.len();
+        let mut instructions = std::mem::take(&mut self.instructions);
+        let drained = self.conn.queue.drain_into(&mut self.out, &mut instructions);
+        if !instructions.is_empty() {
+            // Rare: take the drained frames out again and interleave, because what an
+            // instruction writes (a channel's `phx_close`) must follow the frames queued
+            // before it and precede those queued after.
+            let mut frames = self.out.split_off(start).into_iter();
+            let mut at = start;
+            for (position, item) in instructions.drain(..) {
+                self.out
+                    .extend(frames.by_ref().take(position.saturating_sub(at)));
+                at = at.max(position);
+                self.apply(item);
+            }
+            self.out.extend(frames);
+        }
+        self.instructions = instructions;
+        drained
+    }
+
+    /// Carries out one instruction from the outbound queue.
+    fn apply(&mut self, item: Outbound) {
+        match item {
+            Outbound::Frame(frame) => self.out.push(frame),
+            Outbound::Shutdown => self.announce_shutdown(),
+            Outbound::ShutdownChannel { topic, message } => {
+                self.shut_down_channel(&topic, message);
+            }
+            Outbound::RefuseJoin {
+                topic,
+                join_ref,
+                reply,
+            } => {
+                let current = self.channels.get(&*topic).map(|c| &c.join_ref);
+                if current == Some(&join_ref) {
+                    let channel = self.channels.remove(&*topic).expect("just found");
+                    self.release(channel);
+                    self.node.shared.metrics.join_errors.inc();
+                    self.out.push(reply);
                 }
             }
         }
-        self.inbox = items;
     }
 
     fn expire_tokens(&mut self) {
@@ -322,6 +353,9 @@ impl Session {
 
     /// Graceful shutdown: tell every channel, then close with 1012 (clients reconnect).
     fn announce_shutdown(&mut self) {
+        if matches!(self.closing, Some((CloseCode::ServiceRestart, _))) {
+            return; // already announced
+        }
         let notices: Vec<(String, Option<String>, String)> = self
             .channels
             .iter()
@@ -406,6 +440,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.conn.queue.close();
+        self.node.shared.sockets.remove(&self.conn.id);
         let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
         for channel in channels {
             self.release(channel);
