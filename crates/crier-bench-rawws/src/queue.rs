@@ -5,8 +5,6 @@
 //! byte bound the client counts as too slow and its task disconnects it. Kept the same
 //! as Crier's on purpose: a cheaper queue here would make the ceiling unfair.
 
-use std::collections::VecDeque;
-
 use axum::extract::ws::Message;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -14,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Message>,
+    frames: Vec<Message>,
     bytes: usize,
     closed: bool,
     /// Set with `closed` when a push overflowed the bounds.
@@ -62,7 +60,7 @@ impl Queue {
                 self.ready.notify_one();
                 return false;
             }
-            state.frames.push_back(frame);
+            state.frames.push(frame);
             state.bytes += size;
         }
         // Outside the lock: the woken task's first move is to take it.
@@ -79,12 +77,12 @@ impl Queue {
         }
         state.bytes = 0;
         let drained = state.frames.len();
-        into.extend(state.frames.drain(..));
+        into.append(&mut state.frames);
         // Crier's policy: keep a burst's capacity while batches still need it, give it
         // back once the burst is over.
         let capacity = state.frames.capacity();
         if capacity > 64 && capacity > 4 * drained {
-            state.frames = VecDeque::new();
+            state.frames = Vec::new();
         }
         true
     }

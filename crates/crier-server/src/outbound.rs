@@ -17,7 +17,6 @@
 //! fell among the frames: draining then moves the frames in one go straight into the
 //! socket's write batch, and the task still applies every instruction in order.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::extract::ws::Message as WsMessage;
@@ -85,7 +84,7 @@ pub(crate) enum PushError {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<WsMessage>,
+    frames: Vec<WsMessage>,
     /// Everything else queued, each with the number of frames queued before it.
     instructions: Vec<(usize, Outbound)>,
     bytes: usize,
@@ -170,7 +169,7 @@ impl OutboundQueue {
             }
             state.bytes += size;
             match item {
-                Outbound::Frame(frame) => state.frames.push_back(frame),
+                Outbound::Frame(frame) => state.frames.push(frame),
                 instruction => {
                     let position = state.frames.len();
                     state.instructions.push((position, instruction));
@@ -204,7 +203,7 @@ impl OutboundQueue {
         state.bytes = 0;
         let base = frames.len();
         let drained = state.frames.len();
-        frames.extend(state.frames.drain(..));
+        frames.append(&mut state.frames);
         if !state.instructions.is_empty() {
             instructions.extend(
                 state
@@ -218,7 +217,7 @@ impl OutboundQueue {
         // drain made a busy socket reallocate its queue on every burst.
         let capacity = state.frames.capacity();
         if capacity > 64 && capacity > 4 * drained {
-            state.frames = VecDeque::new();
+            state.frames = Vec::new();
         }
         Drained::Open
     }
