@@ -146,9 +146,10 @@ impl Session {
         let conn = Arc::clone(&self.conn);
         // `Node::shutdown` marks the node before it queues `Shutdown` to the sockets it
         // knows; this one registered itself in `Session::new`, so it is told one way or
-        // the other.
+        // the other. Queued rather than acted on here, so the first iteration of the
+        // loop writes the close at once.
         if self.node.is_shutting_down() {
-            self.announce_shutdown();
+            self.conn.queue.push_own(Outbound::Shutdown);
         }
         loop {
             let next_expiry = self.channels.values().map(|c| c.expires_at).min();
