@@ -141,6 +141,14 @@ impl Reason {
         )
     }
 
+    /// `InvalidTopic: a topic is at most 255 bytes with no control characters`.
+    pub fn invalid_topic() -> Self {
+        Reason::new(
+            ErrorCode::InvalidTopic,
+            "a topic is at most 255 bytes with no control characters",
+        )
+    }
+
     /// `ChannelRateLimitReached: Too many channels`.
     pub fn too_many_channels() -> Self {
         Reason::new(ErrorCode::ChannelRateLimitReached, "Too many channels")

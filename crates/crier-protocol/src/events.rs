@@ -8,6 +8,17 @@
 pub const PHOENIX_TOPIC: &str = "phoenix";
 /// Prefix every channel topic must carry.
 pub const TOPIC_PREFIX: &str = "realtime:";
+/// Longest topic accepted, prefix included: binary frames describe a topic with one
+/// length byte.
+pub const MAX_TOPIC_BYTES: usize = 255;
+
+/// Whether `topic` (with its prefix) may name a channel: at most [`MAX_TOPIC_BYTES`]
+/// bytes, and no control characters (NUL among them) anywhere in it. Every way in (a
+/// join, the REST API) refuses the same topics, with
+/// [`Reason::invalid_topic`](crate::Reason::invalid_topic).
+pub fn is_valid_topic(topic: &str) -> bool {
+    topic.len() <= MAX_TOPIC_BYTES && !topic.chars().any(char::is_control)
+}
 
 /// Client → server: join a channel.
 pub const PHX_JOIN: &str = "phx_join";
@@ -41,3 +52,27 @@ pub const ACCESS_TOKEN: &str = "access_token";
 pub const EXTENSION_SYSTEM: &str = "system";
 /// `system` message extension for postgres-changes status.
 pub const EXTENSION_POSTGRES_CHANGES: &str = "postgres_changes";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_bounded_and_free_of_control_characters() {
+        let longest = format!(
+            "{TOPIC_PREFIX}{}",
+            "x".repeat(MAX_TOPIC_BYTES - TOPIC_PREFIX.len())
+        );
+        assert!(is_valid_topic(&longest));
+        assert!(!is_valid_topic(&format!("{longest}x")));
+        assert!(is_valid_topic("realtime:room-1 ü"));
+        for bad in [
+            "realtime:a\0b",
+            "realtime:a\nb",
+            "realtime:\u{7f}",
+            "realtime:\u{85}",
+        ] {
+            assert!(!is_valid_topic(bad), "{bad:?}");
+        }
+    }
+}

@@ -11,12 +11,16 @@
 //! - [`presence`]: presence state and `presence_diff` maths (track, update, untrack, leave).
 //! - [`codes`]: the error-code catalogue and the exact `"<Code>: <message>"` reasons.
 //! - [`events`]: event and topic names that have meaning on the wire.
+//! - [`json`]: JSON from clients, nested up to 1,000 levels.
+//! - [`rest`]: the broadcast REST API's batch body.
 
 pub mod codes;
 pub mod events;
 pub mod join;
+pub mod json;
 pub mod message;
 pub mod presence;
+pub mod rest;
 pub mod serializer;
 
 pub use codes::{CloseCode, ErrorCode, Reason};

@@ -54,7 +54,7 @@ struct V1Frame<'a, P: Serialize + ?Sized> {
 
 /// Decodes a text frame.
 pub(super) fn decode(vsn: Vsn, text: &str, _direction: Direction) -> Result<Message, DecodeError> {
-    let value: Value = serde_json::from_str(text)
+    let value: Value = crate::json::from_str(text)
         .map_err(|err| DecodeError::new(DecodeErrorKind::InvalidJson(err.to_string())))?;
     match vsn {
         Vsn::V1 => decode_object(value),
