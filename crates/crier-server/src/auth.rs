@@ -3,8 +3,9 @@
 //! The order matters because it decides which error a client sees: the claims must parse
 //! (else *malformed*), the header's algorithm must be one we hold a key for (else *signer
 //! error*, which is how `alg: none` and RS256-with-an-HMAC-secret are refused), the
-//! signature must verify, `exp` must be in the future, and finally `role` and `exp` must
-//! be present. The algorithm list is pinned server-side; the header only selects among
+//! signature must verify, `exp` must be in the future and `nbf` (when present) not, and
+//! finally a non-empty `role` and `exp` must be present. `exp` and `nbf` get the same
+//! leeway: none. The algorithm list is pinned server-side; the header only selects among
 //! HS256/384/512, never widens it.
 
 use std::fmt;
@@ -49,7 +50,13 @@ pub enum AuthError {
         /// How long ago it expired.
         seconds_ago: i64,
     },
-    /// `role` or `exp` is missing.
+    /// `nbf` (not before) is in the future.
+    #[error("Token is not valid yet: it becomes valid in {in_seconds} seconds")]
+    NotYetValid {
+        /// How long until it becomes valid.
+        in_seconds: i64,
+    },
+    /// `role` or `exp` is missing, or `role` is empty.
     #[error("Fields `role` and `exp` are required in JWT")]
     MissingClaims,
 }
@@ -60,6 +67,7 @@ impl AuthError {
     pub fn connect_message(&self) -> String {
         match self {
             AuthError::Expired { .. } => "Token has expired".to_owned(),
+            AuthError::NotYetValid { .. } => "Token is not valid yet".to_owned(),
             other => other.to_string(),
         }
     }
@@ -67,9 +75,10 @@ impl AuthError {
     /// The coded reason of a refused join.
     pub fn join_reason(&self) -> Reason {
         let code = match self {
-            AuthError::Missing | AuthError::Expired { .. } | AuthError::MissingClaims => {
-                ErrorCode::InvalidJWTToken
-            }
+            AuthError::Missing
+            | AuthError::Expired { .. }
+            | AuthError::NotYetValid { .. }
+            | AuthError::MissingClaims => ErrorCode::InvalidJWTToken,
             AuthError::Malformed => ErrorCode::MalformedJWT,
             AuthError::UnsupportedAlgorithm => ErrorCode::JwtSignerError,
             AuthError::BadSignature => ErrorCode::JwtSignatureError,
@@ -133,15 +142,7 @@ impl JwtVerifier {
             })?;
         let all = data.claims;
 
-        let exp = match all.get("exp") {
-            None => None,
-            Some(Value::Number(n)) => Some(
-                n.as_f64()
-                    .map(|f| f.round() as i64)
-                    .ok_or(AuthError::Malformed)?,
-            ),
-            Some(_) => return Err(AuthError::Malformed),
-        };
+        let exp = numeric_claim(&all, "exp")?;
         if let Some(exp) = exp
             && exp <= now
         {
@@ -149,10 +150,21 @@ impl JwtVerifier {
                 seconds_ago: now - exp,
             });
         }
+        if let Some(nbf) = numeric_claim(&all, "nbf")?
+            && nbf > now
+        {
+            return Err(AuthError::NotYetValid {
+                in_seconds: nbf - now,
+            });
+        }
         if all.get("iat").is_some_and(|iat| !iat.is_number()) {
             return Err(AuthError::Malformed);
         }
-        let role = all.get("role").and_then(Value::as_str).map(str::to_owned);
+        let role = all
+            .get("role")
+            .and_then(Value::as_str)
+            .filter(|role| !role.is_empty())
+            .map(str::to_owned);
         let (Some(role), Some(exp)) = (role, exp) else {
             return Err(AuthError::MissingClaims);
         };
@@ -163,6 +175,18 @@ impl JwtVerifier {
             sub,
             all,
         })
+    }
+}
+
+/// A time claim in Unix seconds (fractions rounded), `None` when absent.
+fn numeric_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(|f| Some(f.round() as i64))
+            .ok_or(AuthError::Malformed),
+        Some(_) => Err(AuthError::Malformed),
     }
 }
 
@@ -287,6 +311,40 @@ mod tests {
             .unwrap();
             assert!(verifier.verify(&token, 5).is_ok());
         }
+    }
+
+    #[test]
+    fn a_token_not_valid_yet_is_refused_with_the_same_leeway_as_exp() {
+        let verifier = JwtVerifier::new(SECRET);
+        let now = 1_000_000;
+        let early = token(json!({"role":"anon","exp": now + 60, "nbf": now + 5}));
+        let err = verifier.verify(&early, now).unwrap_err();
+        assert_eq!(err, AuthError::NotYetValid { in_seconds: 5 });
+        assert_eq!(
+            err.join_reason().to_string(),
+            "InvalidJWTToken: Token is not valid yet: it becomes valid in 5 seconds"
+        );
+        assert_eq!(err.connect_message(), "Token is not valid yet");
+        assert!(
+            verifier.verify(&early, now + 5).is_ok(),
+            "valid from nbf on"
+        );
+        assert_eq!(
+            verifier.verify(
+                &token(json!({"role":"anon","exp": now + 60, "nbf": "soon"})),
+                now
+            ),
+            Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn an_empty_role_is_refused() {
+        let verifier = JwtVerifier::new(SECRET);
+        assert_eq!(
+            verifier.verify(&token(json!({"role":"","exp": 10})), 5),
+            Err(AuthError::MissingClaims)
+        );
     }
 
     #[test]

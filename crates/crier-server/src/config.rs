@@ -15,8 +15,11 @@ pub struct Config {
     pub jwt_secret: String,
     /// Per-tenant and per-socket limits.
     pub limits: Limits,
-    /// Socket and queue tuning.
+    /// Socket and buffer tuning.
     pub socket: SocketConfig,
+    /// Flow control: when a subscriber counts as too slow, and how publishers wait for
+    /// room.
+    pub flow: FlowConfig,
     /// How long a graceful shutdown waits for sockets to drain before giving up.
     pub shutdown_timeout: Duration,
     /// Postgres changes: where to capture row changes from. `None` (the default) serves
@@ -32,6 +35,7 @@ impl Config {
             jwt_secret: jwt_secret.into(),
             limits: Limits::default(),
             socket: SocketConfig::default(),
+            flow: FlowConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             postgres_changes: None,
         }
@@ -113,10 +117,8 @@ impl Config {
             ("max_channels_per_client", limits.max_channels_per_client),
             ("max_payload_size_kb", limits.max_payload_size_kb),
             ("max_frame_bytes", limits.max_frame_bytes),
-            (
-                "outbound_queue_messages",
-                self.socket.outbound_queue_messages,
-            ),
+            ("slow_consumer_bytes", self.flow.slow_consumer_bytes),
+            ("max_queued_bytes", self.flow.max_queued_bytes),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -188,18 +190,11 @@ impl Default for Limits {
     }
 }
 
-/// Socket, buffer and queue tuning.
+/// Socket and buffer tuning.
 #[derive(Debug, Clone)]
 pub struct SocketConfig {
     /// A socket that sends nothing (not even a heartbeat) for this long is closed.
     pub idle_timeout: Duration,
-    /// Frames a socket's outbound queue may hold before the client counts as too slow
-    /// and is disconnected.
-    pub outbound_queue_messages: usize,
-    /// Bytes a socket's outbound queue may hold before the client counts as too slow.
-    pub outbound_queue_bytes: usize,
-    /// A write that makes no progress for this long disconnects the client as too slow.
-    pub write_timeout: Duration,
     /// WebSocket read buffer per socket. Small, because most sockets are idle most of the
     /// time and memory per connection is what bounds how many a node can hold.
     pub read_buffer_bytes: usize,
@@ -208,18 +203,51 @@ pub struct SocketConfig {
     pub write_buffer_bytes: usize,
     /// How long a client may take to send its HTTP request headers.
     pub header_read_timeout: Duration,
+    /// An HTTP request body that stops arriving for this long is answered 408 and its
+    /// connection closed. The whole body may take six times as long.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for SocketConfig {
     fn default() -> Self {
         SocketConfig {
             idle_timeout: Duration::from_secs(60),
-            outbound_queue_messages: 1024,
-            outbound_queue_bytes: 8 << 20,
-            write_timeout: Duration::from_secs(10),
             read_buffer_bytes: 4 << 10,
             write_buffer_bytes: 16 << 10,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Flow control (docs/PROTOCOL.md, "Slow consumers and flow control"): a subscriber is
+/// disconnected as too slow only when it really is, and a burst waits for room instead
+/// of overflowing queues.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// A subscriber whose socket takes no data for this long is disconnected (1013).
+    pub slow_consumer_timeout: Duration,
+    /// A subscriber whose queue (frames plus their slots, until written) would hold more
+    /// than this is disconnected (1013). Raised to two of the largest frames when lower.
+    pub slow_consumer_bytes: usize,
+    /// Publishers that can wait do while a subscriber they reached holds more than this.
+    pub room_bytes: usize,
+    /// How long publishers go on waiting for a subscriber whose socket takes no data;
+    /// after that it is left to the timeout and the budget, and holds nobody back.
+    pub stall_patience: Duration,
+    /// All of the node's queues together: each shared frame once, plus every queue's
+    /// slots. Over it, publishers wait and the REST API answers 503.
+    pub max_queued_bytes: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            slow_consumer_timeout: Duration::from_secs(10),
+            slow_consumer_bytes: 16 << 20,
+            room_bytes: 256 << 10,
+            stall_patience: Duration::from_millis(20),
+            max_queued_bytes: 512 << 20,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! The payload is serialized to JSON text once, when the message is built; each frame
 //! (1.0.0 object, 2.0.0 array, or binary kind 4) is then built the first time a subscriber
 //! with that serializer is reached, and every further subscriber gets a refcounted clone
-//! of the same bytes. Per-subscriber work is a queue push.
+//! of the same bytes. Per-subscriber work is a queue push. The frame's buffer is counted
+//! once in the node's ledger of queued bytes for as long as any queue holds it.
 //!
 //! Which frame reaches which socket (protocol.md §14.1): JSON payloads always travel as
 //! text, because phoenix.js decodes only binary kinds 0-2 and realtime-js only kind 4,
@@ -12,13 +13,14 @@
 
 use std::cell::OnceCell;
 
-use axum::extract::ws::Message as WsMessage;
-use bytes::Bytes;
 use crier_protocol::UserBroadcast;
 use crier_protocol::Vsn;
 use crier_protocol::serializer::{Direction, Envelope, binary, text};
 use serde::Serialize;
 use serde_json::value::RawValue;
+
+use crate::frame::Frame;
+use crate::outbound::ConnHandle;
 
 /// The body of an [`Outgoing`] message.
 #[derive(Debug)]
@@ -35,8 +37,8 @@ pub(crate) struct Outgoing {
     topic: String,
     event: &'static str,
     body: Body,
-    v1: OnceCell<Option<WsMessage>>,
-    v2: OnceCell<Option<WsMessage>>,
+    v1: OnceCell<Option<Frame>>,
+    v2: OnceCell<Option<Frame>>,
 }
 
 impl Outgoing {
@@ -77,25 +79,26 @@ impl Outgoing {
         }
     }
 
-    /// The frame for sockets speaking `vsn`, or `None` if this message cannot reach them.
-    pub(crate) fn frame(&self, vsn: Vsn) -> Option<&WsMessage> {
-        let cell = match vsn {
+    /// The frame for `conn`'s serializer, or `None` if this message cannot reach it.
+    pub(crate) fn frame(&self, conn: &ConnHandle) -> Option<&Frame> {
+        let cell = match conn.vsn {
             Vsn::V1 => &self.v1,
             Vsn::V2 => &self.v2,
         };
-        cell.get_or_init(|| self.encode(vsn)).as_ref()
+        cell.get_or_init(|| self.encode(conn)).as_ref()
     }
 
-    fn encode(&self, vsn: Vsn) -> Option<WsMessage> {
+    fn encode(&self, conn: &ConnHandle) -> Option<Frame> {
         let envelope = Envelope::broadcast(&self.topic, self.event);
-        match (&self.body, vsn) {
-            (Body::Json(raw), _) => Some(WsMessage::Text(
-                text::encode(vsn, Direction::ToClient, &envelope, raw).into(),
-            )),
+        let ledger = conn.ledger();
+        match (&self.body, conn.vsn) {
+            (Body::Json(raw), vsn) => {
+                Some(ledger.shared_text(text::encode(vsn, Direction::ToClient, &envelope, raw)))
+            }
             (Body::Binary(broadcast), Vsn::V2) => {
                 binary::encode_user_broadcast(&self.topic, broadcast)
                     .ok()
-                    .map(|bytes| WsMessage::Binary(Bytes::from(bytes)))
+                    .map(|bytes| ledger.shared_binary(bytes))
             }
             (Body::Binary(_), Vsn::V1) => None,
         }
@@ -108,27 +111,42 @@ pub(crate) fn to_raw(payload: &impl Serialize) -> Box<RawValue> {
 }
 
 /// Encodes a single frame for one socket (replies and channel pushes).
-pub(crate) fn encode_one(vsn: Vsn, envelope: &Envelope<'_>, payload: &impl Serialize) -> WsMessage {
-    WsMessage::Text(text::encode(vsn, Direction::ToClient, envelope, payload).into())
+pub(crate) fn encode_one(vsn: Vsn, envelope: &Envelope<'_>, payload: &impl Serialize) -> Frame {
+    Frame::text(text::encode(vsn, Direction::ToClient, envelope, payload))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
     use crier_protocol::PayloadEncoding;
     use serde_json::json;
 
     use super::*;
+    use crate::flow::Ledger;
+    use crate::outbound::OutboundQueue;
+
+    fn conn(vsn: Vsn, ledger: &Arc<Ledger>) -> Arc<ConnHandle> {
+        ConnHandle::new(
+            1,
+            vsn,
+            OutboundQueue::new(1 << 20, 1 << 20, Arc::clone(ledger)),
+        )
+    }
 
     #[test]
     fn json_frames_are_built_once_per_serializer() {
+        let ledger = Ledger::new(usize::MAX);
+        let (v1, v2) = (conn(Vsn::V1, &ledger), conn(Vsn::V2, &ledger));
         let message = Outgoing::json(
             "realtime:r",
             "broadcast",
             &json!({"event":"e","payload":{"x":1}}),
         );
-        let a = message.frame(Vsn::V2).unwrap().clone();
-        let b = message.frame(Vsn::V2).unwrap().clone();
-        let (WsMessage::Text(a), WsMessage::Text(b)) = (a, b) else {
+        let a = message.frame(&v2).unwrap().clone();
+        let b = message.frame(&v2).unwrap().clone();
+        let (Frame::Text(a), Frame::Text(b)) = (a, b) else {
             panic!("text frames")
         };
         assert_eq!(
@@ -140,17 +158,18 @@ mod tests {
             a.as_str(),
             r#"[null,null,"realtime:r","broadcast",{"event":"e","payload":{"x":1}}]"#
         );
-        let WsMessage::Text(v1) = message.frame(Vsn::V1).unwrap() else {
-            panic!("text frame")
-        };
         assert_eq!(
-            v1.as_str(),
+            message.frame(&v1).unwrap().as_text(),
             r#"{"topic":"realtime:r","event":"broadcast","payload":{"event":"e","payload":{"x":1}},"ref":null}"#
         );
+        assert_eq!(ledger.queued(), a.len() + message.frame(&v1).unwrap().len());
+        drop((a, b, message));
+        assert_eq!(ledger.queued(), 0, "released with the last holder");
     }
 
     #[test]
     fn binary_broadcasts_reach_only_v2() {
+        let ledger = Ledger::new(usize::MAX);
         let message = Outgoing::binary(
             "realtime:r",
             UserBroadcast {
@@ -160,7 +179,9 @@ mod tests {
                 payload: Bytes::from_static(b"\x00\x01"),
             },
         );
-        assert!(message.frame(Vsn::V1).is_none());
-        assert!(matches!(message.frame(Vsn::V2), Some(WsMessage::Binary(b)) if b[0] == 4));
+        assert!(message.frame(&conn(Vsn::V1, &ledger)).is_none());
+        assert!(
+            matches!(message.frame(&conn(Vsn::V2, &ledger)), Some(Frame::Binary(b)) if b[0] == 4)
+        );
     }
 }

@@ -35,6 +35,8 @@ pub mod auth;
 mod changes;
 mod config;
 mod fanout;
+mod flow;
+mod frame;
 mod hooks;
 mod http;
 pub mod limits;
@@ -45,7 +47,7 @@ mod registry;
 mod serve;
 mod session;
 
-pub use config::{Config, ConfigError, Limits, PostgresChangesConfig, SocketConfig};
+pub use config::{Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig, SocketConfig};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
 pub use serve::{bind, serve};

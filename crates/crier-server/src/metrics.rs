@@ -28,6 +28,9 @@ pub(crate) struct Metrics {
     pub(crate) changes_captured: Counter,
     pub(crate) changes_delivered: Counter,
     pub(crate) capture_reconnects: Counter,
+    pub(crate) queued_bytes: Gauge,
+    pub(crate) publisher_waits: Counter,
+    pub(crate) overloaded: Counter,
 }
 
 impl Metrics {
@@ -47,6 +50,9 @@ impl Metrics {
         let changes_captured = Counter::default();
         let changes_delivered = Counter::default();
         let capture_reconnects = Counter::default();
+        let queued_bytes = Gauge::default();
+        let publisher_waits = Counter::default();
+        let overloaded = Counter::default();
 
         registry.register(
             "connections",
@@ -75,7 +81,7 @@ impl Metrics {
         );
         registry.register(
             "slow_consumer_disconnects",
-            "Clients disconnected because their outbound queue overflowed or a write stalled",
+            "Clients disconnected because their queue went over its byte budget or their socket took no data for the slow-consumer timeout",
             slow_consumer_disconnects.clone(),
         );
         registry.register(
@@ -109,6 +115,21 @@ impl Metrics {
             "Times change capture stopped on an error and reconnected",
             capture_reconnects.clone(),
         );
+        registry.register(
+            "queued_bytes",
+            "Bytes held by outbound queues: each shared frame once, plus queue slots",
+            queued_bytes.clone(),
+        );
+        registry.register(
+            "publisher_waits",
+            "Times a publisher waited for subscribers' queues to have room",
+            publisher_waits.clone(),
+        );
+        registry.register(
+            "overloaded",
+            "Publishes refused because the node's queues were over their byte budget",
+            overloaded.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -124,6 +145,9 @@ impl Metrics {
             changes_captured,
             changes_delivered,
             capture_reconnects,
+            queued_bytes,
+            publisher_waits,
+            overloaded,
         }
     }
 

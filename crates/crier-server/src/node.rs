@@ -21,6 +21,7 @@ use crate::auth::JwtVerifier;
 use crate::changes::{ChangeMetrics, PostgresChanges};
 use crate::config::{Config, ConfigError};
 use crate::fanout::Outgoing;
+use crate::flow::{Ledger, Overloaded};
 use crate::hooks::{ConnectionInfo, Hooks};
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Every open socket, so a shutdown can reach each one through its queue.
     pub(crate) sockets: DashMap<ConnId, Arc<ConnHandle>>,
+    /// Bytes held by every outbound queue, and where publishers wait for room.
+    pub(crate) ledger: Arc<Ledger>,
     pub(crate) tasks: TaskTracker,
     /// Postgres changes, when a database is configured.
     pub(crate) changes: Option<PostgresChanges>,
@@ -96,6 +99,7 @@ impl NodeBuilder {
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let ledger = Ledger::new(config.flow.max_queued_bytes);
         let changes = match &config.postgres_changes {
             None => None,
             Some(changes) => {
@@ -104,7 +108,8 @@ impl NodeBuilder {
                 }
                 Some(PostgresChanges::start(
                     changes.clone(),
-                    config.socket.outbound_queue_messages,
+                    config.flow.clone(),
+                    Arc::clone(&ledger),
                     ChangeMetrics::of(&metrics),
                     shutdown.clone(),
                     tasks.clone(),
@@ -121,6 +126,7 @@ impl NodeBuilder {
                 hooks,
                 shutdown,
                 sockets: DashMap::new(),
+                ledger,
                 tasks,
                 changes,
                 next_conn_id: AtomicU64::new(1),
@@ -149,6 +155,10 @@ pub enum PublishError {
     /// A binary broadcast's event name or topic is longer than 255 bytes.
     #[error("binary broadcasts need an event name and topic of at most 255 bytes")]
     NameTooLong,
+    /// The node's outbound queues hold more than `max_queued_bytes` (subscribers are not
+    /// keeping up); nothing was sent. [`Node::broadcast_async`] waits for room instead.
+    #[error("the server's outbound queues are full; try again shortly")]
+    Overloaded,
 }
 
 impl Node {
@@ -181,12 +191,72 @@ impl Node {
     /// as clients give it to `client.channel(name)`, without `realtime:`). Subscribers
     /// receive exactly what a broadcast from a client would give them. Returns how many
     /// sockets it was queued to.
+    ///
+    /// It never waits: when the node's queues are over their budget it refuses with
+    /// [`PublishError::Overloaded`], and otherwise queues past any subscriber's room mark.
+    /// To publish many messages in a row, use [`Node::broadcast_async`], which lets
+    /// subscribers keep up.
     pub fn broadcast(
         &self,
         channel: &str,
         event: &str,
         payload: &Value,
     ) -> Result<u64, PublishError> {
+        let (topic, message) = self.json_broadcast(channel, event, payload)?;
+        self.check_room()?;
+        self.shared.counters.events.add(1);
+        Ok(self.publish(&topic, &message, None).recipients)
+    }
+
+    /// Broadcasts like [`Node::broadcast`], but waits for room as a client's publishes
+    /// do: first while the node's queues are over their budget (up to the slow-consumer
+    /// timeout, then [`PublishError::Overloaded`]), then, once queued, until every
+    /// subscriber it reached is back under its room mark (a subscriber whose socket takes
+    /// no data is not waited for). A loop of these moves at the pace of the subscribers
+    /// and never gets one disconnected as slow.
+    pub async fn broadcast_async(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &Value,
+    ) -> Result<u64, PublishError> {
+        let (topic, message) = self.json_broadcast(channel, event, payload)?;
+        self.publish_when_ready(&topic, &message).await
+    }
+
+    /// Broadcasts binary `payload` as `event` to `channel`. It reaches 2.0.0 sockets (as a
+    /// realtime-js binary broadcast); 1.0.0 sockets cannot carry binary payloads. Never
+    /// waits, as [`Node::broadcast`].
+    pub fn broadcast_binary(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: Bytes,
+    ) -> Result<u64, PublishError> {
+        let (topic, message) = self.binary_broadcast(channel, event, payload)?;
+        self.check_room()?;
+        self.shared.counters.events.add(1);
+        Ok(self.publish(&topic, &message, None).recipients)
+    }
+
+    /// Broadcasts binary `payload` like [`Node::broadcast_binary`], waiting for room as
+    /// [`Node::broadcast_async`] does.
+    pub async fn broadcast_binary_async(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: Bytes,
+    ) -> Result<u64, PublishError> {
+        let (topic, message) = self.binary_broadcast(channel, event, payload)?;
+        self.publish_when_ready(&topic, &message).await
+    }
+
+    fn json_broadcast(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &Value,
+    ) -> Result<(String, Outgoing), PublishError> {
         if channel.is_empty() {
             return Err(PublishError::EmptyChannel);
         }
@@ -194,20 +264,16 @@ impl Node {
             crate::fanout::to_raw(&json!({"type": BROADCAST, "event": event, "payload": payload}));
         self.check_size(body.get().len())?;
         let topic = format!("{TOPIC_PREFIX}{channel}");
-        self.shared.counters.events.add(1);
-        Ok(self
-            .publish(&topic, &Outgoing::raw(&topic, BROADCAST, body), None)
-            .recipients)
+        let message = Outgoing::raw(&topic, BROADCAST, body);
+        Ok((topic, message))
     }
 
-    /// Broadcasts binary `payload` as `event` to `channel`. It reaches 2.0.0 sockets (as a
-    /// realtime-js binary broadcast); 1.0.0 sockets cannot carry binary payloads.
-    pub fn broadcast_binary(
+    fn binary_broadcast(
         &self,
         channel: &str,
         event: &str,
         payload: Bytes,
-    ) -> Result<u64, PublishError> {
+    ) -> Result<(String, Outgoing), PublishError> {
         if channel.is_empty() {
             return Err(PublishError::EmptyChannel);
         }
@@ -225,8 +291,52 @@ impl Node {
                 payload,
             },
         );
+        Ok((topic, message))
+    }
+
+    /// Refuses when the node's queues are over their budget.
+    fn check_room(&self) -> Result<(), PublishError> {
+        if self.shared.ledger.is_over_budget() {
+            self.shared.metrics.overloaded.inc();
+            return Err(PublishError::Overloaded);
+        }
+        Ok(())
+    }
+
+    /// Waits for the node to have room, publishes (counting the event), then waits for
+    /// the subscribers it reached.
+    async fn publish_when_ready(
+        &self,
+        topic: &str,
+        message: &Outgoing,
+    ) -> Result<u64, PublishError> {
+        if self.wait_for_room(&[]).await.is_err() {
+            self.shared.metrics.overloaded.inc();
+            return Err(PublishError::Overloaded);
+        }
         self.shared.counters.events.add(1);
-        Ok(self.publish(&topic, &message, None).recipients)
+        let delivery = self.publish(topic, message, None);
+        // Queued already: a node still over budget afterwards is the next call's answer.
+        let _ = self.wait_for_room(&delivery.lagging).await;
+        Ok(delivery.recipients)
+    }
+
+    /// Waits until the `lagging` queues have room (or are no longer waited for) and the
+    /// node's queues are under their budget, up to the slow-consumer timeout.
+    pub(crate) async fn wait_for_room(
+        &self,
+        lagging: &[Arc<ConnHandle>],
+    ) -> Result<(), Overloaded> {
+        let shared = &self.shared;
+        if lagging.is_empty() && !shared.ledger.is_over_budget() {
+            return Ok(());
+        }
+        shared.metrics.publisher_waits.inc();
+        let flow = &shared.config.flow;
+        shared
+            .ledger
+            .wait_for_room(lagging, flow.stall_patience, flow.slow_consumer_timeout)
+            .await
     }
 
     /// The presence state of `channel`: who is tracked, with their metas.
@@ -256,7 +366,16 @@ impl Node {
 
     /// The metrics in Prometheus text format (what `GET /metrics` serves).
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.render()
+        let metrics = &self.shared.metrics;
+        let queued = i64::try_from(self.shared.ledger.queued()).unwrap_or(i64::MAX);
+        metrics.queued_bytes.set(queued);
+        metrics.render()
+    }
+
+    /// Bytes the node's outbound queues hold now: each shared frame once, plus the
+    /// queues' slots (what `--max-queued-bytes` bounds).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.ledger.queued()
     }
 
     /// True once [`Node::shutdown`] has been called.

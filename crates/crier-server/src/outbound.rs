@@ -1,16 +1,27 @@
-//! The bounded outbound queue of one socket, and the handle the rest of the node uses to
-//! reach that socket.
+//! The outbound queue of one socket, and the handle the rest of the node uses to reach
+//! that socket.
 //!
 //! Fan-out never writes to sockets: it pushes already-encoded frames (refcounted bytes)
-//! into each subscriber's queue and moves on, so one slow client can never hold up a
-//! broadcast. The socket's own task takes everything queued in one swap and writes it in
-//! one batch. A queue that fills past its message or byte bound marks the client as too
-//! slow; its task then disconnects it.
+//! into each subscriber's queue and moves on. The socket's own task takes everything
+//! queued in one swap and writes it in one batch.
 //!
-//! This is a small hand-written queue rather than `tokio::sync::mpsc` for two reasons: it
-//! bounds *bytes* as well as messages (a few large frames must count as much as many
-//! small ones), and the consumer takes the whole backlog in one lock instead of one
-//! `try_recv` per frame. An idle socket's queue holds no allocation at all.
+//! The queue is bounded by bytes, never by a count of frames: a count says nothing about
+//! memory and everything about the size of the last burst, so it cut off healthy clients
+//! that were merely sent many small messages at once. Each entry costs its frame's length
+//! plus its slot, and stays counted until the socket's task reports it *written*, so a
+//! client whose socket has stopped taking data keeps a full queue. Two marks apply
+//! (see the `flow` module for the policy):
+//!
+//! - over the **room mark**, a push tells its publisher the queue is lagging, and a
+//!   publisher that can wait does until the queue has room again (`room`);
+//! - over the **budget**, the client counts as too slow: the push is refused and the
+//!   socket's task disconnects it.
+//!
+//! This is a small hand-written queue rather than `tokio::sync::mpsc` for these reasons:
+//! it bounds bytes and keeps them counted until written, it tells a publisher when it
+//! should wait and wakes it when it may go on, and the consumer takes the whole backlog
+//! in one lock instead of one `try_recv` per frame. An idle socket's queue holds no
+//! allocation at all.
 //!
 //! Frames and the rare instructions for the socket's task (shut a channel down, refuse
 //! a join, the node is stopping) are kept apart, each instruction remembering where it
@@ -18,21 +29,30 @@
 //! socket's write batch, and the task still applies every instruction in order.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::Message as WsMessage;
 use crier_protocol::Vsn;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::flow::Ledger;
+use crate::frame::{Frame, SLOT_BYTES};
 
 /// Identifies one socket for the life of the node.
 pub(crate) type ConnId = u64;
+
+/// Slots are reported to the node's [`Ledger`] in steps of this many bytes, so that a
+/// queue holding a few frames (nearly all of them, nearly always) never touches the
+/// node-wide counter. What goes unreported is under this much per socket.
+const SLOT_CHUNK: usize = 4096;
 
 /// What a socket's task receives from the rest of the node.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// An encoded frame to write as is.
-    Frame(WsMessage),
+    Frame(Frame),
     /// Shut the channel on `topic` down: a `system` error with `message`, then `phx_close`.
     ShutdownChannel {
         /// The full topic (`realtime:room`).
@@ -48,60 +68,112 @@ pub(crate) enum Outbound {
         /// The refused join's `join_ref`.
         join_ref: Option<String>,
         /// The encoded error reply.
-        reply: WsMessage,
+        reply: Frame,
     },
     /// The node is shutting down: tell every channel, then close the socket.
     Shutdown,
 }
 
 impl Outbound {
-    fn size(&self) -> usize {
+    fn cost(&self) -> usize {
         match self {
-            Outbound::Frame(frame) => frame_len(frame),
-            Outbound::ShutdownChannel { .. } | Outbound::Shutdown => 0,
-            Outbound::RefuseJoin { reply, .. } => frame_len(reply),
+            Outbound::Frame(frame) => frame.cost(),
+            Outbound::ShutdownChannel { .. } | Outbound::Shutdown => SLOT_BYTES,
+            Outbound::RefuseJoin { reply, .. } => reply.cost(),
         }
     }
 }
 
-pub(crate) fn frame_len(frame: &WsMessage) -> usize {
-    match frame {
-        WsMessage::Text(text) => text.len(),
-        WsMessage::Binary(bytes) => bytes.len(),
-        _ => 0,
-    }
+/// A push that was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// The queue is within its room mark.
+    Room,
+    /// The queue is over its room mark: a publisher that can wait should, with
+    /// [`Ledger::wait_for_room`].
+    Lagging,
 }
 
 /// Why a push was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushError {
-    /// This push overflowed the queue: the client is too slow and will be disconnected.
+    /// This push went over the budget: the client is too slow and will be disconnected.
     /// Returned once per socket, so the caller can log and count it once.
     Overflow,
     /// The queue had already overflowed or the socket is gone.
     Closed,
 }
 
+/// Where a queue stands for a publisher deciding whether to wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// Within the room mark.
+    Free,
+    /// Over it: wait for a wakeup from the ledger, or look again at `recheck_at` (when a
+    /// stalled socket will have run out of patience).
+    Full {
+        /// When to look again without a wakeup.
+        recheck_at: Instant,
+    },
+    /// Over it, but its socket has taken no data for longer than the patience, or it is
+    /// closed: waiting would only hold the publisher (and everyone else) back.
+    NotWaitedFor,
+}
+
+/// What a drain moved into the write batch, to hand back to [`OutboundQueue::written`]
+/// once it is written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unwritten {
+    bytes: usize,
+    slots: usize,
+}
+
+impl Unwritten {
+    /// Adds another drain's share.
+    pub(crate) fn add(&mut self, other: Unwritten) {
+        self.bytes += other.bytes;
+        self.slots += other.slots;
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    frames: Vec<WsMessage>,
+    frames: Vec<Frame>,
     /// Everything else queued, each with the number of frames queued before it.
     instructions: Vec<(usize, Outbound)>,
+    /// Cost of everything queued, or drained and not yet written.
     bytes: usize,
+    /// Slot bytes of the same entries (part of `bytes`), and how much of them the node's
+    /// ledger has been told about (whole chunks).
+    slots: usize,
+    reported: usize,
+    /// Since when the socket's current write has been waiting for the socket.
+    stalled_since: Option<Instant>,
+    /// A publisher is waiting for this queue to have room.
+    waited_on: bool,
     closed: bool,
-    /// Set with `closed` when a push overflowed the bounds.
+    /// Set with `closed` when a push went over the budget.
     overflowed: bool,
 }
 
 impl State {
-    fn len(&self) -> usize {
-        self.frames.len() + self.instructions.len()
+    /// Tells the ledger about the slots held, in whole chunks.
+    fn settle_slots(&mut self, ledger: &Ledger) {
+        let due = self.slots / SLOT_CHUNK * SLOT_CHUNK;
+        if due > self.reported {
+            ledger.add(due - self.reported);
+        } else if due < self.reported {
+            ledger.release(self.reported - due);
+        }
+        self.reported = due;
     }
 
-    fn clear(&mut self) {
-        self.frames.clear();
-        self.instructions.clear();
+    fn clear(&mut self, ledger: &Ledger) {
+        self.frames = Vec::new();
+        self.instructions = Vec::new();
         self.bytes = 0;
+        self.slots = 0;
+        self.settle_slots(ledger);
     }
 }
 
@@ -110,55 +182,58 @@ impl State {
 pub(crate) enum Drained {
     /// Everything queued was taken.
     Open,
-    /// A push overflowed the queue: the client is too slow and must be disconnected.
+    /// A push went over the budget: the client is too slow and must be disconnected.
     Overflowed,
 }
 
-/// A socket's bounded queue of outbound frames.
+/// A socket's byte-bounded queue of outbound frames.
 #[derive(Debug)]
 pub(crate) struct OutboundQueue {
     state: Mutex<State>,
     ready: Notify,
     slow: CancellationToken,
-    max_messages: usize,
-    max_bytes: usize,
+    room_mark: usize,
+    budget: usize,
+    ledger: Arc<Ledger>,
 }
 
 impl OutboundQueue {
-    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+    /// A queue whose publishers wait over `room_mark` bytes and whose client is too slow
+    /// over `budget` bytes.
+    pub(crate) fn new(room_mark: usize, budget: usize, ledger: Arc<Ledger>) -> Self {
         OutboundQueue {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             slow: CancellationToken::new(),
-            max_messages,
-            max_bytes,
+            room_mark,
+            budget,
+            ledger,
         }
     }
 
-    /// Queues `item` within the bounds.
-    pub(crate) fn push(&self, item: Outbound) -> Result<(), PushError> {
+    /// Queues `item` within the budget.
+    pub(crate) fn push(&self, item: Outbound) -> Result<Pushed, PushError> {
         self.push_inner(item, true)
     }
 
-    /// Queues `item` regardless of the bounds: for the few frames a socket's own task
+    /// Queues `item` regardless of the budget: for the few frames a socket's own task
     /// sends itself (a `presence_state` for its own channel), which must not be the
     /// reason it counts as slow.
     pub(crate) fn push_own(&self, item: Outbound) {
         let _ = self.push_inner(item, false);
     }
 
-    fn push_inner(&self, item: Outbound, bounded: bool) -> Result<(), PushError> {
-        let size = item.size();
-        {
+    fn push_inner(&self, item: Outbound, bounded: bool) -> Result<Pushed, PushError> {
+        let cost = item.cost();
+        let lagging = {
             let mut state = self.state.lock();
             if state.closed {
                 return Err(PushError::Closed);
             }
-            if bounded && (state.len() >= self.max_messages || state.bytes + size > self.max_bytes)
-            {
+            if bounded && state.bytes + cost > self.budget {
                 state.closed = true;
                 state.overflowed = true;
-                state.clear();
+                state.clear(&self.ledger);
                 drop(state);
                 // The socket's task learns of the overflow from its next drain (it
                 // waits on `ready`, not on this token, to keep its loop cheap); the
@@ -167,7 +242,11 @@ impl OutboundQueue {
                 self.ready.notify_one();
                 return Err(PushError::Overflow);
             }
-            state.bytes += size;
+            state.bytes += cost;
+            state.slots += SLOT_BYTES;
+            if state.slots >= state.reported + SLOT_CHUNK {
+                state.settle_slots(&self.ledger);
+            }
             match item {
                 Outbound::Frame(frame) => state.frames.push(frame),
                 instruction => {
@@ -175,34 +254,54 @@ impl OutboundQueue {
                     state.instructions.push((position, instruction));
                 }
             }
-        }
+            state.bytes > self.room_mark
+        };
         self.ready.notify_one();
-        Ok(())
+        Ok(if lagging {
+            Pushed::Lagging
+        } else {
+            Pushed::Room
+        })
     }
 
-    /// Whether fewer than half of the queue's message and byte bounds are in use (a
-    /// closed queue counts as drained): producers that can wait use it to slow down
-    /// before a client would count as slow.
-    pub(crate) fn is_below_half(&self) -> bool {
-        let state = self.state.lock();
-        state.closed || (state.len() < self.max_messages / 2 && state.bytes < self.max_bytes / 2)
+    /// Whether a publisher should wait for this queue, given how long it waits for a
+    /// socket that takes no data. Marks the queue as waited on, so that the write that
+    /// brings it under the room mark wakes the publisher.
+    pub(crate) fn room(&self, patience: Duration) -> Room {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Room::NotWaitedFor;
+        }
+        if state.bytes <= self.room_mark {
+            return Room::Free;
+        }
+        let now = Instant::now();
+        let recheck_at = match state.stalled_since {
+            Some(since) if now.duration_since(since) >= patience => return Room::NotWaitedFor,
+            Some(since) => since + patience,
+            None => now + patience,
+        };
+        state.waited_on = true;
+        Room::Full { recheck_at }
     }
 
     /// Moves every queued frame to the end of `frames`, and every other item to
     /// `instructions` with the index in `frames` it must be applied before (so
-    /// `frames.len()` when it came after the last frame).
+    /// `frames.len()` when it came after the last frame). What was moved stays counted
+    /// until it is reported [`written`](Self::written); `unwritten` accumulates it.
     pub(crate) fn drain_into(
         &self,
-        frames: &mut Vec<WsMessage>,
+        frames: &mut Vec<Frame>,
         instructions: &mut Vec<(usize, Outbound)>,
+        unwritten: &mut Unwritten,
     ) -> Drained {
         let mut state = self.state.lock();
         if state.overflowed {
             return Drained::Overflowed;
         }
-        state.bytes = 0;
         let base = frames.len();
         let drained = state.frames.len();
+        let entries = drained + state.instructions.len();
         frames.append(&mut state.frames);
         if !state.instructions.is_empty() {
             instructions.extend(
@@ -212,6 +311,11 @@ impl OutboundQueue {
                     .map(|(position, item)| (base + position, item)),
             );
         }
+        // Every queued entry left, so everything counted beyond what earlier drains
+        // left unwritten is this drain's.
+        let slots = entries * SLOT_BYTES;
+        let bytes = state.bytes - unwritten.bytes.min(state.bytes);
+        unwritten.add(Unwritten { bytes, slots });
         // Give a burst's memory back once the burst is over (most sockets are idle most
         // of the time), but keep it while batches still need it: freeing it after every
         // drain made a busy socket reallocate its queue on every burst.
@@ -220,6 +324,35 @@ impl OutboundQueue {
             state.frames = Vec::new();
         }
         Drained::Open
+    }
+
+    /// The socket's current write is waiting for the socket to take data.
+    pub(crate) fn write_stalled(&self) {
+        let mut state = self.state.lock();
+        state.stalled_since.get_or_insert_with(Instant::now);
+    }
+
+    /// What earlier drains moved out has been written: it no longer counts, and a
+    /// publisher waiting for room is woken once there is some.
+    pub(crate) fn written(&self, unwritten: Unwritten) {
+        let wake = {
+            let mut state = self.state.lock();
+            state.stalled_since = None;
+            if state.closed {
+                return;
+            }
+            state.bytes = state.bytes.saturating_sub(unwritten.bytes);
+            state.slots = state.slots.saturating_sub(unwritten.slots);
+            state.settle_slots(&self.ledger);
+            let wake = state.waited_on && state.bytes <= self.room_mark;
+            if wake {
+                state.waited_on = false;
+            }
+            wake
+        };
+        if wake {
+            self.ledger.room_freed();
+        }
     }
 
     /// Resolves when something was queued, or the queue overflowed, since the last call
@@ -233,11 +366,23 @@ impl OutboundQueue {
         &self.slow
     }
 
-    /// Stops accepting frames (the socket is closing).
+    /// Stops accepting frames (the socket is closing) and gives their memory back.
     pub(crate) fn close(&self) {
-        let mut state = self.state.lock();
-        state.closed = true;
-        state.clear();
+        let wake = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            state.clear(&self.ledger);
+            std::mem::take(&mut state.waited_on)
+        };
+        if wake {
+            self.ledger.room_freed();
+        }
+    }
+}
+
+impl Drop for OutboundQueue {
+    fn drop(&mut self) {
+        self.state.get_mut().clear(&self.ledger);
     }
 }
 
@@ -250,147 +395,22 @@ pub(crate) struct ConnHandle {
 }
 
 impl ConnHandle {
-    pub(crate) fn new(id: ConnId, vsn: Vsn, max_messages: usize, max_bytes: usize) -> Arc<Self> {
-        Arc::new(ConnHandle {
-            id,
-            vsn,
-            queue: OutboundQueue::new(max_messages, max_bytes),
-        })
+    pub(crate) fn new(id: ConnId, vsn: Vsn, queue: OutboundQueue) -> Arc<Self> {
+        Arc::new(ConnHandle { id, vsn, queue })
+    }
+
+    /// A handle with a roomy queue and a ledger of its own, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn detached(id: ConnId, vsn: Vsn) -> Arc<Self> {
+        let queue = OutboundQueue::new(1 << 20, 1 << 30, Ledger::new(usize::MAX));
+        ConnHandle::new(id, vsn, queue)
+    }
+
+    /// The node's ledger, which shared frames for this socket are counted in.
+    pub(crate) fn ledger(&self) -> &Arc<Ledger> {
+        &self.queue.ledger
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(len: usize) -> Outbound {
-        Outbound::Frame(WsMessage::Text("x".repeat(len).into()))
-    }
-
-    fn text_len(frame: &WsMessage) -> usize {
-        match frame {
-            WsMessage::Text(text) => text.len(),
-            other => panic!("not a text frame: {other:?}"),
-        }
-    }
-
-    /// Drains into fresh vectors.
-    fn drain(queue: &OutboundQueue) -> (Drained, Vec<WsMessage>, Vec<(usize, Outbound)>) {
-        let (mut frames, mut instructions) = (Vec::new(), Vec::new());
-        let drained = queue.drain_into(&mut frames, &mut instructions);
-        (drained, frames, instructions)
-    }
-
-    #[test]
-    fn overflow_by_count_is_reported_once_then_closed() {
-        let queue = OutboundQueue::new(2, 1 << 20);
-        assert_eq!(queue.push(frame(1)), Ok(()));
-        assert_eq!(queue.push(frame(1)), Ok(()));
-        assert_eq!(queue.push(frame(1)), Err(PushError::Overflow));
-        assert!(queue.slow().is_cancelled());
-        assert_eq!(queue.push(frame(1)), Err(PushError::Closed));
-    }
-
-    #[test]
-    fn overflow_by_bytes() {
-        let queue = OutboundQueue::new(100, 10);
-        assert_eq!(queue.push(frame(6)), Ok(()));
-        assert_eq!(queue.push(frame(6)), Err(PushError::Overflow));
-    }
-
-    #[test]
-    fn instructions_count_towards_the_message_bound() {
-        let queue = OutboundQueue::new(2, 1 << 20);
-        queue.push(frame(1)).unwrap();
-        queue.push(Outbound::Shutdown).unwrap();
-        assert_eq!(queue.push(frame(1)), Err(PushError::Overflow));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_overflow_wakes_the_socket_task_and_its_drain_reports_it() {
-        let queue = OutboundQueue::new(1, 1 << 20);
-        queue.push(frame(1)).unwrap();
-        let (drained, frames, _) = drain(&queue);
-        assert_eq!((drained, frames.len()), (Drained::Open, 1));
-        queue.push(frame(1)).unwrap();
-        // Take the wakeups the pushes left behind, so the next one must come from the
-        // overflow.
-        queue.ready().await;
-        assert_eq!(queue.push(frame(1)), Err(PushError::Overflow));
-        let woken = tokio::time::timeout(std::time::Duration::from_secs(1), queue.ready()).await;
-        assert!(woken.is_ok(), "the overflow did not wake the socket's task");
-        let (drained, frames, _) = drain(&queue);
-        assert_eq!(drained, Drained::Overflowed);
-        assert!(frames.is_empty(), "an overflowed queue hands nothing out");
-    }
-
-    #[test]
-    fn drain_takes_everything_in_order_and_frees_the_budget() {
-        let queue = OutboundQueue::new(2, 100);
-        queue.push(frame(1)).unwrap();
-        queue.push(frame(2)).unwrap();
-        let (drained, frames, instructions) = drain(&queue);
-        assert_eq!(drained, Drained::Open);
-        assert_eq!(frames.iter().map(text_len).collect::<Vec<_>>(), [1, 2]);
-        assert!(instructions.is_empty());
-        assert_eq!(queue.push(frame(1)), Ok(()), "draining frees room");
-    }
-
-    #[test]
-    fn instructions_keep_their_place_among_the_frames() {
-        let queue = OutboundQueue::new(100, 1000);
-        let mut frames = vec![WsMessage::Text("already in the batch".into())];
-        let mut instructions = Vec::new();
-        queue.push(Outbound::Shutdown).unwrap();
-        queue.push(frame(1)).unwrap();
-        queue.push(frame(2)).unwrap();
-        queue.push(Outbound::Shutdown).unwrap();
-        queue.push(frame(3)).unwrap();
-        queue.push(Outbound::Shutdown).unwrap();
-        queue.drain_into(&mut frames, &mut instructions);
-        assert_eq!(
-            frames.iter().skip(1).map(text_len).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        let positions: Vec<usize> = instructions.iter().map(|(at, _)| *at).collect();
-        assert_eq!(
-            positions,
-            [1, 3, 4],
-            "before frame 1, before frame 3, after it"
-        );
-    }
-
-    #[test]
-    fn a_burst_keeps_its_memory_while_it_lasts_and_gives_it_back_after() {
-        let queue = OutboundQueue::new(1024, 1 << 20);
-        let (mut frames, mut instructions) = (Vec::new(), Vec::new());
-        let burst = |n: usize| {
-            for _ in 0..n {
-                queue.push(frame(1)).unwrap();
-            }
-        };
-        burst(200);
-        queue.drain_into(&mut frames, &mut instructions);
-        burst(200);
-        let capacity = queue.state.lock().frames.capacity();
-        assert!(capacity >= 200, "no regrowth inside a burst");
-        queue.drain_into(&mut frames, &mut instructions);
-        burst(1);
-        queue.drain_into(&mut frames, &mut instructions);
-        assert_eq!(
-            queue.state.lock().frames.capacity(),
-            0,
-            "freed once it is over"
-        );
-        assert_eq!(frames.len(), 401);
-    }
-
-    #[test]
-    fn own_frames_bypass_the_bound() {
-        let queue = OutboundQueue::new(1, 100);
-        queue.push(frame(1)).unwrap();
-        queue.push_own(frame(1));
-        let (_, frames, _) = drain(&queue);
-        assert_eq!(frames.len(), 2);
-    }
-}
+mod tests;

@@ -267,8 +267,7 @@ async fn many_subscribers_each_get_every_message_in_order() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_without_slowing_the_others() {
     let server = TestServer::start_with(|config| {
-        config.socket.outbound_queue_messages = 32;
-        config.socket.outbound_queue_bytes = 256 << 10;
+        config.flow.slow_consumer_bytes = 256 << 10;
         config.limits.max_frame_bytes = 64 << 10;
     })
     .await;

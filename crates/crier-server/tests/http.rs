@@ -90,11 +90,20 @@ async fn the_batch_endpoint_validates_with_supabase_shaped_errors() {
     let response = http()
         .post(server.http("/api/broadcast"))
         .bearer_auth(token(json!({"role": "anon"})))
+        .header("content-type", "application/json")
         .body("{nope")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The body is not valid JSON"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +121,8 @@ async fn the_api_needs_a_valid_token() {
             "The token provided is not a valid JWT",
         ),
     ];
-    for (token, cause) in cases {
+    let bad_tokens = BadToken::ALL.map(|bad| (Some(bad.token()), bad.connect_message()));
+    for (token, cause) in cases.into_iter().chain(bad_tokens) {
         let mut request = http().post(server.http("/api/broadcast")).json(&body);
         if let Some(token) = token {
             request = request.header("apikey", token);

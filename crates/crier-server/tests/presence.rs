@@ -235,17 +235,23 @@ async fn more_than_five_presence_pushes_in_the_window_shut_the_channel_down() {
 }
 
 #[tokio::test]
-async fn an_oversized_track_shuts_the_channel_down() {
+async fn an_oversized_track_is_answered_then_shuts_the_channel_down() {
     let server = TestServer::start_with(|config| config.limits.max_payload_size_kb = 1).await;
+    let mut bystanders = Bystanders::new(&server).await;
     let mut client = server.connect(Vsn::V2).await;
     let join_ref = client.join_ok(TOPIC, presence_config("k")).await;
-    send_track(&mut client, &join_ref, json!({"blob": "x".repeat(2000)})).await;
+    let msg_ref = send_track(&mut client, &join_ref, json!({"blob": "x".repeat(2000)})).await;
+    // The push itself is answered, so a client's track() fails at once.
+    let (status, response) = client.reply(&msg_ref).await;
+    assert_eq!(status, "error");
+    assert_eq!(response, json!({"reason": "Track message size exceeded"}));
     let system = client.event(TOPIC, "system").await;
     assert_eq!(
         json_payload(&system)["message"],
         "Track message size exceeded"
     );
     client.event(TOPIC, "phx_close").await;
+    bystanders.still_fine().await;
 }
 
 #[tokio::test]

@@ -13,6 +13,31 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+/// A size written the human way: `16MiB`, `512 MiB`, `64KiB`, or plain bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HumanBytes(pub(crate) u64);
+
+impl FromStr for HumanBytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<bytesize::ByteSize>()
+            .map(|size| HumanBytes(size.as_u64()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl HumanBytes {
+    fn usize(self) -> usize {
+        usize::try_from(self.0).unwrap_or(usize::MAX)
+    }
+}
+
 /// A duration written the human way: `60s`, `500ms`, `2m`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HumanDuration(pub(crate) Duration);
@@ -102,9 +127,16 @@ serve_args! {
     max_frame_bytes: usize = 5_000_000, env "CRIER_MAX_FRAME_BYTES";
     /// Close sockets that send nothing for this long [default: 60s].
     idle_timeout: HumanDuration = HumanDuration(Duration::from_secs(60)), env "CRIER_IDLE_TIMEOUT";
-    /// Frames a client may have queued before it counts as too slow and is
-    /// disconnected [default: 1024].
-    outbound_queue_messages: usize = 1024, env "CRIER_OUTBOUND_QUEUE_MESSAGES";
+    /// Disconnect a subscriber (close 1013) whose socket takes no data for this long
+    /// [default: 10s].
+    slow_consumer_timeout: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_SLOW_CONSUMER_TIMEOUT";
+    /// Disconnect a subscriber (close 1013) whose queue would hold more than this: frames
+    /// not yet written plus their bookkeeping. Publishers wait for subscribers that keep
+    /// up, so a healthy client does not come near it [default: 16MiB].
+    slow_consumer_bytes: HumanBytes = HumanBytes(16 << 20), env "CRIER_SLOW_CONSUMER_BYTES";
+    /// Bytes all outbound queues together may hold (each shared frame counted once).
+    /// Over it publishers wait and the REST API answers 503 [default: 512MiB].
+    max_queued_bytes: HumanBytes = HumanBytes(512 << 20), env "CRIER_MAX_QUEUED_BYTES";
     /// How long a graceful shutdown waits for sockets to drain [default: 10s].
     shutdown_timeout: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_SHUTDOWN_TIMEOUT";
     /// PostgreSQL to capture row changes from (`postgres://user:pass@host:port/db`; the
@@ -154,7 +186,9 @@ impl Settings {
         limits.max_payload_size_kb = self.max_payload_size_kb;
         limits.max_frame_bytes = self.max_frame_bytes;
         config.socket.idle_timeout = self.idle_timeout.0;
-        config.socket.outbound_queue_messages = self.outbound_queue_messages;
+        config.flow.slow_consumer_timeout = self.slow_consumer_timeout.0;
+        config.flow.slow_consumer_bytes = self.slow_consumer_bytes.usize();
+        config.flow.max_queued_bytes = self.max_queued_bytes.usize();
         if !self.database_url.is_empty() {
             let mut changes = crier_server::PostgresChangesConfig::new(&self.database_url);
             changes.publication = self.publication.clone();
@@ -197,6 +231,24 @@ mod tests {
         );
         assert_eq!(settings.idle_timeout.0, Duration::from_secs(5));
         assert_eq!(settings.max_joins_per_second, 100, "defaults fill the rest");
+        assert_eq!(settings.slow_consumer_bytes, HumanBytes(16 << 20));
+    }
+
+    #[test]
+    fn sizes_read_the_human_way() {
+        let args = Wrapper::parse_from([
+            "x",
+            "--slow-consumer-bytes",
+            "8MiB",
+            "--max-queued-bytes",
+            "1000000",
+        ])
+        .args;
+        let settings = args.resolve().unwrap();
+        let config = settings.server_config("secret".into());
+        assert_eq!(config.flow.slow_consumer_bytes, 8 << 20);
+        assert_eq!(config.flow.max_queued_bytes, 1_000_000);
+        assert!("lots".parse::<HumanBytes>().is_err());
     }
 
     #[test]

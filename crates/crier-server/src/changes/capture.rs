@@ -21,10 +21,9 @@ use super::cache::CatalogCache;
 use super::deliver;
 
 /// Most changes delivered in one batch. Batches are cut earlier whenever the stream has
-/// nothing more ready, so a quiet database gets each change at once. A batch may add one
-/// frame per change to a subscriber's queue, so it is also kept to a quarter of the queue:
-/// after each batch capture waits for queues to fall below half, and the next batch then
-/// still fits.
+/// nothing more ready, so a quiet database gets each change at once. After each batch
+/// capture waits for the subscribers it left lagging, so a burst of changes moves at
+/// their pace (see `deliver`).
 pub(super) const MAX_BATCH: usize = 256;
 /// First and longest wait before reconnecting after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -141,7 +140,7 @@ async fn capture(
                 }
                 StreamEvent::Type { oid, .. } => learn_type(&mut types, &client, oid).await?,
             }
-            if batch.len() >= feed.max_batch {
+            if batch.len() >= MAX_BATCH {
                 break;
             }
             // Unconstrained: tokio's cooperative budget would otherwise report buffered

@@ -34,16 +34,13 @@ use super::cache::CatalogCache;
 use super::capture::{CaptureError, Captured};
 use super::subscriptions::{Identity, Subscription};
 use crate::fanout::Outgoing;
-use crate::outbound::{ConnHandle, Outbound, PushError};
+use crate::outbound::{ConnHandle, Outbound, PushError, Pushed};
 
 /// Longest wait for a batch's transactions to count as ended (see
 /// [`Catalog::wait_until_ended`]). Checking before would find no row and drop the change
 /// for everyone, so past it the batch fails and comes again from the slot: a commit held
 /// up that long (a synchronous standby that is away) delays delivery, it does not lose it.
 const END_WAIT_LIMIT: Duration = Duration::from_secs(10);
-
-/// Longest wait for subscribers' queues after a batch (see [`let_queues_drain`]).
-const DRAIN_WAIT_LIMIT: Duration = Duration::from_secs(1);
 
 /// A change that has subscribers, rendered.
 struct Work {
@@ -149,34 +146,32 @@ pub(super) async fn deliver(
     for ((relation, role), columns) in &answers.selectable {
         cache.remember_selectable(*relation, role.clone(), Arc::clone(columns));
     }
-    queue(feed, &work, &answers);
-    let mut seen = HashSet::new();
-    let targets: Vec<&Arc<ConnHandle>> = work
-        .iter()
-        .flat_map(|item| item.targets.iter().map(|t| &t.subscription.conn))
-        .filter(|conn| seen.insert(conn.id))
-        .collect();
-    let waited = let_queues_drain(targets).await;
-    if waited > Duration::ZERO {
-        tracing::debug!(?waited, "postgres changes waited for subscribers' queues");
-    }
+    let lagging = queue(feed, &work, &answers);
+    let_queues_drain(feed, lagging).await;
     Ok(())
 }
 
-/// Waits, up to [`DRAIN_WAIT_LIMIT`], until every queue this batch filled is below half
-/// full. The slot keeps what is not read yet, so capture can wait where a broadcast
-/// cannot: a burst of changes then slows capture down instead of overflowing queues and
-/// disconnecting every subscriber as slow. A client that stays behind longer is left to
-/// the queue bound and the write timeout, so it cannot stall everyone else for long.
-async fn let_queues_drain(mut targets: Vec<&Arc<ConnHandle>>) -> Duration {
+/// Waits until the subscribers this batch left over their room mark have room again, and
+/// the node's queues are under their budget. The slot keeps what is not read yet, so
+/// capture waits where it must: a burst of changes then slows capture down instead of
+/// filling queues, and never gets a subscriber disconnected for being sent a lot at once.
+/// A subscriber whose socket takes no data is not waited for (it is left to the
+/// slow-consumer rules), so it cannot hold everyone else's changes back.
+async fn let_queues_drain(feed: &Feed, lagging: Vec<Arc<ConnHandle>>) {
+    let flow = &feed.flow;
     let started = tokio::time::Instant::now();
-    loop {
-        targets.retain(|conn| !conn.queue.is_below_half());
-        if targets.is_empty() || started.elapsed() >= DRAIN_WAIT_LIMIT {
-            return started.elapsed();
-        }
-        // The sockets' tasks drain the queues; give them a moment.
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    while feed
+        .ledger
+        .wait_for_room(&lagging, flow.stall_patience, flow.slow_consumer_timeout)
+        .await
+        .is_err()
+    {
+        // Over the node's budget still: the slot holds the changes, so wait on.
+        tracing::debug!("postgres changes wait for the node's queues to drain");
+    }
+    let waited = started.elapsed();
+    if waited > Duration::ZERO {
+        tracing::debug!(?waited, "postgres changes waited for subscribers' queues");
     }
 }
 
@@ -290,10 +285,12 @@ async fn authorize(
     })
 }
 
-/// Queues every authorized delivery, change by change in commit order.
-fn queue(feed: &Feed, work: &[Work], answers: &Answers) {
+/// Queues every authorized delivery, change by change in commit order. Returns the
+/// subscribers left over their room mark.
+fn queue(feed: &Feed, work: &[Work], answers: &Answers) -> Vec<Arc<ConnHandle>> {
     let max_record_bytes = feed.config.max_record_bytes;
     let empty = Arc::new(HashSet::new());
+    let mut lagging: HashMap<u64, Arc<ConnHandle>> = HashMap::new();
     for (position, item) in work.iter().enumerate() {
         let mut data_by_role: HashMap<&str, String> = HashMap::new();
         let mut frames: HashMap<(&str, &[u32], &str), Outgoing> = HashMap::new();
@@ -327,12 +324,17 @@ fn queue(feed: &Feed, work: &[Work], answers: &Answers) {
                         body(&target.ids, data),
                     )
                 });
-            let Some(frame) = outgoing.frame(subscription.conn.vsn) else {
+            let Some(frame) = outgoing.frame(&subscription.conn) else {
                 continue;
             };
             match subscription.conn.queue.push(Outbound::Frame(frame.clone())) {
-                Ok(()) => {
+                Ok(Pushed::Room) => {
                     feed.metrics.delivered.inc();
+                }
+                Ok(Pushed::Lagging) => {
+                    feed.metrics.delivered.inc();
+                    let conn = &subscription.conn;
+                    lagging.entry(conn.id).or_insert_with(|| Arc::clone(conn));
                 }
                 Err(PushError::Overflow) => {
                     feed.metrics.slow_consumer_disconnects.inc();
@@ -341,6 +343,7 @@ fn queue(feed: &Feed, work: &[Work], answers: &Answers) {
             }
         }
     }
+    lagging.into_values().collect()
 }
 
 /// `{"ids":[…],"data":…}` around an already serialized `data`.

@@ -32,8 +32,9 @@ use tokio_util::task::TaskTracker;
 pub(crate) use subscriptions::{Binding, Identity, SubscriptionId};
 
 use self::subscriptions::{Index, Subscription};
-use crate::config::PostgresChangesConfig;
+use crate::config::{FlowConfig, PostgresChangesConfig};
 use crate::fanout::encode_one;
+use crate::flow::Ledger;
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, Outbound};
 
@@ -57,8 +58,10 @@ struct Feed {
     /// Connected on first use and kept: the pool reconnects its connections itself.
     catalog: tokio::sync::OnceCell<Catalog>,
     next_id: AtomicU64,
-    /// Most changes per batch (see `capture`).
-    max_batch: usize,
+    /// Flow control: how long to wait for subscribers' queues after a batch.
+    flow: FlowConfig,
+    /// The node's count of queued bytes, to wait on when it is over budget.
+    ledger: Arc<Ledger>,
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -100,7 +103,8 @@ impl PostgresChanges {
     /// Starts the capture loop on the current tokio runtime; it runs until `shutdown`.
     pub(crate) fn start(
         config: PostgresChangesConfig,
-        outbound_queue_messages: usize,
+        flow: FlowConfig,
+        ledger: Arc<Ledger>,
         metrics: ChangeMetrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -111,7 +115,8 @@ impl PostgresChanges {
             catalog: tokio::sync::OnceCell::new(),
             slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),
-            max_batch: capture::MAX_BATCH.min(outbound_queue_messages / 4).max(1),
+            flow,
+            ledger,
             metrics,
             shutdown,
             tasks,

@@ -302,7 +302,7 @@ mod tests {
     fn subscription(id: u64, bindings: &[PostgresChangeBinding]) -> Arc<Subscription> {
         let subscription = Subscription::new(
             id,
-            ConnHandle::new(id, Vsn::V2, 16, 1 << 16),
+            ConnHandle::detached(id, Vsn::V2),
             Arc::from("realtime:room"),
             Some("1".into()),
             Binding::parse_all(bindings).unwrap(),
@@ -388,7 +388,7 @@ mod tests {
         let index = Index::default();
         let pending = Subscription::new(
             9,
-            ConnHandle::new(9, Vsn::V2, 16, 1 << 16),
+            ConnHandle::detached(9, Vsn::V2),
             Arc::from("realtime:room"),
             None,
             Binding::parse_all(&[PostgresChangeBinding::new("*", "public", None, None)]).unwrap(),

@@ -1,30 +1,34 @@
 //! The broadcast REST API: `POST /api/broadcast` (a batch) and
 //! `POST /api/broadcast/:topic/events/:event` (realtime-js `httpSend`).
 //!
-//! Both authenticate with `Authorization: Bearer <jwt>` or an `apikey` header, answer
-//! 202 with an empty body when the messages were handed to fan-out, and deliver exactly
-//! what a WebSocket broadcast delivers. Private messages need database policies this
-//! server does not have yet, so they are dropped (logged), as Supabase drops a denied one.
+//! Both authenticate with `Authorization: Bearer <jwt>` or an `apikey` header, and
+//! deliver exactly what a WebSocket broadcast delivers. 202 (empty body) means every
+//! message was handed to every current subscriber's queue. The handlers publish the way
+//! a socket does: after a message that leaves subscribers over their room mark they wait
+//! for them, so a large batch reaches fast subscribers in full instead of overflowing
+//! their queues. When the node's queues are over their budget the answer is 503 with a
+//! JSON reason (and, mid-batch, how many messages were delivered), never a silent drop.
+//! Private messages need database policies this server does not have yet, so they are
+//! dropped (logged), as Supabase drops a denied one.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crier_protocol::events::{BROADCAST, TOPIC_PREFIX};
-use crier_protocol::{PayloadEncoding, UserBroadcast};
+use crier_protocol::events::{BROADCAST, TOPIC_PREFIX, is_valid_topic};
+use crier_protocol::rest::parse_batch;
+use crier_protocol::{PayloadEncoding, Reason, UserBroadcast, json as client_json};
 use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
+use super::body;
+use super::errors::json_error as error;
 use crate::auth::{AuthError, Claims, unix_now};
 use crate::fanout::{Outgoing, to_raw};
 use crate::node::Node;
 use crate::session::json_broadcast_body;
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"message": message.into()}))).into_response()
-}
 
 /// Verifies the caller's JWT: the bearer token wins over the `apikey` header, because
 /// realtime-js sends the anon key as `apikey` and the signed-in user's token as bearer.
@@ -73,19 +77,9 @@ pub(crate) struct SingleQuery {
     private: Option<String>,
 }
 
-/// `POST /api/broadcast/:topic/events/:event`: the body is the payload, JSON or
-/// `application/octet-stream`.
-pub(crate) async fn single(
-    State(node): State<Node>,
-    Path((channel, event)): Path<(String, String)>,
-    Query(query): Query<SingleQuery>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Err(err) = authenticate(&node, &headers) {
-        return unauthorized(&err);
-    }
-    let content_type = headers
+/// The request's media type, lowercased, without parameters.
+fn content_type(headers: &HeaderMap) -> String {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -95,46 +89,105 @@ pub(crate) async fn single(
                 .trim()
                 .to_ascii_lowercase()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn unsupported_media_type(found: &str, expected: &str) -> Response {
+    error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!("Unsupported content type `{found}`: send {expected}"),
+    )
+}
+
+/// Reads the request body within the size limit and the body timeout.
+async fn read_body(node: &Node, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let limit = node.shared.config.limits.max_frame_bytes;
+    let gap = node.shared.config.socket.body_read_timeout;
+    body::read(headers, body, limit, gap).await
+}
+
+/// 503 while the node's queues are over their budget; `delivered` says how much of the
+/// request went out before it.
+fn overloaded(node: &Node, delivered: Option<usize>) -> Response {
+    node.shared.metrics.overloaded.inc();
+    let message =
+        "The server's outbound queues are full: subscribers are not keeping up. Retry shortly";
+    let body = match delivered {
+        None => json!({"message": message}),
+        Some(delivered) => json!({"message": message, "delivered": delivered}),
+    };
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    with_rate_headers(node, response)
+}
+
+/// `POST /api/broadcast/:topic/events/:event`: the body is the payload, JSON or
+/// `application/octet-stream`.
+pub(crate) async fn single(
+    State(node): State<Node>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<SingleQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(err) = authenticate(&node, &headers) {
+        return unauthorized(&err);
+    }
+    let (Path((channel, event)), Query(query)) = match (path, query) {
+        (Ok(path), Ok(query)) => (path, query),
+        (Err(rejection), _) => return error(rejection.status(), rejection.body_text()),
+        (_, Err(rejection)) => return error(rejection.status(), rejection.body_text()),
+    };
     let topic = format!("{TOPIC_PREFIX}{channel}");
-    let outgoing = match content_type.as_str() {
-        "application/json" => {
-            let payload: &RawValue = match serde_json::from_slice(&body) {
-                Ok(payload) => payload,
-                Err(err) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        format!("The body is not valid JSON: {err}"),
-                    );
-                }
-            };
-            Outgoing::raw(&topic, BROADCAST, json_broadcast_body(&event, payload))
-        }
-        "application/octet-stream" => {
-            if event.len() > 255 || topic.len() > 255 {
+    if !is_valid_topic(&topic) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Reason::invalid_topic().to_string(),
+        );
+    }
+    let content_type = content_type(&headers);
+    if !matches!(
+        content_type.as_str(),
+        "application/json" | "application/octet-stream"
+    ) {
+        return unsupported_media_type(
+            &content_type,
+            "application/json or application/octet-stream",
+        );
+    }
+    let body = match read_body(&node, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let outgoing = if content_type == "application/json" {
+        let payload = match client_json::raw_from_slice(&body) {
+            Ok(payload) => payload,
+            Err(err) => {
                 return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Binary broadcasts need an event and topic of at most 255 bytes",
+                    StatusCode::BAD_REQUEST,
+                    format!("The body is not valid JSON: {err}"),
                 );
             }
-            Outgoing::binary(
-                &topic,
-                UserBroadcast {
-                    event: event.clone(),
-                    metadata: Default::default(),
-                    encoding: PayloadEncoding::Binary,
-                    payload: body,
-                },
-            )
-        }
-        other => {
+        };
+        Outgoing::raw(&topic, BROADCAST, json_broadcast_body(&event, payload))
+    } else {
+        if event.len() > 255 {
             return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "Unsupported content type `{other}`: send application/json or application/octet-stream"
-                ),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Binary broadcasts need an event and topic of at most 255 bytes",
             );
         }
+        Outgoing::binary(
+            &topic,
+            UserBroadcast {
+                event: event.clone(),
+                metadata: Default::default(),
+                encoding: PayloadEncoding::Binary,
+                payload: body,
+            },
+        )
     };
     if outgoing.body_len() > node.shared.config.limits.max_payload_bytes() {
         return error(
@@ -144,6 +197,9 @@ pub(crate) async fn single(
     }
     if let Some(response) = rate_limited(&node, 1) {
         return response;
+    }
+    if node.shared.ledger.is_over_budget() {
+        return overloaded(&node, None);
     }
     if query.private.as_deref() == Some("true") {
         tracing::debug!(
@@ -183,54 +239,41 @@ fn rate_limited(node: &Node, count: u64) -> Option<Response> {
 
 /// `POST /api/broadcast`: `{"messages":[{"topic","event","payload","private"?,"id"?}]}`.
 /// Invalid messages get 422 with per-message errors, shaped like Supabase's.
-pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Body) -> Response {
     if let Err(err) = authenticate(&node, &headers) {
         return unauthorized(&err);
     }
-    let body: Value = match serde_json::from_slice(&body) {
+    let content_type = content_type(&headers);
+    if content_type != "application/json" {
+        return unsupported_media_type(&content_type, "application/json");
+    }
+    let body = match read_body(&node, &headers, body).await {
         Ok(body) => body,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("The body is not valid JSON: {err}"),
-            );
-        }
-    };
-    let Some(messages) = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-    else {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"errors": {"messages": ["can't be blank"]}})),
-        )
-            .into_response();
+        Err(response) => return response,
     };
     let limit = node.shared.config.limits.max_payload_bytes();
-    let mut valid = Vec::with_capacity(messages.len());
-    let mut errors = Vec::with_capacity(messages.len());
-    for message in messages {
-        match validate_message(message, limit) {
-            Ok(message) => {
-                valid.push(message);
-                errors.push(Map::new());
-            }
-            Err(fields) => errors.push(fields),
+    let messages = match parse_batch(&body, limit) {
+        Ok(messages) => messages,
+        Err(err) => {
+            return match err.errors() {
+                Some(errors) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Json(json!({"errors": errors})),
+                )
+                    .into_response(),
+                None => error(StatusCode::BAD_REQUEST, err.to_string()),
+            };
         }
-    }
-    if valid.len() != messages.len() {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"errors": {"messages": errors}})),
-        )
-            .into_response();
-    }
-    if let Some(response) = rate_limited(&node, valid.len() as u64) {
+    };
+    if let Some(response) = rate_limited(&node, messages.len() as u64) {
         return response;
     }
-    for message in valid {
-        let topic = format!("{TOPIC_PREFIX}{}", message.topic);
+    if node.shared.ledger.is_over_budget() {
+        return overloaded(&node, None);
+    }
+    let count = messages.len();
+    for (position, message) in messages.into_iter().enumerate() {
+        let topic = message.full_topic();
         if message.private {
             tracing::debug!(
                 topic,
@@ -244,77 +287,15 @@ pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: By
             payload["meta"] = json!({"id": id});
         }
         node.shared.counters.events.add(1);
-        node.publish(
+        let delivery = node.publish(
             &topic,
             &Outgoing::raw(&topic, BROADCAST, to_raw(&payload)),
             None,
         );
+        let last = position + 1 == count;
+        if !last && node.wait_for_room(&delivery.lagging).await.is_err() {
+            return overloaded(&node, Some(position + 1));
+        }
     }
     with_rate_headers(&node, StatusCode::ACCEPTED.into_response())
-}
-
-struct BatchMessage {
-    topic: String,
-    event: String,
-    payload: Value,
-    private: bool,
-    id: Option<Value>,
-}
-
-fn validate_message(
-    message: &Value,
-    payload_limit: usize,
-) -> Result<BatchMessage, Map<String, Value>> {
-    let mut errors = Map::new();
-    let mut fail = |field: &str, text: &str| {
-        errors.insert(field.to_owned(), json!([text]));
-    };
-    let Some(map) = message.as_object() else {
-        fail("message", "is invalid");
-        return Err(errors);
-    };
-    let string = |field: &str| match map.get(field) {
-        None | Some(Value::Null) => Err("can't be blank"),
-        Some(Value::String(s)) if s.is_empty() => Err("can't be blank"),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(_) => Err("is invalid"),
-    };
-    let topic = string("topic").map_err(|e| fail("topic", e)).ok();
-    let event = string("event").map_err(|e| fail("event", e)).ok();
-    let payload = match map.get("payload") {
-        None | Some(Value::Null) => {
-            fail("payload", "can't be blank");
-            None
-        }
-        Some(payload @ Value::Object(_)) => {
-            if to_raw(payload).get().len() > payload_limit {
-                fail("payload", "Payload size exceeds tenant limit");
-                None
-            } else {
-                Some(payload.clone())
-            }
-        }
-        Some(_) => {
-            fail("payload", "is invalid");
-            None
-        }
-    };
-    let private = match map.get("private") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            fail("private", "is invalid");
-            false
-        }
-    };
-    match (topic, event, payload) {
-        (Some(topic), Some(event), Some(payload)) if errors.is_empty() => Ok(BatchMessage {
-            topic,
-            event,
-            payload,
-            private,
-            id: map.get("id").cloned().filter(|id| !id.is_null()),
-        }),
-        _ => Err(errors),
-    }
 }

@@ -1,11 +1,15 @@
 //! The HTTP surface: WebSocket endpoints, the broadcast API, health and metrics.
+//! Every error answer has a JSON body (`errors`).
 
+mod body;
 mod broadcast;
+mod errors;
 mod socket;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::header;
+use axum::middleware::map_response;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::json;
@@ -16,8 +20,8 @@ use crate::node::Node;
 /// Every route, mounted both at `/` and, for clients that go through a Supabase-style
 /// gateway path, at `/realtime/v1`.
 pub(crate) fn router(node: Node) -> Router {
-    // Bodies up to a frame's size, so the payload limit (not axum's 2 MB default) decides.
-    let body_limit = node.shared.config.limits.max_frame_bytes;
+    // Bodies are read by the handlers themselves (`body`): up to a frame's size, so the
+    // payload limit (not axum's 2 MB default) decides, and within the body timeout.
     let api = Router::new()
         .route("/api/broadcast", post(broadcast::batch))
         .route(
@@ -25,7 +29,6 @@ pub(crate) fn router(node: Node) -> Router {
             post(broadcast::single),
         )
         .route("/api/ping", get(ping))
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(CorsLayer::permissive());
     Router::new()
         .route("/socket/websocket", get(socket::upgrade))
@@ -34,6 +37,8 @@ pub(crate) fn router(node: Node) -> Router {
         .route("/metrics", get(metrics))
         .merge(api.clone())
         .nest("/realtime/v1", api)
+        .fallback(errors::not_found)
+        .layer(map_response(errors::json_bodies))
         .with_state(node)
 }
 

@@ -2,19 +2,29 @@
 //! upgrade.
 //!
 //! Every refusal is a plain HTTP answer with `{"error": "..."}`, before any WebSocket
-//! exists, with Supabase's statuses and texts: 403 for a bad `vsn`, 401 for the token,
-//! 429 for the connection and join limits, 503 while shutting down.
+//! exists, with Supabase's statuses and texts: 400 for a request that is not a WebSocket
+//! upgrade, 403 for a bad `vsn`, 401 for the token, 429 for the connection and join
+//! limits, 503 while shutting down.
+//!
+//! The upgrade is done here with `tokio-tungstenite` rather than by axum's extractor,
+//! because the session needs the raw connection underneath the WebSocket: after refusing
+//! an oversized frame it reads and drops the rest of it, so that the client gets its
+//! close frame instead of a reset (`session::io::discard_incoming`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{Extensions, HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use crier_protocol::Vsn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use serde_json::json;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::auth::{AuthError, unix_now};
 use crate::node::Node;
@@ -27,13 +37,52 @@ fn refuse(node: &Node, status: StatusCode, message: impl Into<String>) -> Respon
     (status, Json(json!({"error": message}))).into_response()
 }
 
+/// The parts of a WebSocket upgrade request (RFC 6455 §4.2.1) a server must check, or
+/// what is wrong with it.
+fn websocket_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if method != Method::GET {
+        return Err("A WebSocket upgrade must be a GET request");
+    }
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err("Expected a WebSocket upgrade (Connection: upgrade, Upgrade: websocket)");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err("Unsupported WebSocket version: expected Sec-WebSocket-Version: 13");
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .cloned()
+        .ok_or("The Sec-WebSocket-Key header is missing")
+}
+
 pub(crate) async fn upgrade(
     State(node): State<Node>,
     Query(params): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    extensions: Extensions,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let headers = &parts.headers;
+    let key = match websocket_key(&parts.method, headers) {
+        Ok(key) => key,
+        Err(why) => return refuse(&node, StatusCode::BAD_REQUEST, why),
+    };
+    let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
+        return refuse(
+            &node,
+            StatusCode::BAD_REQUEST,
+            "This connection cannot be upgraded to a WebSocket",
+        );
+    };
     let vsn = match params.get("vsn") {
         None => Vsn::V1,
         Some(value) => match Vsn::parse(value) {
@@ -86,11 +135,18 @@ pub(crate) async fn upgrade(
         );
     }
 
-    let remote_addr = extensions
+    let remote_addr = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
     let socket = &node.shared.config.socket;
     let max_frame = node.shared.config.limits.max_frame_bytes;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(socket.read_buffer_bytes)
+        .write_buffer_size(socket.write_buffer_bytes)
+        .max_write_buffer_size(socket.write_buffer_bytes + 2 * max_frame + 64)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame));
     let connect = ConnectParams {
         vsn,
         token,
@@ -98,11 +154,26 @@ pub(crate) async fn upgrade(
         remote_addr,
         permit,
     };
-    ws.read_buffer_size(socket.read_buffer_bytes)
-        .write_buffer_size(socket.write_buffer_bytes)
-        .max_write_buffer_size(socket.write_buffer_bytes + 2 * max_frame + 64)
-        .max_message_size(max_frame)
-        .max_frame_size(max_frame)
-        .on_failed_upgrade(|err| tracing::debug!(error = %err, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| session::run(node, socket, connect))
+    // The 101 answer goes out first; hyper hands the connection over once it has.
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        session::run(node, ws, connect).await;
+    });
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .expect("a valid 101 response")
 }

@@ -30,9 +30,7 @@ impl Registry {
         topic: &str,
         conn: &Arc<ConnHandle>,
         presence_enabled: bool,
-        state_frame: impl FnOnce(
-            &crier_protocol::presence::PresenceGroups,
-        ) -> axum::extract::ws::Message,
+        state_frame: impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame,
     ) -> Arc<Topic> {
         let entry = self
             .topics

@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::ws::Message as WsMessage;
 use crier_protocol::events::PRESENCE_DIFF;
 use crier_protocol::presence::{PresenceDiff, PresenceGroups, Presences};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 
 use crate::fanout::Outgoing;
-use crate::outbound::{ConnHandle, ConnId, Outbound, PushError};
+use crate::frame::Frame;
+use crate::outbound::{ConnHandle, ConnId, Outbound, PushError, Pushed};
 
 #[derive(Debug)]
 struct Subscriber {
@@ -25,13 +25,16 @@ struct Subscriber {
     presence: bool,
 }
 
-/// Counts of one delivery.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What one delivery did.
+#[derive(Debug, Default)]
 pub(crate) struct Delivery {
     /// Sockets the message was queued to.
     pub(crate) recipients: u64,
     /// Sockets whose queue overflowed on this delivery (now being disconnected).
     pub(crate) slow: u64,
+    /// Sockets whose queue is now over its room mark: a publisher that can wait should
+    /// let them drain before its next message (`Ledger::wait_for_room`).
+    pub(crate) lagging: Vec<Arc<ConnHandle>>,
 }
 
 /// Subscribers and presence of one topic.
@@ -60,7 +63,7 @@ impl Topic {
         &self,
         conn: &Arc<ConnHandle>,
         presence: bool,
-        state_frame: impl FnOnce(&PresenceGroups) -> WsMessage,
+        state_frame: impl FnOnce(&PresenceGroups) -> Frame,
     ) {
         let presences = self.presence.lock();
         self.subscribers.write().insert(
@@ -96,7 +99,7 @@ impl Topic {
         key: &str,
         payload: Map<String, Value>,
         new_ref: impl FnOnce() -> String,
-        enable: Option<impl FnOnce(&PresenceGroups) -> WsMessage>,
+        enable: Option<impl FnOnce(&PresenceGroups) -> Frame>,
     ) -> Option<Delivery> {
         let mut presences = self.presence.lock();
         if let Some(state_frame) = enable
@@ -139,7 +142,7 @@ impl Topic {
             if exclude == Some(*id) {
                 continue;
             }
-            let Some(frame) = message.frame(subscriber.conn.vsn) else {
+            let Some(frame) = message.frame(&subscriber.conn) else {
                 continue;
             };
             self.push(&mut delivery, subscriber, Outbound::Frame(frame.clone()));
@@ -158,7 +161,7 @@ impl Topic {
         let subscribers = self.subscribers.read();
         let mut delivery = Delivery::default();
         for subscriber in subscribers.values().filter(|s| s.presence) {
-            if let Some(frame) = message.frame(subscriber.conn.vsn) {
+            if let Some(frame) = message.frame(&subscriber.conn) {
                 self.push(&mut delivery, subscriber, Outbound::Frame(frame.clone()));
             }
         }
@@ -167,7 +170,11 @@ impl Topic {
 
     fn push(&self, delivery: &mut Delivery, subscriber: &Subscriber, item: Outbound) {
         match subscriber.conn.queue.push(item) {
-            Ok(()) => delivery.recipients += 1,
+            Ok(Pushed::Room) => delivery.recipients += 1,
+            Ok(Pushed::Lagging) => {
+                delivery.recipients += 1;
+                delivery.lagging.push(Arc::clone(&subscriber.conn));
+            }
             Err(PushError::Overflow) => {
                 delivery.slow += 1;
                 // The socket's own task logs the disconnect, once.

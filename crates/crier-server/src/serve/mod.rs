@@ -1,8 +1,10 @@
-//! The accept loop: HTTP/1.1 with upgrades, a header read timeout, `TCP_NODELAY`, and a
-//! graceful stop when the node shuts down.
+//! The accept loop: HTTP/1.1 with upgrades, a header read timeout, `TCP_NODELAY`, JSON
+//! bodies on hyper's own error answers, and a graceful stop when the node shuts down.
 //!
 //! `axum::serve` would do, but it cannot set hyper's header read timeout, and without one
 //! a client that trickles header bytes holds a connection forever (slowloris).
+
+mod parse_errors;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::node::Node;
+use parse_errors::JsonParseErrors;
 
 /// Pending connections the kernel may queue before `accept` (capped by
 /// `net.core.somaxconn`). Std's 128 drops SYNs when thousands of clients connect at once,
@@ -68,7 +71,7 @@ pub async fn serve(listener: TcpListener, node: Node) -> std::io::Result<()> {
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service)
                 .with_upgrades();
             tokio::pin!(connection);
             tokio::select! {

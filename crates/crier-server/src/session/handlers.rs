@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
 use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
-    PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, SYSTEM, TOPIC_PREFIX,
+    PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, SYSTEM, TOPIC_PREFIX, is_valid_topic,
 };
 use crier_protocol::join::{JoinRequest, PostgresChangeBinding};
 use crier_protocol::serializer::{DecodeError, Envelope};
@@ -25,8 +25,6 @@ use crate::limits::PresenceWindow;
 
 /// Phoenix's reason for a push to a topic the socket has not joined.
 const UNMATCHED_TOPIC: &str = "unmatched topic";
-/// Longest topic accepted: binary frames describe a topic with one length byte.
-const MAX_TOPIC_BYTES: usize = 255;
 /// How long a join that waits for its postgres changes may wait, unless it says (the
 /// default realtime-js gives itself).
 const DEFAULT_WAIT: Duration = Duration::from_secs(15);
@@ -121,12 +119,8 @@ impl Session {
         let Some(name) = topic.strip_prefix(TOPIC_PREFIX) else {
             return self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
         };
-        if topic.len() > MAX_TOPIC_BYTES || name.chars().any(char::is_control) {
-            let reason = Reason::new(
-                ErrorCode::InvalidTopic,
-                format!("a topic is at most {MAX_TOPIC_BYTES} bytes with no control characters"),
-            );
-            return self.join_error(&to, reason);
+        if !is_valid_topic(topic) {
+            return self.join_error(&to, Reason::invalid_topic());
         }
         // A second join of a joined topic closes the first, as Phoenix does.
         if let Some(old) = self.channels.remove(topic) {
@@ -334,7 +328,13 @@ impl Session {
         // Over the events limit the message is still delivered and every channel it
         // reaches is shut down (Supabase's rule); so is the sending channel, which
         // Supabase leaves open to keep flooding.
-        self.node.publish(topic, &outgoing, exclude);
+        let delivery = self.node.publish(topic, &outgoing, exclude);
+        if !delivery.lagging.is_empty() || shared.ledger.is_over_budget() {
+            // Read nothing more from this client until they have room (see `serve`).
+            self.backpressure
+                .get_or_insert_with(Vec::new)
+                .extend(delivery.lagging);
+        }
         if ack {
             self.reply(&to, "ok", &json!({}));
         }
@@ -387,7 +387,11 @@ impl Session {
                     }
                 };
                 if to_raw(&payload).get().len() > shared.config.limits.max_payload_bytes() {
-                    return self.shut_down_channel(&topic, shutdown::TRACK_MESSAGE_SIZE_EXCEEDED);
+                    // Answered first, so the client's track() fails at once instead of
+                    // at its timeout; then the channel stops, as in Supabase.
+                    let reason = shutdown::TRACK_MESSAGE_SIZE_EXCEEDED;
+                    self.reply(&to, "error", &json!({"reason": reason}));
+                    return self.shut_down_channel(&topic, reason);
                 }
                 if shared.counters.presence_events.is_over_limit() {
                     return self.shut_down_channel(&topic, shutdown::TOO_MANY_PRESENCE_MESSAGES);
@@ -482,12 +486,13 @@ fn identity_of(claims: &Claims) -> Identity {
 fn user_broadcast(topic: &str, broadcast: UserBroadcast) -> Result<Outgoing, Reason> {
     match broadcast.encoding {
         PayloadEncoding::Json => {
-            let payload: &RawValue = serde_json::from_slice(&broadcast.payload).map_err(|err| {
-                Reason::new(
-                    ErrorCode::InvalidBroadcast,
-                    format!("payload is not valid JSON: {err}"),
-                )
-            })?;
+            let payload =
+                crier_protocol::json::raw_from_slice(&broadcast.payload).map_err(|err| {
+                    Reason::new(
+                        ErrorCode::InvalidBroadcast,
+                        format!("payload is not valid JSON: {err}"),
+                    )
+                })?;
             let body = json_broadcast_body(&broadcast.event, payload);
             Ok(Outgoing::raw(topic, BROADCAST, body))
         }

@@ -8,34 +8,48 @@
 //! matters because every branch is polled on every wakeup, once per fan-out batch.
 //! Whatever an iteration produces (replies, queued frames) is written in one batch and
 //! flushed once, so a burst of fan-out costs one `write` per socket, not one per frame.
+//!
+//! A broadcast that leaves a subscriber's queue over its room mark pauses the loop's
+//! reads until that subscriber has room (the `flow` module): the client's next frames
+//! wait in the kernel, and TCP slows the client down. The loop goes on draining and
+//! writing its own queue meanwhile, so two sockets that publish to each other never
+//! wait on each other.
 
 mod channel;
 mod handlers;
+mod io;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
 use crier_protocol::events::{EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::{Envelope, FrameRef};
 use crier_protocol::{Message, Vsn, serializer};
-use futures_util::SinkExt;
+use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::{Instant, sleep};
+use tungstenite::Message as WsMessage;
 
 pub(crate) use channel::Channel;
 pub(crate) use handlers::json_broadcast_body;
+pub(crate) use io::Socket;
 
 use crate::auth::{Claims, unix_now};
 use crate::fanout::encode_one;
+use crate::frame::Frame;
 use crate::hooks::ConnectionInfo;
 use crate::limits::ConnectionPermit;
 use crate::node::Node;
-use crate::outbound::{ConnHandle, Drained, Outbound, frame_len};
+use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten};
+use io::WriteError;
+
+/// Reads stay paused until this resolves (see the module doc).
+type Paused = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// What the HTTP handler established before upgrading.
 #[derive(Debug)]
@@ -48,21 +62,25 @@ pub(crate) struct ConnectParams {
 }
 
 /// Runs a socket until it closes, then leaves all its channels.
-pub(crate) async fn run(node: Node, ws: WebSocket, params: ConnectParams) {
+pub(crate) async fn run(node: Node, ws: Socket, params: ConnectParams) {
     // Counted by the node's tracker, so a graceful shutdown waits for this socket.
     let _task = node.shared.tasks.token();
     let mut session = Session::new(node, params);
     session.node.shared.hooks.connected(&session.info);
     tracing::debug!(conn = session.conn.id, role = %session.info.role, vsn = %session.vsn, "connected");
 
-    let end = session.serve(ws).await;
+    let mut ws = ws;
+    let end = session.serve(&mut ws).await;
 
     tracing::debug!(conn = session.conn.id, ?end, "disconnected");
-    let (node, info) = (session.node.clone(), session.info.clone());
+    let (node, info, discard) = (session.node.clone(), session.info.clone(), session.discard);
     // Dropping the session leaves its channels and releases its connection slot, so
     // both have happened before anyone hears the socket is gone.
     drop(session);
     node.shared.hooks.disconnected(&info);
+    if discard > 0 {
+        io::discard_incoming(&mut ws, discard).await;
+    }
 }
 
 /// Why a session ended.
@@ -84,12 +102,20 @@ struct Session {
     connect_token: String,
     channels: HashMap<String, Channel>,
     /// Frames to write at the end of this iteration.
-    out: Vec<WsMessage>,
+    out: Vec<Frame>,
     /// Scratch space for the instructions a drain of the outbound queue finds, with
     /// their positions in `out` (kept to reuse its allocation).
     instructions: Vec<(usize, Outbound)>,
+    /// What drains moved into `out`, to report to the queue once written.
+    unwritten: Unwritten,
+    /// Set by a broadcast that left subscribers' queues over their room mark (or the
+    /// node's queues over their budget): the queues to wait for before reading on.
+    backpressure: Option<Vec<Arc<ConnHandle>>>,
     /// Set when the socket must be closed after this iteration's writes.
     closing: Option<(CloseCode, &'static str)>,
+    /// With `closing`, after an oversized frame: the bytes it claimed, to read and drop
+    /// once the session is over and before the socket closes.
+    discard: u64,
     /// A ping arrived; its automatic pong needs a flush.
     needs_flush: bool,
     info: ConnectionInfo,
@@ -98,16 +124,12 @@ struct Session {
 
 impl Session {
     fn new(node: Node, params: ConnectParams) -> Self {
-        let socket = &node.shared.config.socket;
+        let flow = &node.shared.config.flow;
         let limits = &node.shared.config.limits;
         // The queue must hold at least a couple of the largest frames a client may be sent.
-        let queue_bytes = socket.outbound_queue_bytes.max(2 * limits.max_frame_bytes);
-        let conn = ConnHandle::new(
-            node.next_conn_id(),
-            params.vsn,
-            socket.outbound_queue_messages,
-            queue_bytes,
-        );
+        let budget = flow.slow_consumer_bytes.max(2 * limits.max_frame_bytes);
+        let queue = OutboundQueue::new(flow.room_bytes, budget, Arc::clone(&node.shared.ledger));
+        let conn = ConnHandle::new(node.next_conn_id(), params.vsn, queue);
         let info = ConnectionInfo {
             id: conn.id,
             remote_addr: params.remote_addr,
@@ -126,14 +148,17 @@ impl Session {
             channels: HashMap::new(),
             out: Vec::new(),
             instructions: Vec::new(),
+            unwritten: Unwritten::default(),
+            backpressure: None,
             closing: None,
+            discard: 0,
             needs_flush: false,
             info,
             _permit: params.permit,
         }
     }
 
-    async fn serve(&mut self, mut ws: WebSocket) -> End {
+    async fn serve(&mut self, ws: &mut Socket) -> End {
         let idle_timeout = self.node.shared.config.socket.idle_timeout;
         // Timers are made once and re-armed only when their deadline moves: creating
         // them per iteration would register a timer (and wake the runtime's driver) per
@@ -143,6 +168,7 @@ impl Session {
         let expiry = sleep(idle_timeout);
         tokio::pin!(idle, expiry);
         let mut armed_expiry: Option<Instant> = None;
+        let mut paused: Option<Paused> = None;
         let conn = Arc::clone(&self.conn);
         // `Node::shutdown` marks the node before it queues `Shutdown` to the sockets it
         // knows; this one registered itself in `Session::new`, so it is told one way or
@@ -160,25 +186,36 @@ impl Session {
                 armed_expiry = next_expiry;
             }
             tokio::select! {
-                frame = ws.recv() => match frame {
+                frame = ws.next(), if paused.is_none() => match frame {
                     Some(Ok(frame)) => {
                         last_inbound = Instant::now();
                         self.on_frame(frame);
                     }
-                    Some(Err(err)) => match read_error_close(&err) {
-                        Some(close) => self.closing = Some(close),
+                    Some(Err(err)) => match io::read_error_close(&err) {
+                        Some((code, reason, discard)) => {
+                            self.closing = Some((code, reason));
+                            self.discard = discard;
+                        }
                         None => return End::ClientGone,
                     },
                     None => return End::ClientGone,
                 },
+                () = until_resumed(&mut paused) => {
+                    paused = None;
+                    // Not idle: its frames waited in the kernel for us.
+                    last_inbound = Instant::now();
+                }
                 () = conn.queue.ready() => {
                     if self.drain_queue() == Drained::Overflowed {
-                        return self.end_slow(&mut ws, "outbound queue overflowed").await;
+                        return self.end_slow(ws, "outbound queue overflowed").await;
                     }
                 }
                 () = &mut idle => {
-                    let deadline = last_inbound + idle_timeout;
-                    if Instant::now() >= deadline {
+                    let (now, deadline) = (Instant::now(), last_inbound + idle_timeout);
+                    if paused.is_some() {
+                        // Not reading is our doing, not the client's silence.
+                        idle.as_mut().reset(now + idle_timeout);
+                    } else if now >= deadline {
                         self.closing = Some((CloseCode::GoingAway, "idle timeout"));
                     } else {
                         idle.as_mut().reset(deadline);
@@ -189,84 +226,74 @@ impl Session {
                     self.expire_tokens();
                 }
             }
-            if let Err(end) = self.write(&mut ws).await {
+            if let Err(end) = self.write(ws).await {
                 return match end {
-                    End::Slow(why) => self.end_slow(&mut ws, why).await,
+                    End::Slow(why) => self.end_slow(ws, why).await,
                     other => other,
                 };
             }
             if let Some((code, reason)) = self.closing.take() {
-                self.send_close(&mut ws, code, reason).await;
+                let limit = self.node.shared.config.flow.slow_consumer_timeout;
+                io::send_close(ws, code, reason, limit).await;
+                // An oversized frame's rest is read and dropped after the session is
+                // gone (see `run`).
                 return End::Closed(code.as_u16());
+            }
+            if let Some(lagging) = self.backpressure.take() {
+                let node = self.node.clone();
+                paused = Some(Box::pin(async move {
+                    let _ = node.wait_for_room(&lagging).await;
+                }));
             }
         }
     }
 
-    /// Sends a close frame, giving up after the write timeout (a client that does not
-    /// read will not read this either).
-    async fn send_close(&self, ws: &mut WebSocket, code: CloseCode, reason: &'static str) {
-        let frame = CloseFrame {
-            code: code.as_u16(),
-            reason: reason.into(),
-        };
-        let write_timeout = self.node.shared.config.socket.write_timeout;
-        let _ = tokio::time::timeout(write_timeout, ws.send(WsMessage::Close(Some(frame)))).await;
-    }
-
-    /// Writes everything this iteration produced, then flushes once. A write that makes
-    /// no progress within the write timeout, or a queue overflow meanwhile, ends the
-    /// session: the client is not reading.
-    async fn write(&mut self, ws: &mut WebSocket) -> Result<(), End> {
+    /// Writes everything this iteration produced, then flushes once, and tells the queue
+    /// what of it is written. A socket that takes no data for the slow-consumer timeout,
+    /// or a queue that overflows meanwhile, ends the session: the client is not reading.
+    async fn write(&mut self, ws: &mut Socket) -> Result<(), End> {
         if self.out.is_empty() && !self.needs_flush {
+            self.report_written();
             return Ok(());
         }
         self.needs_flush = false;
         let mut frames = std::mem::take(&mut self.out);
         let count = frames.len() as u64;
-        let bytes: usize = frames.iter().map(frame_len).sum();
-        let result = {
-            let written = async {
-                for frame in frames.drain(..) {
-                    ws.feed(frame).await?;
-                }
-                ws.flush().await
-            };
-            tokio::pin!(written);
-            // Nearly every write completes at once (the socket buffer has room); the stall
-            // timer is armed only for one that does not, which saves a timer registration
-            // and a runtime wakeup per flush.
-            let first_poll =
-                std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await;
-            match first_poll {
-                Poll::Ready(result) => result.map_err(|_| End::ClientGone),
-                Poll::Pending => {
-                    let write_timeout = self.node.shared.config.socket.write_timeout;
-                    tokio::select! {
-                        result = &mut written => result.map_err(|_| End::ClientGone),
-                        () = sleep(write_timeout) => {
-                            self.node.shared.metrics.slow_consumer_disconnects.inc();
-                            Err(End::Slow("write stalled"))
-                        }
-                        () = self.conn.queue.slow().cancelled() => Err(End::Slow("outbound queue overflowed")),
-                    }
-                }
-            }
-        };
+        let bytes: usize = frames.iter().map(Frame::len).sum();
+        let stall_limit = self.node.shared.config.flow.slow_consumer_timeout;
+        let result = io::write_batch(ws, &mut frames, &self.conn.queue, stall_limit).await;
         if frames.capacity() <= 256 {
             self.out = frames;
         }
         let metrics = &self.node.shared.metrics;
         metrics.messages_out.inc_by(count);
         metrics.bytes_out.inc_by(bytes as u64);
-        result
+        match result {
+            Ok(()) => {
+                self.report_written();
+                Ok(())
+            }
+            Err(WriteError::Gone) => Err(End::ClientGone),
+            Err(WriteError::Stalled) => {
+                metrics.slow_consumer_disconnects.inc();
+                Err(End::Slow("write stalled"))
+            }
+            Err(WriteError::Overflowed) => Err(End::Slow("outbound queue overflowed")),
+        }
+    }
+
+    fn report_written(&mut self) {
+        if self.unwritten != Unwritten::default() {
+            self.conn.queue.written(std::mem::take(&mut self.unwritten));
+        }
     }
 
     /// Drops a client that reads too slowly: one log line, a 1013 close if it still fits.
-    async fn end_slow(&self, ws: &mut WebSocket, why: &'static str) -> End {
+    async fn end_slow(&self, ws: &mut Socket, why: &'static str) -> End {
         tracing::warn!(conn = self.conn.id, role = %self.info.role, why, "disconnecting slow consumer");
         self.conn.queue.close();
-        self.send_close(ws, CloseCode::TryAgainLater, "slow consumer")
-            .await;
+        let limit = self.node.shared.config.flow.slow_consumer_timeout;
+        io::send_close(ws, CloseCode::TryAgainLater, "slow consumer", limit).await;
         End::Slow(why)
     }
 
@@ -277,10 +304,11 @@ impl Session {
                 serializer::decode_from_client(self.vsn, FrameRef::Binary(bytes))
             }
             WsMessage::Ping(_) => {
+                // tungstenite queued the pong; it goes out with the next flush.
                 self.needs_flush = true;
                 return;
             }
-            WsMessage::Pong(_) | WsMessage::Close(_) => return,
+            WsMessage::Pong(_) | WsMessage::Close(_) | WsMessage::Frame(_) => return,
         };
         self.node.shared.metrics.messages_in.inc();
         match decoded {
@@ -294,7 +322,10 @@ impl Session {
     fn drain_queue(&mut self) -> Drained {
         let start = self.out.len();
         let mut instructions = std::mem::take(&mut self.instructions);
-        let drained = self.conn.queue.drain_into(&mut self.out, &mut instructions);
+        let drained =
+            self.conn
+                .queue
+                .drain_into(&mut self.out, &mut instructions, &mut self.unwritten);
         if !instructions.is_empty() {
             // Rare: take the drained frames out again and interleave, because what an
             // instruction writes (a channel's `phx_close`) must follow the frames queued
@@ -468,16 +499,10 @@ impl ReplyTo {
     }
 }
 
-/// The close frame to answer a read error with, when the socket can still take one.
-fn read_error_close(err: &axum::Error) -> Option<(CloseCode, &'static str)> {
-    use tungstenite::error::{CapacityError, Error as WsError};
-    let inner = std::error::Error::source(err)?;
-    match inner.downcast_ref::<WsError>()? {
-        WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
-            Some((CloseCode::TooBig, "frame too large"))
-        }
-        WsError::Utf8(_) => Some((CloseCode::InvalidPayload, "invalid UTF-8 in a text frame")),
-        WsError::Protocol(_) => Some((CloseCode::ProtocolError, "WebSocket protocol error")),
-        _ => None,
+/// Resolves when the pause in `paused` is over; never while there is none.
+async fn until_resumed(paused: &mut Option<Paused>) {
+    match paused {
+        Some(wait) => wait.as_mut().await,
+        None => std::future::pending().await,
     }
 }

@@ -369,16 +369,20 @@ impl Bystanders {
 #[derive(Debug, Clone, Copy)]
 pub enum BadToken {
     Expired,
+    NotYetValid,
     MissingClaims,
+    EmptyRole,
     Malformed,
     Forged,
     AlgNone,
 }
 
 impl BadToken {
-    pub const ALL: [BadToken; 5] = [
+    pub const ALL: [BadToken; 7] = [
         BadToken::Expired,
+        BadToken::NotYetValid,
         BadToken::MissingClaims,
+        BadToken::EmptyRole,
         BadToken::Malformed,
         BadToken::Forged,
         BadToken::AlgNone,
@@ -388,7 +392,9 @@ impl BadToken {
         let now = unix_now();
         match self {
             BadToken::Expired => token(json!({"role": "anon", "exp": now - 30})),
+            BadToken::NotYetValid => token(json!({"role": "anon", "nbf": now + 600})),
             BadToken::MissingClaims => token(json!({"sub": "no-role"})),
+            BadToken::EmptyRole => token(json!({"role": ""})),
             BadToken::Malformed => "not.a.jwt".to_owned(),
             BadToken::Forged => sign_token(
                 "not-the-secret",
@@ -404,11 +410,14 @@ impl BadToken {
         }
     }
 
-    /// The message (a prefix for `Expired`, which names the seconds).
+    /// The message (a prefix for `Expired` and `NotYetValid`, which name the seconds).
     pub fn message(self) -> &'static str {
         match self {
             BadToken::Expired => "Token has expired ",
-            BadToken::MissingClaims => "Fields `role` and `exp` are required in JWT",
+            BadToken::NotYetValid => "Token is not valid yet: it becomes valid in ",
+            BadToken::MissingClaims | BadToken::EmptyRole => {
+                "Fields `role` and `exp` are required in JWT"
+            }
             BadToken::Malformed => "The token provided is not a valid JWT",
             BadToken::Forged => "Failed to validate JWT signature",
             BadToken::AlgNone => {
@@ -417,10 +426,12 @@ impl BadToken {
         }
     }
 
-    /// The 401 body's text at connect, where an expired token says only "Token has expired".
+    /// The 401 body's text at connect, where an expired token says only "Token has expired"
+    /// and an early one "Token is not valid yet".
     pub fn connect_message(self) -> &'static str {
         match self {
             BadToken::Expired => "Token has expired",
+            BadToken::NotYetValid => "Token is not valid yet",
             other => other.message(),
         }
     }
@@ -428,7 +439,10 @@ impl BadToken {
     /// The coded join reason (a prefix for `Expired`).
     pub fn join_reason(self) -> String {
         let code = match self {
-            BadToken::Expired | BadToken::MissingClaims => "InvalidJWTToken",
+            BadToken::Expired
+            | BadToken::NotYetValid
+            | BadToken::MissingClaims
+            | BadToken::EmptyRole => "InvalidJWTToken",
             BadToken::Malformed => "MalformedJWT",
             BadToken::Forged => "JwtSignatureError",
             BadToken::AlgNone => "JwtSignerError",
