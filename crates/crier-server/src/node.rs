@@ -221,7 +221,7 @@ impl Node {
         payload: &Value,
     ) -> Result<u64, PublishError> {
         let (topic, message) = self.json_broadcast(channel, event, payload)?;
-        self.publish_when_ready(&topic, &message).await
+        self.publish_when_ready(topic, message).await
     }
 
     /// Broadcasts binary `payload` as `event` to `channel`. It reaches 2.0.0 sockets (as a
@@ -248,7 +248,7 @@ impl Node {
         payload: Bytes,
     ) -> Result<u64, PublishError> {
         let (topic, message) = self.binary_broadcast(channel, event, payload)?;
-        self.publish_when_ready(&topic, &message).await
+        self.publish_when_ready(topic, message).await
     }
 
     fn json_broadcast(
@@ -304,18 +304,20 @@ impl Node {
     }
 
     /// Waits for the node to have room, publishes (counting the event), then waits for
-    /// the subscribers it reached.
+    /// the subscribers it reached. The message is owned and never borrowed across an
+    /// await, which keeps the future `Send` (its frames are built in `OnceCell`s).
     async fn publish_when_ready(
         &self,
-        topic: &str,
-        message: &Outgoing,
+        topic: String,
+        message: Outgoing,
     ) -> Result<u64, PublishError> {
         if self.wait_for_room(&[]).await.is_err() {
             self.shared.metrics.overloaded.inc();
             return Err(PublishError::Overloaded);
         }
         self.shared.counters.events.add(1);
-        let delivery = self.publish(topic, message, None);
+        let delivery = self.publish(&topic, &message, None);
+        drop(message);
         // Queued already: a node still over budget afterwards is the next call's answer.
         let _ = self.wait_for_room(&delivery.lagging).await;
         Ok(delivery.recipients)

@@ -43,8 +43,8 @@ use crate::frame::{Frame, SLOT_BYTES};
 /// Identifies one socket for the life of the node.
 pub(crate) type ConnId = u64;
 
-/// Slots are reported to the node's [`Ledger`] in steps of this many bytes, so that a
-/// queue holding a few frames (nearly all of them, nearly always) never touches the
+/// Slot memory is reported to the node's [`Ledger`] in steps of this many bytes, so that
+/// a queue holding a few frames (nearly all of them, nearly always) never touches the
 /// node-wide counter. What goes unreported is under this much per socket.
 const SLOT_CHUNK: usize = 4096;
 
@@ -143,9 +143,9 @@ struct State {
     instructions: Vec<(usize, Outbound)>,
     /// Cost of everything queued, or drained and not yet written.
     bytes: usize,
-    /// Slot bytes of the same entries (part of `bytes`), and how much of them the node's
-    /// ledger has been told about (whole chunks).
-    slots: usize,
+    /// Slot bytes of the entries drained and not yet written.
+    in_flight_slots: usize,
+    /// How many slot bytes the node's ledger has been told about (whole chunks).
     reported: usize,
     /// Since when the socket's current write has been waiting for the socket.
     stalled_since: Option<Instant>,
@@ -157,9 +157,16 @@ struct State {
 }
 
 impl State {
-    /// Tells the ledger about the slots held, in whole chunks.
+    /// The memory the queue's bookkeeping takes: the frame buffer's whole capacity (a
+    /// burst's buffer is kept while bursts go on), the instructions, and the entries
+    /// drained and not yet written.
+    fn slot_bytes(&self) -> usize {
+        (self.frames.capacity() + self.instructions.len()) * SLOT_BYTES + self.in_flight_slots
+    }
+
+    /// Tells the ledger about the slot memory held, in whole chunks.
     fn settle_slots(&mut self, ledger: &Ledger) {
-        let due = self.slots / SLOT_CHUNK * SLOT_CHUNK;
+        let due = self.slot_bytes() / SLOT_CHUNK * SLOT_CHUNK;
         if due > self.reported {
             ledger.add(due - self.reported);
         } else if due < self.reported {
@@ -172,7 +179,7 @@ impl State {
         self.frames = Vec::new();
         self.instructions = Vec::new();
         self.bytes = 0;
-        self.slots = 0;
+        self.in_flight_slots = 0;
         self.settle_slots(ledger);
     }
 }
@@ -243,16 +250,15 @@ impl OutboundQueue {
                 return Err(PushError::Overflow);
             }
             state.bytes += cost;
-            state.slots += SLOT_BYTES;
-            if state.slots >= state.reported + SLOT_CHUNK {
-                state.settle_slots(&self.ledger);
-            }
             match item {
                 Outbound::Frame(frame) => state.frames.push(frame),
                 instruction => {
                     let position = state.frames.len();
                     state.instructions.push((position, instruction));
                 }
+            }
+            if state.slot_bytes() >= state.reported + SLOT_CHUNK {
+                state.settle_slots(&self.ledger);
             }
             state.bytes > self.room_mark
         };
@@ -323,6 +329,8 @@ impl OutboundQueue {
         if capacity > 64 && capacity > 4 * drained {
             state.frames = Vec::new();
         }
+        state.in_flight_slots += slots;
+        state.settle_slots(&self.ledger);
         Drained::Open
     }
 
@@ -342,7 +350,7 @@ impl OutboundQueue {
                 return;
             }
             state.bytes = state.bytes.saturating_sub(unwritten.bytes);
-            state.slots = state.slots.saturating_sub(unwritten.slots);
+            state.in_flight_slots = state.in_flight_slots.saturating_sub(unwritten.slots);
             state.settle_slots(&self.ledger);
             let wake = state.waited_on && state.bytes <= self.room_mark;
             if wake {

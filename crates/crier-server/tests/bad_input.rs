@@ -159,3 +159,70 @@ async fn invalid_utf8_in_a_text_frame_closes_with_1007() {
     assert_eq!(u16::from(frame.code), 1007);
     bystanders.still_fine().await;
 }
+
+#[tokio::test]
+async fn an_oversized_frame_is_read_to_its_end_so_the_client_sees_1009_not_a_reset() {
+    let server = TestServer::start_with(|config| config.limits.max_frame_bytes = 64 << 10).await;
+    let mut bystanders = Bystanders::new(&server).await;
+    for vsn in [Vsn::V1, Vsn::V2] {
+        let mut client = server.connect(vsn).await;
+        client.join_ok("realtime:room", json!({})).await;
+        // 4 MB: far more than the socket buffers between the two hold, so the server
+        // must read it off the connection for the client's write, and then its read of
+        // the close frame, to succeed.
+        let huge = format!(r#"{{"pad":"{}"}}"#, "x".repeat(4 << 20));
+        client.send_raw(WsMessage::Text(huge.into())).await;
+        let frame = client.closed().await.expect("a close frame, not a reset");
+        assert_eq!(u16::from(frame.code), 1009);
+        bystanders.still_fine().await;
+    }
+}
+
+/// `depth` levels of arrays around a number.
+fn nested(depth: usize) -> serde_json::Value {
+    let text = format!("{}7{}", "[".repeat(depth), "]".repeat(depth));
+    crier_server::protocol::json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn payloads_nested_512_deep_are_delivered_and_deeper_frames_are_refused() {
+    let server = TestServer::start().await;
+    let mut bystanders = Bystanders::new(&server).await;
+    for vsn in [Vsn::V1, Vsn::V2] {
+        let mut sender = server.connect(vsn).await;
+        let mut receiver = server.connect(vsn).await;
+        let join_ref = sender
+            .join_ok("realtime:deep", json!({"broadcast": {"ack": true}}))
+            .await;
+        receiver.join_ok("realtime:deep", json!({})).await;
+        let msg_ref = sender
+            .broadcast(&join_ref, "realtime:deep", "e", nested(512))
+            .await;
+        assert_eq!(sender.reply(&msg_ref).await.0, "ok");
+        let message = receiver.event("realtime:deep", "broadcast").await;
+        assert_eq!(json_payload(&message)["payload"], nested(512));
+
+        // Deeper than the server takes: refused with a reason, the socket stays open.
+        let too_deep = format!(
+            r#"{{"topic":"realtime:deep","event":"broadcast","ref":"9","join_ref":"{join_ref}","payload":{}}}"#,
+            "[".repeat(2000) + &"]".repeat(2000)
+        );
+        let too_deep = match vsn {
+            Vsn::V1 => too_deep,
+            Vsn::V2 => format!(
+                r#"["{join_ref}","9","realtime:deep","broadcast",{}]"#,
+                "[".repeat(2000) + &"]".repeat(2000)
+            ),
+        };
+        sender.send_raw(WsMessage::Text(too_deep.into())).await;
+        let error = sender.event("phoenix", "phx_error").await;
+        let why = reason(json_payload(&error)).to_owned();
+        assert!(
+            why.starts_with("MalformedMessage: invalid JSON: JSON nested 2002 levels deep")
+                || why.starts_with("MalformedMessage: invalid JSON: JSON nested 2001 levels deep"),
+            "{why}"
+        );
+        sender.heartbeat().await;
+        bystanders.still_fine().await;
+    }
+}

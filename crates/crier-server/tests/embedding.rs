@@ -136,3 +136,34 @@ async fn an_embedded_router_refuses_connects_during_shutdown() {
     assert_eq!(status, 503);
     assert_eq!(body["error"], "Realtime is restarting, please standby");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_async_moves_a_loop_at_its_subscribers_pace() {
+    let server =
+        TestServer::start_with(|config| config.limits.max_events_per_second = u32::MAX).await;
+    let mut subscriber = server.connect(Vsn::V2).await;
+    subscriber.join_ok("realtime:feed", json!({})).await;
+    let node = server.node.clone();
+    // Ten times what the old frame count let a queue hold, published as fast as the
+    // awaits allow.
+    let publisher = tokio::spawn(async move {
+        for seq in 0..10_000 {
+            let sent = node
+                .broadcast_async("feed", "tick", &json!({"seq": seq}))
+                .await;
+            assert_eq!(sent, Ok(1));
+        }
+    });
+    for seq in 0..10_000 {
+        let message = subscriber.event("realtime:feed", "broadcast").await;
+        assert_eq!(json_payload(&message)["payload"]["seq"], seq);
+    }
+    publisher.await.unwrap();
+    assert!(
+        server
+            .node
+            .metrics_text()
+            .contains("crier_slow_consumer_disconnects_total 0\n"),
+        "nobody was cut off"
+    );
+}

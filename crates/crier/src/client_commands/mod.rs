@@ -34,7 +34,10 @@ pub(crate) struct ConnectionArgs {
 impl ConnectionArgs {
     /// A client for these settings (not connected yet).
     fn client(&self) -> Result<Client, Exit> {
-        let mut builder = Client::builder(&self.url);
+        // A command prints everything it is sent, so its streams get room for a large
+        // burst (64k events) rather than the library's default, which skips the oldest
+        // events of a reader that falls 1,024 behind.
+        let mut builder = Client::builder(&self.url).stream_capacity(1 << 16);
         if let Some(key) = self.apikey.as_deref().filter(|key| !key.is_empty()) {
             builder = builder.api_key(key);
         }

@@ -288,11 +288,24 @@ pub(crate) fn free_port() -> u16 {
 /// Reads the head, then `Content-Length` bytes of body (an upgraded connection stays
 /// open, so reading to the end would never return).
 pub(crate) fn http_get(port: u16, path: &str, headers: &str) -> String {
+    http_request(port, "GET", path, headers, "")
+}
+
+/// A plain HTTP/1.1 POST of a JSON `body`, answered as [`http_get`] answers.
+pub(crate) fn http_post_json(port: u16, path: &str, headers: &str, body: &str) -> String {
+    let headers = format!(
+        "{headers}Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    http_request(port, "POST", path, &headers, body)
+}
+
+fn http_request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(WAIT)).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n{body}"
     )
     .unwrap();
     let mut head = Vec::new();
