@@ -253,6 +253,21 @@ class Orchestrator(unittest.TestCase):
             self.assertEqual(alive_with(f"127.0.0.1:{port_base + 1}/"), [])  # the hung bench was killed
             self.assertEqual(alive_with(f"--port {port_base}"), [])  # servers stopped
 
+    def test_fake_run_with_a_baseline_binary(self):
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "r.json")
+            port_base = 47100 + os.getpid() % 500 * 7
+            env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
+            cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--no-docs", "--servers", "crier",
+                   "--baseline", sys.executable, "--workloads", "b1", "--out", out,
+                   "--log-dir", os.path.join(d, "logs"), "--port-base", str(port_base)]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(out, encoding="utf-8") as f:
+                doc = json.load(f)
+            self.assertEqual(doc["plan"]["servers"], ["crier", "crier-base"])
+            self.assertEqual({r["server"] for r in doc["runs"]}, {"crier", "crier-base"})
+
     def test_bad_arguments(self):
         p = subprocess.run([sys.executable, os.path.join(HERE, "run"), "--servers", "crier,apache"],
                            capture_output=True, text=True, env=dict(os.environ, BENCH_FAKE="1"))

@@ -34,18 +34,17 @@ pub mod tuning {
     pub const WRITE_BUFFER_BYTES: usize = 16 << 10;
     /// Largest frame accepted (Crier `Limits::max_frame_bytes`).
     pub const MAX_FRAME_BYTES: usize = 5_000_000;
-    /// Frames a socket's queue may hold before the client counts as too slow (Crier
-    /// `SocketConfig::outbound_queue_messages`).
-    pub const QUEUE_MESSAGES: usize = 1024;
-    /// Bytes a socket's queue may hold: Crier uses the larger of
-    /// `outbound_queue_bytes` (8 MiB) and two maximal frames.
-    pub const QUEUE_BYTES: usize = if 8 << 20 > 2 * MAX_FRAME_BYTES {
-        8 << 20
+    /// Bytes a socket's queue may hold (each frame counted with its slot) before the
+    /// client counts as too slow: Crier uses the larger of `FlowConfig::slow_consumer_bytes`
+    /// (16 MiB) and two maximal frames. Like Crier's, the queue has no bound on the number
+    /// of frames.
+    pub const QUEUE_BYTES: usize = if 16 << 20 > 2 * MAX_FRAME_BYTES {
+        16 << 20
     } else {
         2 * MAX_FRAME_BYTES
     };
     /// A write making no progress this long disconnects the client (Crier
-    /// `SocketConfig::write_timeout`).
+    /// `FlowConfig::slow_consumer_timeout`).
     pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
     /// How long a client may take to send its HTTP request headers (Crier
     /// `SocketConfig::header_read_timeout`).

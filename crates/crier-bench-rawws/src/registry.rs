@@ -91,7 +91,7 @@ mod tests {
     fn conn(id: ConnId) -> Arc<Conn> {
         Arc::new(Conn {
             id,
-            queue: Queue::new(16, 1 << 20),
+            queue: Queue::new(1 << 20),
         })
     }
 

@@ -23,7 +23,7 @@ const TRY_AGAIN_LATER: u16 = 1013;
 pub(crate) async fn run(shared: Arc<Shared>, mut ws: WebSocket) {
     let conn = Arc::new(Conn {
         id: shared.next_conn_id(),
-        queue: Queue::new(tuning::QUEUE_MESSAGES, tuning::QUEUE_BYTES),
+        queue: Queue::new(tuning::QUEUE_BYTES),
     });
     let mut session = Session {
         shared,

@@ -77,7 +77,7 @@ error_codes! {
     PrivateOnly => Never,
     /// The server is shutting down.
     RealtimeRestarting => Retry,
-    /// The JWT is expired or lacks `role`/`exp`.
+    /// The JWT is expired, not valid yet (`nbf`), or lacks `role`/`exp`.
     InvalidJWTToken => AfterTokenChange,
     /// The JWT cannot be parsed.
     MalformedJWT => AfterTokenChange,
@@ -250,7 +250,8 @@ pub enum CloseCode {
     InternalError,
     /// 1012: graceful restart. Reconnect after a short pause.
     ServiceRestart,
-    /// 1013: the client read too slowly and its outbound queue overflowed. Reconnect, then refetch state.
+    /// 1013: a slow consumer: its socket took no data for the slow-consumer timeout, or its
+    /// queue went over its byte budget. Reconnect, then refetch state.
     TryAgainLater,
 }
 

@@ -41,7 +41,9 @@ async fn main() -> std::io::Result<()> {
 
 async fn create_order(State(node): State<Node>) -> String {
     let order = json!({"id": rand_id(), "status": "created"});
-    match node.broadcast("orders", "created", &order) {
+    // Waits, if need be, for subscribers to have room: a burst of orders never gets a
+    // subscriber cut off for being sent a lot at once.
+    match node.broadcast_async("orders", "created", &order).await {
         Ok(recipients) => format!("order sent to {recipients} subscribers\n"),
         Err(err) => format!("not sent: {err}\n"),
     }

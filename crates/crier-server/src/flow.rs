@@ -119,6 +119,18 @@ impl Ledger {
         limit: Duration,
     ) -> Result<(), Overloaded> {
         let deadline = Instant::now() + limit;
+        self.wait_for_queues(lagging, patience, deadline).await;
+        self.wait_for_budget(deadline).await
+    }
+
+    /// Waits, up to `deadline`, until every queue in `lagging` has room again or is no
+    /// longer waited for.
+    pub(crate) async fn wait_for_queues(
+        &self,
+        lagging: &[Arc<ConnHandle>],
+        patience: Duration,
+        deadline: Instant,
+    ) {
         for conn in lagging {
             loop {
                 // Registered before the check, so a room made between the check and the
@@ -131,7 +143,7 @@ impl Ledger {
                     Room::Full { recheck_at } => recheck_at.min(deadline),
                 };
                 if Instant::now() >= deadline {
-                    break;
+                    return;
                 }
                 tokio::select! {
                     () = notified => {}
@@ -139,6 +151,10 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Waits, up to `deadline`, until the node's total is under its budget.
+    pub(crate) async fn wait_for_budget(&self, deadline: Instant) -> Result<(), Overloaded> {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);

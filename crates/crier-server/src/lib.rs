@@ -10,8 +10,9 @@
 //! - [`serve`] accepts connections; [`Node::router`] routes HTTP (`http` module).
 //! - `session`: one task per WebSocket, owning that socket's channels.
 //! - `registry`: topics, their subscribers and their presence.
-//! - `fanout`: a message encoded once per serializer, pushed into per-socket bounded
-//!   queues (`outbound`), which each socket task writes in batches.
+//! - `fanout`: a message encoded once per serializer, pushed into per-socket queues
+//!   bounded in bytes (`outbound`), which each socket task writes in batches; `flow`:
+//!   publishers wait for room, a slow consumer is one that stops taking data.
 //! - `changes`: postgres changes, captured from the database's replication slot,
 //!   authorized by its row level security, and fanned out like any other message.
 //! - `auth`, `limits`, `metrics`: JWT checks, rate counters, Prometheus figures.
@@ -26,8 +27,10 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:4000").await?;
 //! tokio::spawn(crier_server::serve(listener, node.clone()));
 //!
-//! // Later, from anywhere in the application:
+//! // Later, from anywhere in the application (`broadcast` never waits;
+//! // `broadcast_async` waits for subscribers to have room):
 //! node.broadcast("room1", "new-order", &json!({"id": 42})).ok();
+//! node.broadcast_async("room1", "new-order", &json!({"id": 43})).await.ok();
 //! # Ok(()) }
 //! ```
 

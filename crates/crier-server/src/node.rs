@@ -203,9 +203,7 @@ impl Node {
         payload: &Value,
     ) -> Result<u64, PublishError> {
         let (topic, message) = self.json_broadcast(channel, event, payload)?;
-        self.check_room()?;
-        self.shared.counters.events.add(1);
-        Ok(self.publish(&topic, &message, None).recipients)
+        self.publish_now(&topic, &message)
     }
 
     /// Broadcasts like [`Node::broadcast`], but waits for room as a client's publishes
@@ -234,9 +232,7 @@ impl Node {
         payload: Bytes,
     ) -> Result<u64, PublishError> {
         let (topic, message) = self.binary_broadcast(channel, event, payload)?;
-        self.check_room()?;
-        self.shared.counters.events.add(1);
-        Ok(self.publish(&topic, &message, None).recipients)
+        self.publish_now(&topic, &message)
     }
 
     /// Broadcasts binary `payload` like [`Node::broadcast_binary`], waiting for room as
@@ -294,13 +290,15 @@ impl Node {
         Ok((topic, message))
     }
 
-    /// Refuses when the node's queues are over their budget.
-    fn check_room(&self) -> Result<(), PublishError> {
+    /// Publishes (counting the event) without waiting, or refuses when the node's queues
+    /// are over their budget.
+    fn publish_now(&self, topic: &str, message: &Outgoing) -> Result<u64, PublishError> {
         if self.shared.ledger.is_over_budget() {
             self.shared.metrics.overloaded.inc();
             return Err(PublishError::Overloaded);
         }
-        Ok(())
+        self.shared.counters.events.add(1);
+        Ok(self.publish(topic, message, None).recipients)
     }
 
     /// Waits for the node to have room, publishes (counting the event), then waits for
@@ -319,8 +317,24 @@ impl Node {
         let delivery = self.publish(&topic, &message, None);
         drop(message);
         // Queued already: a node still over budget afterwards is the next call's answer.
-        let _ = self.wait_for_room(&delivery.lagging).await;
+        self.wait_for_subscribers(&delivery.lagging).await;
         Ok(delivery.recipients)
+    }
+
+    /// Waits until the `lagging` queues have room (or are no longer waited for), up to
+    /// the slow-consumer timeout; not for the node's budget.
+    pub(crate) async fn wait_for_subscribers(&self, lagging: &[Arc<ConnHandle>]) {
+        if lagging.is_empty() {
+            return;
+        }
+        let shared = &self.shared;
+        shared.metrics.publisher_waits.inc();
+        let flow = &shared.config.flow;
+        let deadline = tokio::time::Instant::now() + flow.slow_consumer_timeout;
+        shared
+            .ledger
+            .wait_for_queues(lagging, flow.stall_patience, deadline)
+            .await;
     }
 
     /// Waits until the `lagging` queues have room (or are no longer waited for) and the

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use crier_server::protocol::Vsn;
 use crier_server::{Config, Node};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::*;
-use tokio::net::TcpSocket;
-use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const TOPIC: &str = "realtime:burst";
@@ -123,16 +121,7 @@ async fn websocket_burst_reaches_every_reader(subscribers: usize) {
     let join_ref = sender.join_ok(TOPIC, json!({})).await;
     // Written as fast as the socket takes them: the server reads them only as fast as
     // the subscribers keep up, and TCP holds the rest.
-    for seq in 0..BURST {
-        let frame = json!([join_ref, null, TOPIC, "broadcast",
-                           {"type": "broadcast", "event": "e", "payload": {"seq": seq}}]);
-        sender
-            .ws
-            .feed(WsMessage::Text(frame.to_string().into()))
-            .await
-            .unwrap();
-    }
-    sender.ws.flush().await.unwrap();
+    sender.burst(&join_ref, TOPIC, BURST, &json!({})).await;
     all_read(tasks).await;
     sender.heartbeat().await;
     assert_eq!(slow_consumer_disconnects(&server), 0.0);
@@ -168,19 +157,6 @@ async fn a_websocket_burst_of_10000_reaches_1000_readers() {
     websocket_burst_reaches_every_reader(1000).await;
 }
 
-/// A client whose socket buffers hold next to nothing, so that it stops taking data as
-/// soon as it stops reading.
-async fn tiny_buffered(server: &TestServer) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = server.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"}))));
-    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    Client::new(ws, Vsn::V2)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_is_cut_off_within_the_bound_and_holds_nobody_back() {
     let bound = Duration::from_secs(1);
@@ -195,25 +171,17 @@ async fn a_subscriber_that_stops_reading_is_cut_off_within_the_bound_and_holds_n
         .build()
         .unwrap();
     let server = TestServer::start_node(node).await;
-    let mut stalled = tiny_buffered(&server).await;
+    let mut stalled = server.connect_tiny_buffered().await;
     stalled.join_ok(TOPIC, json!({})).await;
     let tasks = readers(&server, 20).await;
     let mut sender = server.connect(Vsn::V2).await;
     let join_ref = sender.join_ok(TOPIC, json!({})).await;
 
     // 10 MB in 1 KB messages: far more than the stalled client's buffers hold.
-    let pad = "p".repeat(1000);
     let started = tokio::time::Instant::now();
-    for seq in 0..BURST {
-        let frame = json!([join_ref, null, TOPIC, "broadcast",
-                           {"type": "broadcast", "event": "e", "payload": {"seq": seq, "pad": pad}}]);
-        sender
-            .ws
-            .feed(WsMessage::Text(frame.to_string().into()))
-            .await
-            .unwrap();
-    }
-    sender.ws.flush().await.unwrap();
+    sender
+        .burst(&join_ref, TOPIC, BURST, &json!({"pad": "p".repeat(1000)}))
+        .await;
     all_read(tasks).await;
     let everyone_read = started.elapsed();
 

@@ -12,9 +12,8 @@ use crier_server::{Config, Node, PublishError};
 use serde_json::{Value, json};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::MaybeTlsStream;
 
 /// An HTTP answer read off a raw socket.
 #[derive(Debug)]
@@ -213,32 +212,28 @@ async fn the_rest_api_refuses_the_topics_a_join_refuses() {
     let server = TestServer::start().await;
     let mut listener = server.connect(Vsn::V2).await;
     listener.join_ok("realtime:ok", json!({})).await;
-    let http = reqwest::Client::new();
     let reason = "InvalidTopic: a topic is at most 255 bytes with no control characters";
-    for topic in ["a\u{0}b", "line\nbreak", &"x".repeat(300)] {
-        let response = http
-            .post(server.http("/api/broadcast"))
+    let post = |path: String, body: Value| {
+        reqwest::Client::new()
+            .post(server.http(&path))
             .bearer_auth(token(json!({"role": "anon"})))
-            .json(&json!({"messages": [
-                {"topic": "ok", "event": "e", "payload": {}},
-                {"topic": topic, "event": "e", "payload": {}}
-            ]}))
+            .json(&body)
             .send()
-            .await
-            .unwrap();
+    };
+    for topic in ["a\u{0}b", "line\nbreak", &"x".repeat(300)] {
+        let batch = json!({"messages": [
+            {"topic": "ok", "event": "e", "payload": {}},
+            {"topic": topic, "event": "e", "payload": {}}
+        ]});
+        let response = post("/api/broadcast".into(), batch).await.unwrap();
         assert_eq!(response.status(), 422);
         assert_eq!(
             response.json::<Value>().await.unwrap(),
             json!({"errors": {"messages": [{}, {"topic": [reason]}]}})
         );
         let encoded: String = topic.bytes().map(|b| format!("%{b:02X}")).collect();
-        let response = http
-            .post(server.http(&format!("/api/broadcast/{encoded}/events/e")))
-            .bearer_auth(token(json!({"role": "anon"})))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/api/broadcast/{encoded}/events/e");
+        let response = post(path, json!({})).await.unwrap();
         assert_eq!(response.status(), 422);
         assert_eq!(
             response.json::<Value>().await.unwrap(),
@@ -246,28 +241,11 @@ async fn the_rest_api_refuses_the_topics_a_join_refuses() {
         );
     }
     // Nothing of the refused batches went out: the next message is the first to arrive.
-    let response = http
-        .post(server.http("/api/broadcast"))
-        .bearer_auth(token(json!({"role": "anon"})))
-        .json(&json!({"messages": [{"topic": "ok", "event": "witness", "payload": {}}]}))
-        .send()
-        .await
-        .unwrap();
+    let witness = json!({"messages": [{"topic": "ok", "event": "witness", "payload": {}}]});
+    let response = post("/api/broadcast".into(), witness).await.unwrap();
     assert_eq!(response.status(), 202);
     let first = listener.event("realtime:ok", "broadcast").await;
     assert_eq!(json_payload(&first)["event"], "witness");
-}
-
-/// A subscriber whose socket buffers hold next to nothing.
-async fn tiny_buffered(server: &TestServer) -> Client {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let url = server.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"}))));
-    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-        .await
-        .unwrap();
-    Client::new(ws, Vsn::V2)
 }
 
 #[tokio::test]
@@ -278,7 +256,7 @@ async fn over_the_node_budget_the_rest_api_answers_503_and_drops_nothing_it_acce
     config.flow.max_queued_bytes = 1;
     config.flow.slow_consumer_timeout = Duration::from_secs(60);
     let server = TestServer::start_node(Node::new(config).unwrap()).await;
-    let mut stalled = tiny_buffered(&server).await;
+    let mut stalled = server.connect_tiny_buffered().await;
     stalled.join_ok("realtime:full", json!({})).await;
     let http = reqwest::Client::new();
     let pad = "p".repeat(1000);

@@ -21,17 +21,28 @@ fn batch(count: u64, pad: usize) -> String {
     json!({"messages": messages}).to_string()
 }
 
-#[test]
-fn crier_listen_receives_a_rest_batch_of_10000_in_full_and_in_order() {
-    let (_server, port) = serve(&[
+/// `crier serve` with the limits raised out of the way, plus `extra`; and a key.
+fn server(extra: &[&str]) -> (Running, u16, String) {
+    let mut args = vec![
         "--jwt-secret",
         SECRET,
+        "--max-connections",
+        "2000",
+        "--max-joins-per-second",
+        "100000",
         "--max-events-per-second",
-        "1000000",
+        "2000000000",
         "--log-level",
         "warn",
-    ]);
-    let key = token(SECRET);
+    ];
+    args.extend(extra);
+    let (server, port) = serve(&args);
+    (server, port, token(SECRET))
+}
+
+#[test]
+fn crier_listen_receives_a_rest_batch_of_10000_in_full_and_in_order() {
+    let (_server, port, key) = server(&[]);
     let url = format!("ws://127.0.0.1:{port}/socket");
     let mut listen = Running::spawn(&["listen", "room1", "--url", &url, "--apikey", &key]);
     listen.joined();
@@ -135,24 +146,13 @@ async fn a_burst_to_1000_subscribers_that_pause_stays_within_the_queued_bytes_bu
     const SUBSCRIBERS: usize = 1000;
     const MESSAGES: u64 = 5000;
     let budget: u64 = 8 << 20;
-    let (server, port) = serve(&[
-        "--jwt-secret",
-        SECRET,
-        "--max-connections",
-        "2000",
-        "--max-joins-per-second",
-        "100000",
-        "--max-events-per-second",
-        "2000000000",
+    let (server, port, key) = server(&[
         "--max-queued-bytes",
         "8MiB",
         // A pause is not a stall: nobody here is cut off.
         "--slow-consumer-timeout",
         "60s",
-        "--log-level",
-        "warn",
     ]);
-    let key = token(SECRET);
     let url = format!("ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0&apikey={key}");
     let (go, paused) = tokio::sync::watch::channel(false);
     let mut readers = Vec::with_capacity(SUBSCRIBERS);

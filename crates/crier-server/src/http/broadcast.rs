@@ -208,7 +208,12 @@ pub(crate) async fn single(
         );
     } else {
         node.shared.counters.events.add(1);
-        node.publish(&topic, &outgoing, None);
+        let delivery = node.publish(&topic, &outgoing, None);
+        drop(outgoing);
+        // Answered once the subscribers it left lagging have room, so that a client
+        // calling this in a loop goes at their pace. It is queued already: a node still
+        // over budget afterwards is the next call's answer.
+        node.wait_for_subscribers(&delivery.lagging).await;
     }
     with_rate_headers(&node, StatusCode::ACCEPTED.into_response())
 }

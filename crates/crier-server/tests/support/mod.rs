@@ -79,6 +79,19 @@ impl TestServer {
             .await
     }
 
+    /// Connects (2.0.0, anon) with a 4 KiB receive buffer: the kernel holds next to
+    /// nothing for this client, so it stops taking data as soon as it stops reading.
+    pub async fn connect_tiny_buffered(&self) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let url = self.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"}))));
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("connect");
+        Client::new(ws, Vsn::V2)
+    }
+
     pub async fn connect_with_token(&self, vsn: Vsn, token: &str) -> Client {
         let url = self.ws_url(Some(vsn.as_str()), Some(token));
         let (ws, _) = tokio_tungstenite::connect_async(url)
@@ -267,6 +280,22 @@ impl Client {
         self.send(Some(join_ref), Some(&msg_ref), topic, event, payload)
             .await;
         self.reply(&msg_ref).await
+    }
+
+    /// Writes `count` broadcasts of event `e` with payloads `{"seq": n, ...extra}` as fast
+    /// as the socket takes them, without waiting for anything.
+    pub async fn burst(&mut self, join_ref: &str, topic: &str, count: u64, extra: &Value) {
+        for seq in 0..count {
+            let mut payload = extra.clone();
+            payload["seq"] = json!(seq);
+            let frame = json!([join_ref, null, topic, "broadcast",
+                               {"type": "broadcast", "event": "e", "payload": payload}]);
+            self.ws
+                .feed(WsMessage::Text(frame.to_string().into()))
+                .await
+                .expect("send");
+        }
+        self.ws.flush().await.expect("send");
     }
 
     /// Sends a broadcast without waiting for anything.
