@@ -147,14 +147,14 @@ impl JwtVerifier {
             && exp <= now
         {
             return Err(AuthError::Expired {
-                seconds_ago: now - exp,
+                seconds_ago: now.saturating_sub(exp),
             });
         }
         if let Some(nbf) = numeric_claim(&all, "nbf")?
             && nbf > now
         {
             return Err(AuthError::NotYetValid {
-                in_seconds: nbf - now,
+                in_seconds: nbf.saturating_sub(now),
             });
         }
         if all.get("iat").is_some_and(|iat| !iat.is_number()) {
@@ -335,6 +335,33 @@ mod tests {
                 now
             ),
             Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn time_claims_at_the_ends_of_the_range_do_not_overflow() {
+        let verifier = JwtVerifier::new(SECRET);
+        let now = 1_000_000;
+        let err = verifier
+            .verify(&token(json!({"role":"anon","exp": -1e19})), now)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::Expired {
+                seconds_ago: i64::MAX
+            }
+        );
+        let err = verifier
+            .verify(
+                &token(json!({"role":"anon","exp": 1e19, "nbf": 1e19})),
+                -now,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AuthError::NotYetValid {
+                in_seconds: i64::MAX
+            }
         );
     }
 

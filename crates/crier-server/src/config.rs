@@ -125,6 +125,15 @@ impl Config {
                 return Err(ConfigError::ZeroLimit(name));
             }
         }
+        let durations = [
+            ("slow_consumer_timeout", self.flow.slow_consumer_timeout),
+            ("stall_patience", self.flow.stall_patience),
+        ];
+        for (name, value) in durations {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
         if let Some(changes) = &self.postgres_changes {
             if changes.pool_size == 0 {
                 return Err(ConfigError::ZeroLimit("postgres_changes.pool_size"));
@@ -265,6 +274,12 @@ mod tests {
         assert_eq!(
             config.validate(),
             Err(ConfigError::ZeroLimit("max_frame_bytes"))
+        );
+        let mut config = Config::new("secret");
+        config.flow.slow_consumer_timeout = Duration::ZERO;
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::ZeroLimit("slow_consumer_timeout"))
         );
     }
 }

@@ -131,7 +131,7 @@ mod tests {
         ConnHandle::new(
             1,
             vsn,
-            OutboundQueue::new(1 << 20, 1 << 20, Arc::clone(ledger)),
+            OutboundQueue::new(1 << 20, 1 << 20, Arc::clone(ledger), Arc::default()),
         )
     }
 

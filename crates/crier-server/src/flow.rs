@@ -10,9 +10,9 @@
 //!   the REST API, [`crate::Node::broadcast_async`], postgres changes) waits after a
 //!   message while a subscriber it reached holds more than the room mark, until that
 //!   subscriber's socket has written its backlog. A burst therefore moves at the pace of
-//!   its subscribers instead of piling up in their queues. A subscriber whose socket has
-//!   stopped taking data for longer than the patience is not waited for: it cannot hold a
-//!   topic back, and is left to its budget and the timeout.
+//!   its subscribers instead of piling up in their queues. A subscriber whose write has
+//!   waited on its socket for longer than the patience is not waited for until that write
+//!   completes: it cannot hold a topic back, and is left to its budget and the timeout.
 //!
 //! The node also counts every byte its queues hold ([`Ledger`]): each shared frame once,
 //! however many queues hold it (the frame's buffer reports its own release when the last
@@ -165,16 +165,33 @@ impl Ledger {
             if Instant::now() >= deadline {
                 return Err(Overloaded);
             }
-            self.waiters.fetch_add(1, Ordering::SeqCst);
-            // A release between the check above and the increment did not notify.
+            // Counted as waiting for as long as this future waits, even when it is
+            // dropped mid-wait (a session closing, a client hanging up on a REST call).
+            let _waiting = Waiting::register(&self.waiters);
+            // A release between the check above and the registration did not notify.
             if self.is_over_budget() {
                 tokio::select! {
                     () = notified => {}
                     () = tokio::time::sleep_until(deadline) => {}
                 }
             }
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// One publisher counted in [`Ledger`]'s `waiters` while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn register(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

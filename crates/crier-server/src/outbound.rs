@@ -29,6 +29,7 @@
 //! socket's write batch, and the task still applies every instruction in order.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crier_protocol::Vsn;
@@ -42,6 +43,24 @@ use crate::frame::{Frame, SLOT_BYTES};
 
 /// Identifies one socket for the life of the node.
 pub(crate) type ConnId = u64;
+
+/// Bytes written to one socket so far, counted by the connection under its WebSocket
+/// (`session::io::Metered`): the slow-consumer timeout runs only while this stands
+/// still, so a client that reads slowly is not taken for one that stopped.
+#[derive(Debug, Default)]
+pub(crate) struct WriteProgress(AtomicU64);
+
+impl WriteProgress {
+    /// Counts `bytes` more written.
+    pub(crate) fn add(&self, bytes: usize) {
+        self.0.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// Slot memory is reported to the node's [`Ledger`] in steps of this many bytes, so that
 /// a queue holding a few frames (nearly all of them, nearly always) never touches the
@@ -202,12 +221,18 @@ pub(crate) struct OutboundQueue {
     room_mark: usize,
     budget: usize,
     ledger: Arc<Ledger>,
+    progress: Arc<WriteProgress>,
 }
 
 impl OutboundQueue {
     /// A queue whose publishers wait over `room_mark` bytes and whose client is too slow
-    /// over `budget` bytes.
-    pub(crate) fn new(room_mark: usize, budget: usize, ledger: Arc<Ledger>) -> Self {
+    /// over `budget` bytes; `progress` counts what its socket has written.
+    pub(crate) fn new(
+        room_mark: usize,
+        budget: usize,
+        ledger: Arc<Ledger>,
+        progress: Arc<WriteProgress>,
+    ) -> Self {
         OutboundQueue {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
@@ -215,7 +240,13 @@ impl OutboundQueue {
             room_mark,
             budget,
             ledger,
+            progress,
         }
+    }
+
+    /// Bytes its socket has written so far.
+    pub(crate) fn bytes_written(&self) -> u64 {
+        self.progress.get()
     }
 
     /// Queues `item` within the budget.
@@ -273,6 +304,14 @@ impl OutboundQueue {
     /// Whether a publisher should wait for this queue, given how long it waits for a
     /// socket that takes no data. Marks the queue as waited on, so that the write that
     /// brings it under the room mark wakes the publisher.
+    ///
+    /// A socket whose current write has waited for longer than the patience is not
+    /// waited for until that write completes. From the outside, a client that stopped
+    /// reading and one that reads more slowly than the burst look the same for a while
+    /// (the kernel wakes a writer only once much of its buffer has drained), and waiting
+    /// longer would hold every other subscriber of the topic back. Such a client takes
+    /// the burst at its own pace from its queue, and is cut off only if the burst does
+    /// not fit in its budget.
     pub(crate) fn room(&self, patience: Duration) -> Room {
         let mut state = self.state.lock();
         if state.closed {
@@ -340,8 +379,9 @@ impl OutboundQueue {
         state.stalled_since.get_or_insert_with(Instant::now);
     }
 
-    /// What earlier drains moved out has been written: it no longer counts, and a
-    /// publisher waiting for room is woken once there is some.
+    /// A write finished, and with it what earlier drains moved out (possibly nothing):
+    /// that no longer counts, the socket is no longer stalled, and a publisher waiting
+    /// for room is woken once there is some.
     pub(crate) fn written(&self, unwritten: Unwritten) {
         let wake = {
             let mut state = self.state.lock();
@@ -410,7 +450,7 @@ impl ConnHandle {
     /// A handle with a roomy queue and a ledger of its own, for unit tests.
     #[cfg(test)]
     pub(crate) fn detached(id: ConnId, vsn: Vsn) -> Arc<Self> {
-        let queue = OutboundQueue::new(1 << 20, 1 << 30, Ledger::new(usize::MAX));
+        let queue = OutboundQueue::new(1 << 20, 1 << 30, Ledger::new(usize::MAX), Arc::default());
         ConnHandle::new(id, vsn, queue)
     }
 

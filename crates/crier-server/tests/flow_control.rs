@@ -210,3 +210,45 @@ fn support_config(config: &mut Config) {
     config.limits.max_presence_events_per_second = 1_000_000;
     self::config(config);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_slower_than_a_burst_gets_all_of_it_when_it_fits_its_budget() {
+    // 8 MB go out, faster than the reader takes them: once its write has waited for
+    // the patience, the publisher goes on, and the rest waits in the reader's queue
+    // (budget 16 MiB) for it to catch up.
+    let server = TestServer::start_with(config).await;
+    let mut reader = server.connect_tiny_buffered().await;
+    reader.join_ok(TOPIC, json!({})).await;
+    let mut sender = server.connect(Vsn::V2).await;
+    let join_ref = sender.join_ok(TOPIC, json!({})).await;
+    let count = 2000;
+    let reading = tokio::spawn(async move {
+        // Slower than the server sends, but never stopped: 32 KiB, then a pause (this
+        // shapes the reader's pace; nothing waits on it).
+        let mut next = 0;
+        let mut since_pause = 0;
+        while next < count {
+            let frame = tokio::time::timeout(READ_GUARD, reader.ws.next()).await;
+            let Ok(Some(Ok(frame))) = frame else {
+                return Err(format!("lost after {next} messages: {frame:?}"));
+            };
+            if let WsMessage::Text(text) = &frame {
+                since_pause += text.len();
+                if let Some(seq) = seq_of(text) {
+                    assert_eq!(seq, next);
+                    next += 1;
+                }
+            }
+            if since_pause >= 32 << 10 {
+                since_pause = 0;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
+    });
+    sender
+        .burst(&join_ref, TOPIC, count, &json!({"pad": "p".repeat(4000)}))
+        .await;
+    reading.await.unwrap().unwrap();
+    assert_eq!(slow_consumer_disconnects(&server), 0.0);
+}

@@ -146,8 +146,14 @@ pub(super) async fn deliver(
     for ((relation, role), columns) in &answers.selectable {
         cache.remember_selectable(*relation, role.clone(), Arc::clone(columns));
     }
-    let lagging = queue(feed, &work, &answers);
-    let_queues_drain(feed, lagging).await;
+    // Change by change, waiting whenever one leaves subscribers over their room mark:
+    // a batch of large rows must not pile up in a queue before capture waits.
+    let mut next = 0;
+    while next < work.len() {
+        let lagging;
+        (next, lagging) = queue(feed, &work, &answers, next);
+        let_queues_drain(feed, lagging).await;
+    }
     Ok(())
 }
 
@@ -285,13 +291,19 @@ async fn authorize(
     })
 }
 
-/// Queues every authorized delivery, change by change in commit order. Returns the
-/// subscribers left over their room mark.
-fn queue(feed: &Feed, work: &[Work], answers: &Answers) -> Vec<Arc<ConnHandle>> {
+/// Queues the authorized deliveries of the changes from `from` on, in commit order,
+/// stopping after the first change that leaves subscribers over their room mark. Returns
+/// where to go on from, and those subscribers.
+fn queue(
+    feed: &Feed,
+    work: &[Work],
+    answers: &Answers,
+    from: usize,
+) -> (usize, Vec<Arc<ConnHandle>>) {
     let max_record_bytes = feed.config.max_record_bytes;
     let empty = Arc::new(HashSet::new());
     let mut lagging: HashMap<u64, Arc<ConnHandle>> = HashMap::new();
-    for (position, item) in work.iter().enumerate() {
+    for (position, item) in work.iter().enumerate().skip(from) {
         let mut data_by_role: HashMap<&str, String> = HashMap::new();
         let mut frames: HashMap<(&str, &[u32], &str), Outgoing> = HashMap::new();
         for target in &item.targets {
@@ -342,8 +354,11 @@ fn queue(feed: &Feed, work: &[Work], answers: &Answers) -> Vec<Arc<ConnHandle>> 
                 Err(PushError::Closed) => {}
             }
         }
+        if !lagging.is_empty() {
+            return (position + 1, lagging.into_values().collect());
+        }
     }
-    lagging.into_values().collect()
+    (work.len(), Vec::new())
 }
 
 /// `{"ids":[…],"data":…}` around an already serialized `data`.

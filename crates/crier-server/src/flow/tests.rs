@@ -10,7 +10,7 @@ const PATIENCE: Duration = Duration::from_millis(50);
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn conn(ledger: &Arc<Ledger>, room_mark: usize) -> Arc<ConnHandle> {
-    let queue = OutboundQueue::new(room_mark, 1 << 30, Arc::clone(ledger));
+    let queue = OutboundQueue::new(room_mark, 1 << 30, Arc::clone(ledger), Arc::default());
     ConnHandle::new(1, Vsn::V2, queue)
 }
 
@@ -119,4 +119,20 @@ async fn a_node_over_budget_for_the_whole_limit_is_overloaded() {
         Err(Overloaded)
     );
     assert_eq!(Instant::now() - start, LIMIT);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_given_up_mid_way_stops_counting_as_a_waiter() {
+    let ledger = Ledger::new(100);
+    let frame = ledger.shared_text("x".repeat(101));
+    let waiter = {
+        let ledger = Arc::clone(&ledger);
+        tokio::spawn(async move { ledger.wait_for_room(&[], PATIENCE, LIMIT).await })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(ledger.waiters.load(Ordering::SeqCst), 1);
+    waiter.abort();
+    let _ = waiter.await;
+    assert_eq!(ledger.waiters.load(Ordering::SeqCst), 0);
+    drop(frame);
 }

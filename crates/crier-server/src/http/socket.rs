@@ -28,7 +28,8 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::auth::{AuthError, unix_now};
 use crate::node::Node;
-use crate::session::{self, ConnectParams};
+use crate::outbound::WriteProgress;
+use crate::session::{self, ConnectParams, Metered};
 
 fn refuse(node: &Node, status: StatusCode, message: impl Into<String>) -> Response {
     node.shared.metrics.connect_rejections.inc();
@@ -147,12 +148,14 @@ pub(crate) async fn upgrade(
         .max_write_buffer_size(socket.write_buffer_bytes + 2 * max_frame + 64)
         .max_message_size(Some(max_frame))
         .max_frame_size(Some(max_frame));
+    let progress = std::sync::Arc::new(WriteProgress::default());
     let connect = ConnectParams {
         vsn,
         token,
         claims,
         remote_addr,
         permit,
+        progress: std::sync::Arc::clone(&progress),
     };
     // The 101 answer goes out first; hyper hands the connection over once it has.
     tokio::spawn(async move {
@@ -163,9 +166,8 @@ pub(crate) async fn upgrade(
                 return;
             }
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
+        let connection = Metered::new(TokioIo::new(upgraded), progress);
+        let ws = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
         session::run(node, ws, connect).await;
     });
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());

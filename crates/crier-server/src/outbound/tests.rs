@@ -8,7 +8,7 @@ fn ledger() -> Arc<Ledger> {
 }
 
 fn queue(room_mark: usize, budget: usize) -> OutboundQueue {
-    OutboundQueue::new(room_mark, budget, ledger())
+    OutboundQueue::new(room_mark, budget, ledger(), Arc::default())
 }
 
 fn frame(len: usize) -> Outbound {
@@ -93,7 +93,7 @@ fn drained_bytes_count_until_they_are_written() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_socket_stalled_past_the_patience_is_no_longer_waited_for() {
+async fn a_socket_whose_write_waits_past_the_patience_is_no_longer_waited_for() {
     let patience = Duration::from_millis(50);
     let queue = queue(0, 1 << 20);
     queue.push(frame(1)).unwrap();
@@ -125,6 +125,21 @@ async fn a_socket_stalled_past_the_patience_is_no_longer_waited_for() {
     assert_eq!(queue.room(patience), Room::Free, "the write went through");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_write_that_completes_clears_the_stall_even_with_nothing_drained() {
+    let patience = Duration::from_millis(50);
+    let queue = queue(0, 1 << 20);
+    queue.push(frame(1)).unwrap();
+    // A write of the task's own replies waited, then went through.
+    queue.write_stalled();
+    tokio::time::advance(patience).await;
+    queue.written(Unwritten::default());
+    assert!(
+        matches!(queue.room(patience), Room::Full { .. }),
+        "not taken for stalled by an old mark"
+    );
+}
+
 #[test]
 fn a_closed_queue_is_not_waited_for() {
     let queue = queue(0, 1 << 20);
@@ -136,7 +151,7 @@ fn a_closed_queue_is_not_waited_for() {
 #[test]
 fn slot_memory_reaches_the_node_ledger_in_chunks_and_leaves_it_when_written_or_closed() {
     let ledger = Ledger::new(usize::MAX);
-    let queue = OutboundQueue::new(usize::MAX, 1 << 30, Arc::clone(&ledger));
+    let queue = OutboundQueue::new(usize::MAX, 1 << 30, Arc::clone(&ledger), Arc::default());
     queue.push(frame(1)).unwrap();
     assert_eq!(ledger.queued(), 0, "a few frames never touch the ledger");
     let entries = 10_000;

@@ -26,6 +26,9 @@ pub(super) struct JsonParseErrors<IO> {
     pending: Bytes,
     /// Upgraded to a WebSocket: nothing more to look at.
     upgraded: bool,
+    /// The last write took only part of its buffer: the next one goes on with it, and
+    /// does not start an answer.
+    continuing: bool,
 }
 
 impl<IO> JsonParseErrors<IO> {
@@ -34,6 +37,7 @@ impl<IO> JsonParseErrors<IO> {
             inner,
             pending: Bytes::new(),
             upgraded: false,
+            continuing: false,
         }
     }
 }
@@ -69,7 +73,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for JsonParseErrors<IO> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_pending(cx))?;
-        if !this.upgraded {
+        if !this.upgraded && !this.continuing {
             if buf.starts_with(b"HTTP/1.1 101 ") {
                 this.upgraded = true;
             } else if let Some(answer) = with_json_body(buf) {
@@ -80,7 +84,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for JsonParseErrors<IO> {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            this.continuing = n < buf.len();
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -1,15 +1,17 @@
 //! The socket end of a session: batched writes that notice a client that takes no data,
 //! close frames, and the clean close after an oversized frame.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crier_protocol::codes::CloseCode;
 use futures_util::SinkExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
@@ -17,10 +19,57 @@ use tungstenite::protocol::CloseFrame;
 use tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 
 use crate::frame::Frame;
-use crate::outbound::OutboundQueue;
+use crate::outbound::{OutboundQueue, WriteProgress};
 
 /// A server-side WebSocket over an upgraded HTTP/1.1 connection.
-pub(crate) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+pub(crate) type Socket = WebSocketStream<Metered<TokioIo<Upgraded>>>;
+
+/// The connection under a WebSocket, counting the bytes it writes: a write that waits
+/// makes progress or does not, whatever the size of the frames in it, and that is how
+/// a client that reads slowly is told from one that stopped.
+#[derive(Debug)]
+pub(crate) struct Metered<IO> {
+    inner: IO,
+    written: Arc<WriteProgress>,
+}
+
+impl<IO> Metered<IO> {
+    pub(crate) fn new(inner: IO, written: Arc<WriteProgress>) -> Self {
+        Metered { inner, written }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Metered<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Metered<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = result {
+            self.written.add(n);
+        }
+        result
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// How long the rest of an oversized frame may take to arrive before the socket closes.
 const DISCARD_TIME: Duration = Duration::from_secs(2);
@@ -41,23 +90,29 @@ pub(super) enum WriteError {
     Overflowed,
 }
 
+/// How a batch went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Written {
+    /// At once: the socket had room.
+    AtOnce,
+    /// After waiting for the socket (the queue was told it stalled).
+    AfterWaiting,
+}
+
 /// Writes `frames` (emptying it) and flushes once. Nearly every write completes at once;
 /// one that has to wait tells the queue its socket is stalled (publishers stop waiting
-/// for it after their patience), and fails once no frame has gone out for `stall_limit`.
-/// Progress resets that clock, so a client that reads slowly but steadily is not taken
-/// for one that stopped reading.
+/// for it once it takes too little for their patience), and fails once the socket has
+/// taken no byte at all for `stall_limit`. Any progress restarts that clock, so a client
+/// that reads slowly but steadily is not taken for one that stopped.
 pub(super) async fn write_batch(
     ws: &mut Socket,
     frames: &mut Vec<Frame>,
     queue: &OutboundQueue,
     stall_limit: Duration,
-) -> Result<(), WriteError> {
-    // Shared with the stall check below; an atomic only because the future must be Send.
-    let fed = AtomicUsize::new(0);
+) -> Result<Written, WriteError> {
     let written = async {
         for frame in frames.drain(..) {
             ws.feed(frame.into_message()).await?;
-            fed.fetch_add(1, Ordering::Relaxed);
         }
         ws.flush().await
     };
@@ -66,21 +121,25 @@ pub(super) async fn write_batch(
     // registration and a runtime wakeup per flush.
     let first_poll = std::future::poll_fn(|cx| Poll::Ready(written.as_mut().poll(cx))).await;
     if let Poll::Ready(result) = first_poll {
-        return result.map_err(|_| WriteError::Gone);
+        return result
+            .map(|()| Written::AtOnce)
+            .map_err(|_| WriteError::Gone);
     }
     queue.write_stalled();
     let stall = sleep(stall_limit);
     tokio::pin!(stall);
-    let mut seen = fed.load(Ordering::Relaxed);
+    let mut seen = queue.bytes_written();
     loop {
         tokio::select! {
-            result = &mut written => return result.map_err(|_| WriteError::Gone),
+            result = &mut written => {
+                return result.map(|()| Written::AfterWaiting).map_err(|_| WriteError::Gone);
+            }
             () = &mut stall => {
-                let now_fed = fed.load(Ordering::Relaxed);
-                if now_fed == seen {
+                let now_written = queue.bytes_written();
+                if now_written == seen {
                     return Err(WriteError::Stalled);
                 }
-                seen = now_fed;
+                seen = now_written;
                 stall.as_mut().reset(Instant::now() + stall_limit);
             }
             () = queue.slow().cancelled() => return Err(WriteError::Overflowed),

@@ -29,7 +29,7 @@ use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
 use crier_protocol::events::{EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::{Envelope, FrameRef};
 use crier_protocol::{Message, Vsn, serializer};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::{Instant, sleep};
@@ -37,7 +37,7 @@ use tungstenite::Message as WsMessage;
 
 pub(crate) use channel::Channel;
 pub(crate) use handlers::json_broadcast_body;
-pub(crate) use io::Socket;
+pub(crate) use io::{Metered, Socket};
 
 use crate::auth::{Claims, unix_now};
 use crate::fanout::encode_one;
@@ -45,8 +45,8 @@ use crate::frame::Frame;
 use crate::hooks::ConnectionInfo;
 use crate::limits::ConnectionPermit;
 use crate::node::Node;
-use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten};
-use io::WriteError;
+use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten, WriteProgress};
+use io::{WriteError, Written};
 
 /// Reads stay paused until this resolves (see the module doc).
 type Paused = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -59,6 +59,8 @@ pub(crate) struct ConnectParams {
     pub(crate) claims: Claims,
     pub(crate) remote_addr: Option<SocketAddr>,
     pub(crate) permit: ConnectionPermit,
+    /// Counted by the socket's connection (`Metered`) as it writes.
+    pub(crate) progress: Arc<WriteProgress>,
 }
 
 /// Runs a socket until it closes, then leaves all its channels.
@@ -128,7 +130,12 @@ impl Session {
         let limits = &node.shared.config.limits;
         // The queue must hold at least a couple of the largest frames a client may be sent.
         let budget = flow.slow_consumer_bytes.max(2 * limits.max_frame_bytes);
-        let queue = OutboundQueue::new(flow.room_bytes, budget, Arc::clone(&node.shared.ledger));
+        let queue = OutboundQueue::new(
+            flow.room_bytes,
+            budget,
+            Arc::clone(&node.shared.ledger),
+            Arc::clone(&params.progress),
+        );
         let conn = ConnHandle::new(node.next_conn_id(), params.vsn, queue);
         let info = ConnectionInfo {
             id: conn.id,
@@ -186,20 +193,12 @@ impl Session {
                 armed_expiry = next_expiry;
             }
             tokio::select! {
-                frame = ws.next(), if paused.is_none() => match frame {
-                    Some(Ok(frame)) => {
-                        last_inbound = Instant::now();
-                        self.on_frame(frame);
+                read = ws.next(), if paused.is_none() => {
+                    last_inbound = Instant::now();
+                    if let Some(end) = self.on_read(read) {
+                        return end;
                     }
-                    Some(Err(err)) => match io::read_error_close(&err) {
-                        Some((code, reason, discard)) => {
-                            self.closing = Some((code, reason));
-                            self.discard = discard;
-                        }
-                        None => return End::ClientGone,
-                    },
-                    None => return End::ClientGone,
-                },
+                }
                 () = until_resumed(&mut paused) => {
                     paused = None;
                     // Not idle: its frames waited in the kernel for us.
@@ -216,7 +215,18 @@ impl Session {
                         // Not reading is our doing, not the client's silence.
                         idle.as_mut().reset(now + idle_timeout);
                     } else if now >= deadline {
-                        self.closing = Some((CloseCode::GoingAway, "idle timeout"));
+                        // A long write may have kept the loop from reading: look at the
+                        // socket before calling the client idle.
+                        match ws.next().now_or_never() {
+                            Some(read) => {
+                                last_inbound = now;
+                                idle.as_mut().reset(now + idle_timeout);
+                                if let Some(end) = self.on_read(read) {
+                                    return end;
+                                }
+                            }
+                            None => self.closing = Some((CloseCode::GoingAway, "idle timeout")),
+                        }
                     } else {
                         idle.as_mut().reset(deadline);
                     }
@@ -233,6 +243,8 @@ impl Session {
                 };
             }
             if let Some((code, reason)) = self.closing.take() {
+                // Nothing more will be sent: publishers stop waiting for this socket.
+                self.conn.queue.close();
                 let limit = self.node.shared.config.flow.slow_consumer_timeout;
                 io::send_close(ws, code, reason, limit).await;
                 // An oversized frame's rest is read and dropped after the session is
@@ -269,8 +281,13 @@ impl Session {
         metrics.messages_out.inc_by(count);
         metrics.bytes_out.inc_by(bytes as u64);
         match result {
-            Ok(()) => {
+            Ok(Written::AtOnce) => {
                 self.report_written();
+                Ok(())
+            }
+            Ok(Written::AfterWaiting) => {
+                // Also clears the stall mark when nothing drained was in it.
+                self.conn.queue.written(std::mem::take(&mut self.unwritten));
                 Ok(())
             }
             Err(WriteError::Gone) => Err(End::ClientGone),
@@ -295,6 +312,25 @@ impl Session {
         let limit = self.node.shared.config.flow.slow_consumer_timeout;
         io::send_close(ws, CloseCode::TryAgainLater, "slow consumer", limit).await;
         End::Slow(why)
+    }
+
+    /// What a read of the socket gave; `Some` when the session is over.
+    fn on_read(&mut self, read: Option<Result<WsMessage, tungstenite::Error>>) -> Option<End> {
+        match read {
+            Some(Ok(frame)) => {
+                self.on_frame(frame);
+                None
+            }
+            Some(Err(err)) => match io::read_error_close(&err) {
+                Some((code, reason, discard)) => {
+                    self.closing = Some((code, reason));
+                    self.discard = discard;
+                    None
+                }
+                None => Some(End::ClientGone),
+            },
+            None => Some(End::ClientGone),
+        }
     }
 
     fn on_frame(&mut self, frame: WsMessage) {
