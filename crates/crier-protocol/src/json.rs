@@ -39,18 +39,42 @@ pub fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, JsonErro
     match serde_json::from_slice(bytes) {
         Ok(value) => Ok(value),
         Err(err) if is_nesting_limit(&err) => {
-            let depth = nesting_depth(bytes);
-            if depth > MAX_DEPTH {
-                return Err(JsonError::TooDeep { depth });
-            }
-            let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-            deserializer.disable_recursion_limit();
-            let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
-            deserializer.end()?;
-            Ok(value)
+            deep(serde_json::Deserializer::from_slice(bytes), bytes)
         }
         Err(err) => Err(JsonError::Invalid(err)),
     }
+}
+
+/// Parses `text` as a `T`, accepting nesting up to [`MAX_DEPTH`] levels. Cheaper than
+/// [`from_slice`] on text already known to be UTF-8: strings are not checked again.
+pub fn from_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, JsonError> {
+    match serde_json::from_str(text) {
+        Ok(value) => Ok(value),
+        Err(err) if is_nesting_limit(&err) => {
+            deep(serde_json::Deserializer::from_str(text), text.as_bytes())
+        }
+        Err(err) => Err(JsonError::Invalid(err)),
+    }
+}
+
+/// The second parse, for a document serde_json found too deep: measured first, then
+/// parsed without serde_json's limit on a stack that grows as needed.
+fn deep<'a, R, T>(
+    mut deserializer: serde_json::Deserializer<R>,
+    bytes: &[u8],
+) -> Result<T, JsonError>
+where
+    R: serde_json::de::Read<'a>,
+    T: Deserialize<'a>,
+{
+    let depth = nesting_depth(bytes);
+    if depth > MAX_DEPTH {
+        return Err(JsonError::TooDeep { depth });
+    }
+    deserializer.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut deserializer))?;
+    deserializer.end()?;
+    Ok(value)
 }
 
 /// Parses `bytes` as one JSON value kept as text (to forward without re-encoding),
@@ -66,11 +90,6 @@ pub fn raw_from_slice(bytes: &[u8]) -> Result<&RawValue, JsonError> {
         }
     }
     Ok(raw)
-}
-
-/// Parses `text` as a `T`, accepting nesting up to [`MAX_DEPTH`] levels.
-pub fn from_str<'a, T: Deserialize<'a>>(text: &'a str) -> Result<T, JsonError> {
-    from_slice(text.as_bytes())
 }
 
 /// serde_json does not expose its error codes; its message for this one is stable.

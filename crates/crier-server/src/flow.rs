@@ -91,8 +91,7 @@ impl Ledger {
 
     /// A text frame for many queues, counted once for as long as any of them holds it.
     pub(crate) fn shared_text(self: &Arc<Self>, text: String) -> Frame {
-        let bytes = self.counted(text);
-        Frame::Text(bytes.try_into().expect("a String is UTF-8"))
+        Frame::Text(self.counted(text))
     }
 
     /// A binary frame for many queues, counted once for as long as any of them holds it.
