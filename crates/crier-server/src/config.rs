@@ -241,8 +241,9 @@ pub struct FlowConfig {
     pub slow_consumer_bytes: usize,
     /// Publishers that can wait do while a subscriber they reached holds more than this.
     pub room_bytes: usize,
-    /// How long publishers go on waiting for a subscriber whose socket takes no data;
-    /// after that it is left to the timeout and the budget, and holds nobody back.
+    /// How long publishers wait for a subscriber whose current write is waiting on its
+    /// socket; past that, until the write completes, it is left to its budget and the
+    /// timeout, and holds nobody back.
     pub stall_patience: Duration,
     /// All of the node's queues together: each shared frame once, plus every queue's
     /// slots. Over it, publishers wait and the REST API answers 503.

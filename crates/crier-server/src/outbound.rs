@@ -302,7 +302,7 @@ impl OutboundQueue {
     }
 
     /// Whether a publisher should wait for this queue, given how long it waits for a
-    /// socket that takes no data. Marks the queue as waited on, so that the write that
+    /// socket whose write is waiting. Marks the queue as waited on, so that the write that
     /// brings it under the room mark wakes the publisher.
     ///
     /// A socket whose current write has waited for longer than the patience is not

@@ -161,8 +161,8 @@ pub(super) async fn deliver(
 /// the node's queues are under their budget. The slot keeps what is not read yet, so
 /// capture waits where it must: a burst of changes then slows capture down instead of
 /// filling queues, and never gets a subscriber disconnected for being sent a lot at once.
-/// A subscriber whose socket takes no data is not waited for (it is left to the
-/// slow-consumer rules), so it cannot hold everyone else's changes back.
+/// A subscriber whose write has waited on its socket past the patience is not waited for
+/// (it is left to the slow-consumer rules), so it cannot hold everyone else's changes back.
 async fn let_queues_drain(feed: &Feed, lagging: Vec<Arc<ConnHandle>>) {
     let flow = &feed.flow;
     let started = tokio::time::Instant::now();
