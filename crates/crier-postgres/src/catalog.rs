@@ -18,8 +18,8 @@
 //! Every connection starts with the same date, time and number formats as the
 //! replication connection (so the key values pgoutput sent read back as the same values)
 //! and with `standard_conforming_strings` on (so a backslash in a string literal is just
-//! a backslash; [`crate::rls::quote_literal`] does not rely on it anyway). Settings in the
-//! URL's `options` parameter (`statement_timeout`, say) are kept and applied first.
+//! a backslash). Settings in the URL's `options` parameter (`statement_timeout`, say) are
+//! kept and applied first.
 
 use std::collections::HashSet;
 use std::str::FromStr;

@@ -10,10 +10,14 @@
 //! - [`catalog`]: catalog lookups (RLS flag, primary key, tables, columns, privileges).
 //! - [`rls`]: row level security checks, many rows per round trip.
 //! - [`render`]: a change rendered as the `data` of a `postgres_changes` message, per role.
+//! - `pgtext` (private): readers of PostgreSQL's text formats (`numeric`, dates and
+//!   timestamps, arrays, records, hstore, JSON as `jsonb`, `bool`, `uuid`) and calendar
+//!   arithmetic, shared by `types`, `render` and `filter`.
 
 pub mod catalog;
 pub mod filter;
 pub mod pgoutput;
+mod pgtext;
 pub mod render;
 pub mod replication;
 pub mod rls;

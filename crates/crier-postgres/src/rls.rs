@@ -9,49 +9,59 @@
 //!
 //! [`visible_rows`] asks the same question for many rows at once: all the rows one group
 //! of subscribers (same table, role and claims) needs answered from one batch of changes,
-//! in one round trip. It sends one multi-statement string over the simple query protocol:
+//! in one round trip. It sends four statements without waiting between them (tokio-postgres
+//! pipelines requests sent together), the values as query parameters:
 //!
 //! ```sql
 //! begin;
-//! set local role 'authenticated';
-//! set local request.jwt.claims = '{"sub":"..."}';
-//! select k.i from (values (0, '1'::bigint), (3, '7'::bigint)) as k(i, c1)
-//! where exists (select 1 from "public"."todos" as t where t."id" = k.c1);
+//! select pg_catalog.set_config('request.jwt.claims', $2, true),
+//!        pg_catalog.set_config('role', $1, true);           -- $1 role, $2 claims
+//! select k.n from rows from (pg_catalog.unnest($1::text[])) with ordinality as k(c1, n)
+//! where exists (select 1 from "public"."todos" as t where t."id" = k.c1::bigint);
 //! rollback;
 //! ```
 //!
-//! `k.i` is the row's index in the caller's slice; the rows returned are the visible
-//! ones. Key values travel as string literals cast to the key column's type, the way
+//! Each `$n::text[]` holds one key column's values (a composite key unnests several
+//! arrays side by side); `k.n` is the row's place among them, and the rows returned are
+//! the visible ones. Key values travel as text cast to the key column's type, the way
 //! Supabase casts the text wal2json gives it, and are matched with the type's `=`, so the
-//! primary key index is used. `SET LOCAL ROLE` and `set_config('role', ..., true)` are
-//! the same setting; the transaction always ends in `rollback`, which also undoes
-//! anything a policy function changed, so the connection goes back to the pool as the
-//! session user with no settings left over.
+//! primary key index is used. `set_config('role', ..., true)` is `SET LOCAL ROLE`; the
+//! claims are set first, while the session user is still the role. The transaction
+//! always ends in `rollback`, which also undoes anything a policy function changed, so
+//! the connection goes back to the pool as the session user with no settings left over.
 //!
 //! # When the batch fails
 //!
-//! The server skips the rest of a multi-statement string at the first error, so a policy
-//! that raises on one row (a bad cast of a claim, a division by zero), or a role without
-//! `SELECT` privilege on the table (`permission denied`, raised before any row is read),
-//! fails the whole batch. Then a second round trip ends the failed transaction and asks
-//! row by row inside one `DO` block, each row in its own `BEGIN ... EXCEPTION` block (a
+//! A statement that fails leaves the transaction aborted, so the next ones fail too until
+//! the `rollback`. A policy that raises on one row (a bad cast of a claim, a division by
+//! zero), or a role without `SELECT` privilege on the table (`permission denied`, raised
+//! before any row is read), fails the whole batch. Then a second round trip asks row by
+//! row inside one `DO` block, each row in its own `BEGIN ... EXCEPTION` block (a
 //! savepoint): a row whose check raises is not visible, and the others get their own
 //! answers, as with Supabase's per-subscriber exception handler. So a role lacking the
-//! privilege gets "nothing visible", not an error. The `DO` block also checks first that
-//! the role exists, so a missing role is [`CatalogError::UnknownRole`]. Errors that are
-//! about the session rather than the rows (a cancelled statement, such as one that ran
-//! into `statement_timeout`; the server running out of resources) are returned as
-//! errors. In every case the transaction is ended before the connection is reused.
+//! privilege gets "nothing visible", not an error. A `DO` block takes no parameters, so
+//! its inputs (role, claims, key values) are set first as transaction-local settings
+//! (`crier.role`, `crier.claims`, `crier.key_1`, ...) by a parameterized `set_config`,
+//! in the same round trip, and it leaves its answers in settings too. The `DO` block
+//! checks first that the role exists, so a missing role is [`CatalogError::UnknownRole`].
+//! Errors that are about the session rather than the rows (a cancelled statement, such
+//! as one that ran into `statement_timeout`; the server running out of resources) are
+//! returned as errors. In every case the transaction is ended before the connection is
+//! reused.
 //!
-//! # Literals
+//! # Values
 //!
-//! Every value is a string literal written by [`quote_literal`]: quotes doubled, and in
-//! an `E'...'` literal with doubled backslashes when there is a backslash, which means
-//! the same whatever `standard_conforming_strings` is. PostgreSQL text cannot contain
-//! NUL, so a key value with NUL matches no row (it is answered "not visible" without
-//! asking), and a role or claims with NUL is an error.
+//! No value is written into SQL: the role, the claims and the key values are parameters
+//! (only the table's and key columns' quoted names and the key types from
+//! [`Catalog::table_info`] are). PostgreSQL text cannot contain NUL, so a key value with
+//! NUL matches no row (it is answered "not visible" without asking), and a role or claims
+//! with NUL is an error. A key value reaches its type by a cast from `text`, which for
+//! every type is its input function except where a type has its own cast from `text`;
+//! among the built-in types only `regclass` has one that reads differently (a number is
+//! a relation's name to it, not an OID).
 
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, SimpleQueryMessage};
 
 use crate::catalog::{Catalog, CatalogError, PrimaryKeyColumn};
 use crate::replication::quote_ident;
@@ -60,9 +70,17 @@ use crate::replication::quote_ident;
 /// PostgreSQL uses).
 const UNKNOWN_ROLE_SQLSTATE: &str = "CR001";
 
+/// Sets the subscriber's claims, then its role, for the rest of the transaction: `$1` the
+/// role, `$2` the claims.
+const SET_ROLE_AND_CLAIMS: &str = "select pg_catalog.set_config('request.jwt.claims', $2, true), \
+     pg_catalog.set_config('role', $1, true)";
+
 /// Writes `value` as an SQL string literal: `'it''s'`, and `E'a\\b'` when it contains a
 /// backslash, so it reads back as `value` whatever `standard_conforming_strings` is.
 /// `None` when it contains NUL, which no PostgreSQL string can hold.
+///
+/// [`visible_rows`] no longer writes literals (its values are query parameters); this is
+/// kept for callers that build SQL text.
 pub fn quote_literal(value: &str) -> Option<String> {
     if value.contains('\0') {
         return None;
@@ -122,7 +140,8 @@ pub async fn visible_rows(
     Ok(visible)
 }
 
-/// One group's question, with everything quoted.
+/// One group's question: the names to paste into SQL (quoted), and the values to send
+/// as parameters.
 struct Check<'a> {
     /// `"schema"."table"`.
     table: String,
@@ -130,13 +149,12 @@ struct Check<'a> {
     columns: Vec<String>,
     /// Key column types, as cast targets.
     types: Vec<&'a str>,
-    /// The role, as given (for errors).
     role: &'a str,
-    role_literal: String,
-    claims_literal: String,
-    /// The rows worth asking about: index in the caller's slice, and the quoted key
-    /// values.
-    candidates: Vec<(usize, Vec<String>)>,
+    claims: &'a str,
+    /// The index in the caller's slice of each row worth asking about.
+    candidates: Vec<usize>,
+    /// The candidates' key values, one list per key column, in candidate order.
+    keys: Vec<Vec<&'a str>>,
 }
 
 impl<'a> Check<'a> {
@@ -145,8 +163,8 @@ impl<'a> Check<'a> {
         table: &str,
         key: &'a [PrimaryKeyColumn],
         role: &'a str,
-        claims_json: &str,
-        rows: &[Vec<Option<String>>],
+        claims_json: &'a str,
+        rows: &'a [Vec<Option<String>>],
     ) -> Result<Check<'a>, CatalogError> {
         if key.is_empty() {
             return Err(CatalogError::InvalidInput(format!(
@@ -176,11 +194,9 @@ impl<'a> Check<'a> {
         if serde_json::from_str::<serde::de::IgnoredAny>(claims_json).is_err() {
             return Err(CatalogError::InvalidInput("the claims are not JSON".into()));
         }
-        let role_literal = quote_literal(role)
-            .ok_or_else(|| CatalogError::InvalidInput("NUL in the role".into()))?;
-        let claims_literal = quote_literal(claims_json)
-            .ok_or_else(|| CatalogError::InvalidInput("NUL in the claims".into()))?;
+        no_nul("claims", claims_json)?;
         let mut candidates = Vec::new();
+        let mut keys: Vec<Vec<&str>> = vec![Vec::new(); key.len()];
         for (index, row) in rows.iter().enumerate() {
             if row.len() != key.len() {
                 return Err(CatalogError::InvalidInput(format!(
@@ -191,12 +207,15 @@ impl<'a> Check<'a> {
             }
             // NULL never equals anything, and NUL is in no stored value: not visible,
             // without asking.
-            let quoted: Option<Vec<String>> = row
+            let values: Option<Vec<&str>> = row
                 .iter()
-                .map(|value| value.as_deref().and_then(quote_literal))
+                .map(|value| value.as_deref().filter(|value| !value.contains('\0')))
                 .collect();
-            if let Some(quoted) = quoted {
-                candidates.push((index, quoted));
+            if let Some(values) = values {
+                candidates.push(index);
+                for (column, value) in keys.iter_mut().zip(values) {
+                    column.push(value);
+                }
             }
         }
         Ok(Check {
@@ -204,16 +223,53 @@ impl<'a> Check<'a> {
             columns: key.iter().map(|column| quote_ident(&column.name)).collect(),
             types: key.iter().map(|column| column.type_name.as_str()).collect(),
             role,
-            role_literal,
-            claims_literal,
+            claims: claims_json,
             candidates,
+            keys,
         })
+    }
+
+    /// The key arrays as `text[]` parameters.
+    fn key_params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        self.keys
+            .iter()
+            .map(|values| (values as &(dyn ToSql + Sync), Type::TEXT_ARRAY))
+            .collect()
+    }
+
+    /// The candidate at `n` (1-based, as `with ordinality` and the `DO` block count).
+    fn candidate(&self, n: i64) -> Result<usize, CatalogError> {
+        usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|n| self.candidates.get(n).copied())
+            .ok_or_else(|| CatalogError::Protocol(format!("row number {n}")))
     }
 
     /// Asks, and returns the indexes of the visible rows.
     async fn run(&self, client: &Client) -> Result<Vec<usize>, CatalogError> {
-        match client.simple_query(&self.batch_sql()).await {
-            Ok(messages) => self.visible_from_batch(&messages),
+        let select = self.batch_select_sql();
+        let settings: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&self.role, Type::TEXT), (&self.claims, Type::TEXT)];
+        let key_params = self.key_params();
+        // Sent together, in this order, before any answer is awaited: one round trip.
+        // Each is its own protocol message, so the `rollback` runs even when a statement
+        // before it failed, and nothing is left open.
+        let (begun, set, checked, ended) = tokio::join!(
+            biased;
+            client.batch_execute("begin"),
+            client.query_typed(SET_ROLE_AND_CLAIMS, &settings),
+            client.query_typed(&select, &key_params),
+            client.batch_execute("rollback"),
+        );
+        // The first failure is the one that matters: the statements after it fail only
+        // because the transaction was aborted.
+        let outcome = match (begun, set, checked, ended) {
+            (Err(err), ..) | (Ok(_), Err(err), ..) => Err(err),
+            (Ok(_), Ok(_), checked, ended) => checked.and_then(|rows| ended.map(|()| rows)),
+        };
+        match outcome {
+            Ok(rows) => self.visible_from_batch(&rows),
             Err(err)
                 if err
                     .as_db_error()
@@ -221,121 +277,63 @@ impl<'a> Check<'a> {
             {
                 self.row_by_row(client).await
             }
-            // Reported by the server: the connection is fine, the transaction is not.
-            Err(err) if err.as_db_error().is_some() => {
-                end_transaction(client).await?;
-                Err(err.into())
-            }
-            // The connection failed: it is not reused, so there is nothing to end.
             Err(err) => Err(err.into()),
         }
     }
 
-    /// The settings, and `k.i` of each visible row (module docs).
-    fn batch_sql(&self) -> String {
-        let mut sql = format!("begin;\n{}\n", self.settings_sql());
+    /// `k.n` of each visible row (module docs).
+    fn batch_select_sql(&self) -> String {
         let names: Vec<String> = (1..=self.columns.len()).map(|n| format!("c{n}")).collect();
-        sql.push_str("select k.i from (values ");
-        for (n, (index, values)) in self.candidates.iter().enumerate() {
-            if n > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("({index}"));
-            for (value, type_name) in values.iter().zip(&self.types) {
-                sql.push_str(&format!(", {value}::{type_name}"));
-            }
-            sql.push(')');
-        }
-        sql.push_str(&format!(
-            ") as k(i, {}) where exists (select 1 from {} as t where {});\nrollback;",
+        let arrays: Vec<String> = (1..=self.columns.len())
+            .map(|n| format!("pg_catalog.unnest(${n}::text[])"))
+            .collect();
+        let condition = self
+            .columns
+            .iter()
+            .zip(&names)
+            .zip(&self.types)
+            .map(|((column, name), type_name)| format!("t.{column} = k.{name}::{type_name}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        format!(
+            "select k.n from rows from ({}) with ordinality as k({}, n) \
+             where exists (select 1 from {} as t where {condition})",
+            arrays.join(", "),
             names.join(", "),
             self.table,
-            self.columns
-                .iter()
-                .zip(&names)
-                .map(|(column, name)| format!("t.{column} = k.{name}"))
-                .collect::<Vec<_>>()
-                .join(" and ")
-        ));
-        sql
-    }
-
-    fn settings_sql(&self) -> String {
-        format!(
-            "set local role {};\nset local request.jwt.claims = {};",
-            self.role_literal, self.claims_literal
         )
     }
 
-    fn visible_from_batch(
-        &self,
-        messages: &[SimpleQueryMessage],
-    ) -> Result<Vec<usize>, CatalogError> {
-        // The select is the only statement that returns rows.
-        let mut visible = Vec::new();
-        for message in messages {
-            if let SimpleQueryMessage::Row(row) = message {
-                let index = row
-                    .get(0)
-                    .and_then(|text| text.parse::<usize>().ok())
-                    .filter(|index| self.candidates.iter().any(|(i, _)| i == index))
-                    .ok_or_else(|| CatalogError::Protocol(format!("row index {:?}", row.get(0))))?;
-                visible.push(index);
-            }
-        }
-        Ok(visible)
+    fn visible_from_batch(&self, rows: &[Row]) -> Result<Vec<usize>, CatalogError> {
+        rows.iter()
+            .map(|row| self.candidate(row.try_get(0)?))
+            .collect()
     }
 
-    /// The second round trip after the batch failed: end that transaction, then check
-    /// each row under its own savepoint (module docs). The answers come back through
-    /// transaction-local custom settings, as a `DO` block returns no rows.
+    /// The second round trip after the batch failed: the inputs set as transaction-local
+    /// settings, then each row checked under its own savepoint in a `DO` block (module
+    /// docs). The answers come back through settings too, as a `DO` block returns no
+    /// rows.
     async fn row_by_row(&self, client: &Client) -> Result<Vec<usize>, CatalogError> {
-        let mut body = String::from(
-            "#variable_conflict use_column\n\
-             declare\n  crier_visible int[] := '{}';\n  crier_failed int[] := '{}';\n  crier_error text := '';\n\
-             begin\n",
+        let set_inputs = self.row_by_row_inputs_sql();
+        let mut params: Vec<(&(dyn ToSql + Sync), Type)> =
+            vec![(&self.role, Type::TEXT), (&self.claims, Type::TEXT)];
+        params.extend(self.key_params());
+        let check = self.row_by_row_sql();
+        // One round trip, as in `run`. The `DO` block, the answers and the `rollback`
+        // are one simple query: the server skips the rest of it after an error, and the
+        // transaction is then ended below.
+        let (begun, set, checked) = tokio::join!(
+            biased;
+            client.batch_execute("begin"),
+            client.query_typed(&set_inputs, &params),
+            client.simple_query(&check),
         );
-        body.push_str(&format!(
-            "  if not exists (select 1 from pg_catalog.pg_roles where rolname = {}) then\n    \
-             raise exception using errcode = '{UNKNOWN_ROLE_SQLSTATE}', message = 'no such role';\n  end if;\n",
-            self.role_literal
-        ));
-        body.push_str(&format!(
-            "  perform pg_catalog.set_config('role', {}, true);\n  \
-             perform pg_catalog.set_config('request.jwt.claims', {}, true);\n",
-            self.role_literal, self.claims_literal
-        ));
-        for (index, values) in &self.candidates {
-            let condition = self
-                .columns
-                .iter()
-                .zip(values.iter().zip(&self.types))
-                .map(|(column, (value, type_name))| format!("t.{column} = {value}::{type_name}"))
-                .collect::<Vec<_>>()
-                .join(" and ");
-            body.push_str(&format!(
-                "  begin\n    if exists (select 1 from {} as t where {condition}) then crier_visible := crier_visible || {index}; end if;\n  \
-                 exception when others then\n    crier_failed := crier_failed || {index};\n    \
-                 if crier_error = '' then crier_error := sqlerrm; end if;\n  end;\n",
-                self.table
-            ));
-        }
-        body.push_str(
-            "  perform pg_catalog.set_config('crier.visible', pg_catalog.array_to_string(crier_visible, ','), true);\n  \
-             perform pg_catalog.set_config('crier.failed', pg_catalog.array_to_string(crier_failed, ','), true);\n  \
-             perform pg_catalog.set_config('crier.error', crier_error, true);\nend\n",
-        );
-        // A dollar quote whose tag the body (its literals) does not contain.
-        let tag = (0..)
-            .map(|n| format!("$crier{n}$"))
-            .find(|tag| !body.contains(tag.as_str()))
-            .expect("some tag is free");
-        let sql = format!(
-            "rollback;\nbegin;\ndo {tag}\n{body}{tag};\n\
-             select pg_catalog.current_setting('crier.visible'), pg_catalog.current_setting('crier.failed'), \
-             pg_catalog.current_setting('crier.error');\nrollback;"
-        );
-        let messages = match client.simple_query(&sql).await {
+        let outcome = match (begun, set) {
+            (Err(err), _) | (Ok(_), Err(err)) => Err(err),
+            (Ok(_), Ok(_)) => checked,
+        };
+        let messages = match outcome {
             Ok(messages) => messages,
             Err(err) => {
                 let Some(db) = err.as_db_error() else {
@@ -356,18 +354,21 @@ impl<'a> Check<'a> {
                 _ => None,
             })
             .ok_or_else(|| CatalogError::Protocol("no answer from the row-by-row check".into()))?;
-        let indexes = |text: Option<&str>| -> Result<Vec<usize>, CatalogError> {
+        let numbers = |text: Option<&str>| -> Result<Vec<i64>, CatalogError> {
             let text = text.unwrap_or_default();
             text.split(',')
                 .filter(|part| !part.is_empty())
                 .map(|part| {
-                    part.parse::<usize>()
-                        .map_err(|_| CatalogError::Protocol(format!("row index {part:?}")))
+                    part.parse::<i64>()
+                        .map_err(|_| CatalogError::Protocol(format!("row number {part:?}")))
                 })
                 .collect()
         };
-        let visible = indexes(row.get(0))?;
-        let failed = indexes(row.get(1))?;
+        let visible = numbers(row.get(0))?
+            .into_iter()
+            .map(|n| self.candidate(n))
+            .collect::<Result<Vec<usize>, _>>()?;
+        let failed = numbers(row.get(1))?;
         if !failed.is_empty() {
             tracing::warn!(
                 table = %self.table,
@@ -378,6 +379,82 @@ impl<'a> Check<'a> {
             );
         }
         Ok(visible)
+    }
+
+    /// Sets the row-by-row check's inputs for the transaction: `crier.role` (`$1`),
+    /// `crier.claims` (`$2`), and `crier.key_<n>` (`$3`, ...: each key column's values,
+    /// as the text of a `text[]`, which reads back exactly as it was).
+    fn row_by_row_inputs_sql(&self) -> String {
+        let mut sql = String::from(
+            "select pg_catalog.set_config('crier.role', $1, true), \
+             pg_catalog.set_config('crier.claims', $2, true)",
+        );
+        for n in 1..=self.columns.len() {
+            sql.push_str(&format!(
+                ", pg_catalog.set_config('crier.key_{n}', ${}::text[]::text, true)",
+                n + 2
+            ));
+        }
+        sql
+    }
+
+    /// The `DO` block, then the query of its answers, then `rollback`.
+    fn row_by_row_sql(&self) -> String {
+        let keys: Vec<String> = (1..=self.columns.len())
+            .map(|n| format!("crier_key_{n}"))
+            .collect();
+        // Our variables are the only unqualified names in the block's queries (columns
+        // are `t."..."`), so a column named like one cannot be read in its place.
+        let mut body = String::from("#variable_conflict use_variable\ndeclare\n");
+        body.push_str("  crier_role text := pg_catalog.current_setting('crier.role');\n");
+        for (n, key) in keys.iter().enumerate() {
+            body.push_str(&format!(
+                "  {key} text[] := pg_catalog.current_setting('crier.key_{}')::text[];\n",
+                n + 1
+            ));
+        }
+        body.push_str(
+            "  crier_visible int[] := '{}';\n  crier_failed int[] := '{}';\n  crier_error text := '';\n\
+             begin\n",
+        );
+        body.push_str(&format!(
+            "  if not exists (select 1 from pg_catalog.pg_roles where rolname = crier_role) then\n    \
+             raise exception using errcode = '{UNKNOWN_ROLE_SQLSTATE}', message = 'no such role';\n  end if;\n"
+        ));
+        body.push_str(
+            "  perform pg_catalog.set_config('request.jwt.claims', pg_catalog.current_setting('crier.claims'), true);\n  \
+             perform pg_catalog.set_config('role', crier_role, true);\n",
+        );
+        let condition = self
+            .columns
+            .iter()
+            .zip(&keys)
+            .zip(&self.types)
+            .map(|((column, key), type_name)| format!("t.{column} = {key}[crier_n]::{type_name}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        body.push_str(&format!(
+            "  for crier_n in 1 .. pg_catalog.cardinality(crier_key_1) loop\n    \
+             begin\n      if exists (select 1 from {} as t where {condition}) then crier_visible := crier_visible || crier_n; end if;\n    \
+             exception when others then\n      crier_failed := crier_failed || crier_n;\n      \
+             if crier_error = '' then crier_error := sqlerrm; end if;\n    end;\n  end loop;\n",
+            self.table
+        ));
+        body.push_str(
+            "  perform pg_catalog.set_config('crier.visible', pg_catalog.array_to_string(crier_visible, ','), true);\n  \
+             perform pg_catalog.set_config('crier.failed', pg_catalog.array_to_string(crier_failed, ','), true);\n  \
+             perform pg_catalog.set_config('crier.error', crier_error, true);\nend\n",
+        );
+        // A dollar quote whose tag the body (its quoted names) does not contain.
+        let tag = (0..)
+            .map(|n| format!("$crier{n}$"))
+            .find(|tag| !body.contains(tag.as_str()))
+            .expect("some tag is free");
+        format!(
+            "do {tag}\n{body}{tag};\n\
+             select pg_catalog.current_setting('crier.visible'), pg_catalog.current_setting('crier.failed'), \
+             pg_catalog.current_setting('crier.error');\nrollback;"
+        )
     }
 }
 
@@ -408,6 +485,57 @@ mod tests {
         assert_eq!(quote_literal("").unwrap(), "''");
         assert_eq!(quote_literal("ünï 🎉").unwrap(), "'ünï 🎉'");
         assert_eq!(quote_literal("a\0b"), None);
+    }
+
+    #[test]
+    fn values_are_parameters_and_never_reach_the_sql_text() {
+        let key = [
+            PrimaryKeyColumn {
+                name: "id".into(),
+                type_name: "bigint".into(),
+            },
+            PrimaryKeyColumn {
+                name: "na\"me".into(),
+                type_name: "text".into(),
+            },
+        ];
+        let rows = vec![
+            vec![Some("it's".to_owned()), Some(r"x\y".to_owned())],
+            vec![None, Some("z".to_owned())],
+            vec![Some("7".to_owned()), Some("nul\0".to_owned())],
+            vec![Some("8".to_owned()), Some("$crier0$".to_owned())],
+        ];
+        let claims = r#"{"sub":"s'ecret"}"#;
+        let check = Check::new("public", "todos", &key, "o'role", claims, &rows).unwrap();
+        assert_eq!(
+            check.candidates,
+            [0, 3],
+            "NULL and NUL keys are not asked about"
+        );
+        assert_eq!(check.keys, [vec!["it's", "8"], vec![r"x\y", "$crier0$"]]);
+        assert_eq!(
+            check.batch_select_sql(),
+            "select k.n from rows from (pg_catalog.unnest($1::text[]), \
+             pg_catalog.unnest($2::text[])) with ordinality as k(c1, c2, n) \
+             where exists (select 1 from \"public\".\"todos\" as t \
+             where t.\"id\" = k.c1::bigint and t.\"na\"\"me\" = k.c2::text)"
+        );
+        let texts = [
+            SET_ROLE_AND_CLAIMS.to_owned(),
+            check.batch_select_sql(),
+            check.row_by_row_inputs_sql(),
+            check.row_by_row_sql(),
+        ];
+        for sql in &texts {
+            // (`$crier0$` is there too, as the `DO` block's dollar quote.)
+            for value in ["it's", r"x\y", "o'role", "s'ecret"] {
+                assert!(!sql.contains(value), "{value:?} in {sql}");
+            }
+        }
+        assert_eq!(check.candidate(1).unwrap(), 0);
+        assert_eq!(check.candidate(2).unwrap(), 3);
+        assert!(check.candidate(0).is_err());
+        assert!(check.candidate(3).is_err());
     }
 
     #[test]

@@ -777,3 +777,101 @@ async fn a_bad_url_or_pool_size_fails_at_connect() {
         Err(CatalogError::Postgres(_))
     ));
 }
+
+/// How long the latency proxy of [`a_check_is_one_round_trip_and_a_failed_batch_one_more`] holds
+/// the server's bytes: far longer than the server takes to answer, so the time a call
+/// takes, in these units, is the number of round trips it made.
+const ONE_WAY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A TCP proxy to `target` that passes the client's bytes on at once and the server's
+/// bytes [`ONE_WAY`] after they arrive (a link with that latency one way, and none the
+/// other). Returns its port.
+async fn latency_proxy(target: u16) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(("127.0.0.1", target)).await.unwrap();
+            // Without this, Nagle's algorithm would hold small writes for an ACK that
+            // the other side delays, adding time that is not a round trip.
+            client.set_nodelay(true).unwrap();
+            server.set_nodelay(true).unwrap();
+            let (mut from_client, mut to_client) = client.into_split();
+            let (mut from_server, mut to_server) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+            });
+            let (delayed, mut due) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                    let at = tokio::time::Instant::now() + ONE_WAY;
+                    if delayed.send((at, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some((at, bytes)) = due.recv().await {
+                    tokio::time::sleep_until(at).await;
+                    if to_client.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_check_is_one_round_trip_and_a_failed_batch_one_more() {
+    // The statements of one check are sent together (pipelined), so a check is one round
+    // trip; one whose batch fails takes a second, and a missing role a third (the
+    // failed transaction is ended before the connection is reused).
+    let (pg, _) = start(TODOS, 1).await;
+    let port = latency_proxy(pg.port()).await;
+    let url = pg.url().replace(
+        &format!("127.0.0.1:{}", pg.port()),
+        &format!("127.0.0.1:{port}"),
+    );
+    let catalog = Catalog::connect(&url, 1).await.unwrap();
+    let id = key(&[("id", "bigint")]);
+    let asked = rows(&["1", "2", "3", "4", "601"]);
+    for (role, expected, round_trips) in [
+        (
+            "authenticated",
+            Some(vec![false, true, false, true, false]),
+            1,
+        ),
+        ("nopriv", Some(vec![false; 5]), 2),
+        ("ghost", None, 3),
+    ] {
+        let started = std::time::Instant::now();
+        let seen = visible_rows(
+            &catalog,
+            "public",
+            "todos",
+            &id,
+            role,
+            &claims("alice"),
+            &asked,
+        )
+        .await;
+        let elapsed = started.elapsed();
+        match (&seen, &expected) {
+            (Ok(seen), Some(expected)) => assert_eq!(seen, expected, "{role}"),
+            (Err(CatalogError::UnknownRole(_)), None) => {}
+            _ => panic!("{role}: {seen:?}"),
+        }
+        let counted = elapsed.as_secs_f64() / ONE_WAY.as_secs_f64();
+        assert_eq!(
+            counted.floor() as usize,
+            round_trips,
+            "{role}: {elapsed:?} is {counted:.2} round trips"
+        );
+    }
+}
