@@ -1,95 +1,27 @@
 //! [`Channel`]: one topic on a client, shared by every handle to it.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use crier_protocol::presence::PresenceMeta;
+use crier_protocol::events::{BROADCAST, PRESENCE, PRESENCE_TRACK, PRESENCE_UNTRACK, TOPIC_PREFIX};
 use crier_protocol::{PayloadEncoding, UserBroadcast, Vsn};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 
-use crate::client::Client;
-use crate::driver::{Command, Outgoing, PushRequest, SubscribeRequest};
-use crate::events::{Broadcast, ChannelEvent, ChannelStatus, PresenceEvent};
+use crate::Error;
+use crate::driver::{Command, DriverHandle, PushPayload, PushRequest, SubscribeRequest};
+use crate::events::{Broadcast, ChannelEvent, ChannelStatus, PresenceEvent, PresenceState};
+use crate::http::BroadcastApi;
+use crate::options::ChannelOptions;
 use crate::postgres::{PostgresChange, PostgresChangesFilter};
-use crate::{Error, http};
+use crate::streams::broadcast_stream;
 
-/// The presence state of a channel: key to metas.
-pub type PresenceState = BTreeMap<String, Vec<PresenceMeta>>;
-
-/// How a channel joins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelOptions {
-    /// Receive your own broadcasts (`self`).
-    pub broadcast_self: bool,
-    /// Wait for the server to acknowledge each broadcast (`ack`).
-    pub broadcast_ack: bool,
-    /// The presence key (the server picks a UUID when unset).
-    pub presence_key: Option<String>,
-    /// Receive presence. Also turned on by [`Channel::presence_events`] before subscribing,
-    /// and by [`Channel::track`].
-    pub presence: bool,
-    /// A private channel (authorized by the server's policies).
-    pub private: bool,
-    /// `subscribe()` waits until the server confirms postgres changes are live (on by
-    /// default, so no change made right after subscribing is missed).
-    pub wait_for_postgres: bool,
-}
-
-impl Default for ChannelOptions {
-    fn default() -> Self {
-        ChannelOptions {
-            broadcast_self: false,
-            broadcast_ack: false,
-            presence_key: None,
-            presence: false,
-            private: false,
-            wait_for_postgres: true,
-        }
-    }
-}
-
-impl ChannelOptions {
-    /// Receive your own broadcasts.
-    pub fn broadcast_self(mut self, on: bool) -> Self {
-        self.broadcast_self = on;
-        self
-    }
-
-    /// Acknowledged broadcasts.
-    pub fn broadcast_ack(mut self, on: bool) -> Self {
-        self.broadcast_ack = on;
-        self
-    }
-
-    /// The presence key.
-    pub fn presence_key(mut self, key: impl Into<String>) -> Self {
-        self.presence_key = Some(key.into());
-        self.presence = true;
-        self
-    }
-
-    /// A private channel.
-    pub fn private(mut self, on: bool) -> Self {
-        self.private = on;
-        self
-    }
-
-    /// Whether `subscribe()` waits for postgres changes to be live.
-    pub fn wait_for_postgres(mut self, on: bool) -> Self {
-        self.wait_for_postgres = on;
-        self
-    }
-}
-
-/// One channel (topic) of a [`Client`].
+/// One channel (topic) of a [`Client`](crate::Client).
 ///
 /// Handles are cheap clones of one shared channel; streams taken from it hold a handle
 /// too. When the last handle (or stream) is dropped, the channel leaves the topic.
@@ -129,64 +61,47 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// What every handle (and stream) of one channel shares. It holds the client's driver,
+/// so a channel keeps the connection alive after the client handles are gone.
 pub(crate) struct ChannelShared {
-    pub(crate) client: Client,
-    pub(crate) name: String,
-    pub(crate) topic: String,
-    pub(crate) options: ChannelOptions,
-    pub(crate) filters: Mutex<Vec<PostgresChangesFilter>>,
+    driver: Arc<DriverHandle>,
+    rest: BroadcastApi,
+    name: String,
+    topic: String,
+    options: ChannelOptions,
+    filters: Mutex<Vec<PostgresChangesFilter>>,
     presence_listeners: AtomicBool,
     subscribed_once: AtomicBool,
-    pub(crate) events: broadcast::Sender<ChannelEvent>,
-    pub(crate) status: watch::Sender<ChannelStatus>,
-    pub(crate) presence: watch::Sender<PresenceState>,
+    events: broadcast::Sender<ChannelEvent>,
+    status: watch::Sender<ChannelStatus>,
+    presence: watch::Sender<PresenceState>,
 }
 
 impl Drop for ChannelShared {
     fn drop(&mut self) {
         // The last handle is gone: leave the topic (the driver ignores unknown topics).
-        let _ = self.client.send(Command::Release {
+        let _ = self.driver.send(Command::Release {
             topic: self.topic.clone(),
         });
     }
 }
 
-/// A stream over a broadcast channel, filtered and mapped by `pick`. A receiver that
-/// falls more than the channel's capacity behind skips the oldest events (logged).
-pub(crate) fn broadcast_stream<E: Clone + Send + 'static, T: Send + 'static>(
-    rx: broadcast::Receiver<E>,
-    pick: impl FnMut(E) -> Option<T> + Send + 'static,
-) -> BoxStream<'static, T> {
-    stream::unfold((rx, pick), |(mut rx, mut pick)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    if let Some(item) = pick(event) {
-                        return Some((item, (rx, pick)));
-                    }
-                }
-                Err(RecvError::Lagged(skipped)) => {
-                    tracing::warn!(
-                        skipped,
-                        "a stream fell behind and skipped its oldest events"
-                    );
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    })
-    .boxed()
-}
-
 impl Channel {
-    pub(crate) fn new(client: Client, name: &str, options: ChannelOptions) -> Self {
-        let capacity = client.shared.options.stream_capacity;
+    /// A new channel on the client's driver; it joins on `subscribe()`.
+    pub(crate) fn new(
+        driver: Arc<DriverHandle>,
+        rest: BroadcastApi,
+        name: &str,
+        options: ChannelOptions,
+    ) -> Self {
+        let capacity = driver.options.stream_capacity;
         let (events, _) = broadcast::channel(capacity);
         Channel {
             shared: Arc::new(ChannelShared {
-                client,
+                driver,
+                rest,
                 name: name.to_owned(),
-                topic: format!("realtime:{name}"),
+                topic: format!("{TOPIC_PREFIX}{name}"),
                 presence_listeners: AtomicBool::new(options.presence),
                 options,
                 filters: Mutex::new(Vec::new()),
@@ -332,7 +247,7 @@ impl Channel {
                 reply,
             }))
         };
-        self.shared.client.request(request).await?
+        self.shared.driver.request(request).await?
     }
 
     /// Leaves the channel and waits for the server to confirm (or the timeout). The
@@ -340,7 +255,7 @@ impl Channel {
     pub async fn unsubscribe(&self) -> Result<(), Error> {
         let topic = self.shared.topic.clone();
         self.shared
-            .client
+            .driver
             .request(|reply| Command::Unsubscribe { topic, reply })
             .await?
     }
@@ -348,13 +263,13 @@ impl Channel {
     async fn push(
         &self,
         event: &'static str,
-        payload: Outgoing,
+        payload: PushPayload,
         track: Option<Option<Map<String, Value>>>,
     ) -> Result<Value, Error> {
         let topic = self.shared.topic.clone();
-        let wait_reply = event != "broadcast" || self.shared.options.broadcast_ack;
+        let wait_reply = event != BROADCAST || self.shared.options.broadcast_ack;
         self.shared
-            .client
+            .driver
             .request(|reply| {
                 Command::Push(PushRequest {
                     topic,
@@ -374,15 +289,15 @@ impl Channel {
     pub async fn broadcast(&self, event: &str, payload: impl Serialize) -> Result<(), Error> {
         let payload =
             serde_json::to_value(payload).map_err(|err| Error::Decode(err.to_string()))?;
-        let body = json!({"type": "broadcast", "event": event, "payload": payload});
-        self.push("broadcast", Outgoing::Json(body), None)
+        let body = json!({"type": BROADCAST, "event": event, "payload": payload});
+        self.push(BROADCAST, PushPayload::Json(body), None)
             .await
             .map(drop)
     }
 
     /// Broadcasts bytes as `event` (serializer 2.0.0; realtime-js receives an ArrayBuffer).
     pub async fn broadcast_binary(&self, event: &str, payload: Bytes) -> Result<(), Error> {
-        if self.shared.client.shared.options.vsn != Vsn::V2 {
+        if self.shared.driver.options.vsn != Vsn::V2 {
             return Err(Error::Unsupported(
                 "binary broadcasts need serializer 2.0.0".into(),
             ));
@@ -398,7 +313,7 @@ impl Channel {
             encoding: PayloadEncoding::Binary,
             payload,
         };
-        self.push("broadcast", Outgoing::Binary(body), None)
+        self.push(BROADCAST, PushPayload::Binary(body), None)
             .await
             .map(drop)
     }
@@ -407,12 +322,25 @@ impl Channel {
     /// channel need not be joined.
     pub async fn http_send(&self, event: &str, payload: impl Serialize) -> Result<(), Error> {
         let payload = serde_json::to_vec(&payload).map_err(|err| Error::Decode(err.to_string()))?;
-        http::send_event(self, event, "application/json", payload).await
+        self.http_send_raw(event, "application/json", payload).await
     }
 
     /// Broadcasts bytes through the REST API.
     pub async fn http_send_binary(&self, event: &str, payload: Bytes) -> Result<(), Error> {
-        http::send_event(self, event, "application/octet-stream", payload.to_vec()).await
+        self.http_send_raw(event, "application/octet-stream", payload.to_vec())
+            .await
+    }
+
+    async fn http_send_raw(
+        &self,
+        event: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), Error> {
+        let private = self.shared.options.private;
+        let rest = &self.shared.rest;
+        rest.send_event(&self.shared.name, private, event, content_type, body)
+            .await
     }
 
     /// Tracks `payload` as this client's presence. It is tracked again automatically
@@ -424,16 +352,16 @@ impl Channel {
                 "a presence payload is a JSON object".into(),
             ));
         };
-        let body = json!({"type": "presence", "event": "track", "payload": payload});
-        self.push("presence", Outgoing::Json(body), Some(Some(payload)))
+        let body = json!({"type": PRESENCE, "event": PRESENCE_TRACK, "payload": payload});
+        self.push(PRESENCE, PushPayload::Json(body), Some(Some(payload)))
             .await
             .map(drop)
     }
 
     /// Stops tracking this client's presence.
     pub async fn untrack(&self) -> Result<(), Error> {
-        let body = json!({"type": "presence", "event": "untrack"});
-        self.push("presence", Outgoing::Json(body), Some(None))
+        let body = json!({"type": PRESENCE, "event": PRESENCE_UNTRACK});
+        self.push(PRESENCE, PushPayload::Json(body), Some(None))
             .await
             .map(drop)
     }

@@ -1,25 +1,25 @@
 //! [`Client`]: the handle applications hold, and its builder.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crier_protocol::Vsn;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use url::Url;
 
 use crate::Error;
 use crate::auth::TokenProvider;
 use crate::backoff::Backoff;
-use crate::channel::{Channel, ChannelOptions, ChannelShared};
-use crate::driver::{self, Command};
+use crate::channel::{Channel, ChannelShared};
+use crate::driver::{self, Command, DriverHandle};
 use crate::events::ConnectionStatus;
 use crate::heartbeat::HeartbeatEvent;
-use crate::http;
+use crate::http::{self, BroadcastApi, HttpMessage};
+use crate::options::{ChannelOptions, ClientOptions};
+use crate::streams::broadcast_stream;
 use crate::transport::{Transport, WsTransport};
 
 /// A realtime client: one connection, any number of channels.
@@ -47,46 +47,25 @@ use crate::transport::{Transport, WsTransport};
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) shared: Arc<ClientShared>,
+    shared: Arc<ClientShared>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.shared.options.socket_url.as_str())
+            .field("url", &self.shared.driver.options.socket_url.as_str())
             .field("status", &self.status())
             .finish()
     }
 }
 
-pub(crate) struct ClientShared {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
-    pub(crate) status: watch::Receiver<ConnectionStatus>,
-    pub(crate) heartbeats: broadcast::Sender<HeartbeatEvent>,
-    pub(crate) channels: Mutex<HashMap<String, Weak<ChannelShared>>>,
-    pub(crate) options: Arc<Options>,
-    /// The current access token, mirrored by the driver for HTTP calls.
-    pub(crate) token: Arc<Mutex<Option<String>>>,
-    pub(crate) dropped_pushes: Arc<AtomicU64>,
-    pub(crate) http: reqwest::Client,
-}
-
-/// Settings shared by the client, its channels and its driver.
-pub(crate) struct Options {
-    pub(crate) socket_url: Url,
-    pub(crate) http_endpoint: Url,
-    pub(crate) api_key: Option<String>,
-    pub(crate) vsn: Vsn,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) probe_timeout: Duration,
-    pub(crate) timeout: Duration,
-    pub(crate) postgres_ready_timeout: Duration,
-    pub(crate) reconnect: Backoff,
-    pub(crate) rejoin: Backoff,
-    pub(crate) token_refresh_skew: Duration,
-    pub(crate) push_buffer: usize,
-    pub(crate) stream_capacity: usize,
-    pub(crate) transport: Arc<dyn Transport>,
+/// What every clone of one client shares. Channels hold the driver and the REST API too,
+/// but not this: the map of channels is the client's own business.
+struct ClientShared {
+    driver: Arc<DriverHandle>,
+    rest: BroadcastApi,
+    /// Channels by name, weakly: a channel lives as long as its handles.
+    channels: Mutex<HashMap<String, Weak<ChannelShared>>>,
 }
 
 /// Builds a [`Client`].
@@ -224,7 +203,7 @@ impl ClientBuilder {
     pub fn build(self) -> Result<Client, Error> {
         let socket_url = socket_url(&self.url, self.vsn)?;
         let http_endpoint = http::endpoint(&socket_url)?;
-        let options = Arc::new(Options {
+        let options = Arc::new(ClientOptions {
             socket_url,
             http_endpoint,
             api_key: self.api_key,
@@ -240,31 +219,13 @@ impl ClientBuilder {
             stream_capacity: self.stream_capacity,
             transport: self.transport,
         });
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        let (status_tx, status) = watch::channel(ConnectionStatus::Disconnected);
-        let (heartbeats, _) = broadcast::channel(64);
-        let token = Arc::new(Mutex::new(self.access_token.clone()));
-        let dropped_pushes = Arc::new(AtomicU64::new(0));
-        driver::spawn(driver::Parts {
-            options: Arc::clone(&options),
-            commands: command_rx,
-            status: status_tx,
-            heartbeats: heartbeats.clone(),
-            token_mirror: Arc::clone(&token),
-            dropped_pushes: Arc::clone(&dropped_pushes),
-            access_token: self.access_token,
-            token_provider: self.token_provider,
-        });
+        let driver = driver::spawn(options, self.access_token, self.token_provider);
+        let rest = BroadcastApi::new(Arc::clone(&driver.options), Arc::clone(&driver.token));
         Ok(Client {
             shared: Arc::new(ClientShared {
-                commands,
-                status,
-                heartbeats,
+                driver: Arc::new(driver),
+                rest,
                 channels: Mutex::new(HashMap::new()),
-                options,
-                token,
-                dropped_pushes,
-                http: reqwest::Client::new(),
             }),
         })
     }
@@ -323,43 +284,27 @@ impl Client {
         }
     }
 
-    pub(crate) fn send(&self, command: Command) -> Result<(), Error> {
-        self.shared
-            .commands
-            .send(command)
-            .map_err(|_| Error::ClientClosed)
-    }
-
-    pub(crate) async fn request<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx))?;
-        rx.await.map_err(|_| Error::ClientClosed)
-    }
-
     /// Connects, or waits for the connection in progress. Concurrent calls share one
     /// attempt. Resolves when connected, or with the first attempt's error (the client
     /// keeps retrying in the background unless the server refused the credentials).
     pub async fn connect(&self) -> Result<(), Error> {
-        self.request(Command::Connect).await?
+        self.shared.driver.request(Command::Connect).await?
     }
 
     /// Closes the connection and stays disconnected: no reconnect follows until
     /// `connect()` (or a subscribe) is called again.
     pub async fn disconnect(&self) {
-        let _ = self.request(Command::Disconnect).await;
+        let _ = self.shared.driver.request(Command::Disconnect).await;
     }
 
     /// The connection status now.
     pub fn status(&self) -> ConnectionStatus {
-        self.shared.status.borrow().clone()
+        self.shared.driver.status.borrow().clone()
     }
 
     /// The connection status, now and at every change.
     pub fn status_stream(&self) -> BoxStream<'static, ConnectionStatus> {
-        let mut rx = self.shared.status.clone();
+        let mut rx = self.shared.driver.status.clone();
         rx.mark_changed();
         futures_util::stream::unfold(rx, |mut rx| async move {
             rx.changed().await.ok()?;
@@ -371,21 +316,25 @@ impl Client {
 
     /// Heartbeat events: sent, ok with latency, timeout.
     pub fn heartbeats(&self) -> BoxStream<'static, HeartbeatEvent> {
-        crate::channel::broadcast_stream(self.shared.heartbeats.subscribe(), Some)
+        broadcast_stream(self.shared.driver.heartbeats.subscribe(), Some)
     }
 
     /// Sends a heartbeat now and waits for its reply (for a wake-up after sleep, say).
     /// No reply within the probe timeout means the connection is dead: it is closed and
     /// re-established, and this returns [`Error::Timeout`].
     pub async fn probe(&self) -> Result<Duration, Error> {
-        self.request(Command::Probe).await?
+        self.shared.driver.request(Command::Probe).await?
     }
 
     /// Sets the access token every channel uses (pushed to joined channels at once), or
     /// with `None` returns to the token provider. Channels refused for their token are
     /// retried with the new one.
     pub async fn set_auth(&self, token: Option<String>) {
-        let _ = self.request(|reply| Command::SetAuth(token, reply)).await;
+        let _ = self
+            .shared
+            .driver
+            .request(|reply| Command::SetAuth(token, reply))
+            .await;
     }
 
     /// The channel for `name` with default options. The same name returns the same
@@ -402,49 +351,24 @@ impl Client {
         if let Some(shared) = channels.get(name).and_then(Weak::upgrade) {
             return Channel { shared };
         }
-        let channel = Channel::new(self.clone(), name, options);
+        let channel = Channel::new(
+            Arc::clone(&self.shared.driver),
+            self.shared.rest.clone(),
+            name,
+            options,
+        );
         channels.insert(name.to_owned(), Arc::downgrade(&channel.shared));
         channel
     }
 
     /// Broadcasts through the REST API (`POST /api/broadcast`), no channel needed.
     pub async fn http_broadcast(&self, messages: &[HttpMessage]) -> Result<(), Error> {
-        http::broadcast_batch(self, messages).await
+        self.shared.rest.broadcast(messages).await
     }
 
     /// Pushes dropped from the full offline buffer so far.
     pub fn dropped_pushes(&self) -> u64 {
-        self.shared.dropped_pushes.load(Ordering::Relaxed)
-    }
-}
-
-/// One message of [`Client::http_broadcast`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HttpMessage {
-    /// The channel name (without `realtime:`).
-    pub topic: String,
-    /// The event.
-    pub event: String,
-    /// The payload (a JSON object).
-    pub payload: serde_json::Value,
-    /// For private channels.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub private: bool,
-}
-
-impl HttpMessage {
-    /// A public message.
-    pub fn new(
-        topic: impl Into<String>,
-        event: impl Into<String>,
-        payload: serde_json::Value,
-    ) -> Self {
-        HttpMessage {
-            topic: topic.into(),
-            event: event.into(),
-            payload,
-            private: false,
-        }
+        self.shared.driver.dropped_pushes.load(Ordering::Relaxed)
     }
 }
 

@@ -1,6 +1,7 @@
 //! What the client reports: connection and channel status, and the events a channel
 //! delivers.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub enum ChannelStatus {
         retrying: bool,
     },
 }
+
+/// The presence state of a channel: key to metas.
+pub type PresenceState = BTreeMap<String, Vec<PresenceMeta>>;
 
 /// A broadcast payload: JSON, or bytes (serializer 2.0.0 only).
 #[derive(Debug, Clone, PartialEq)]

@@ -1,10 +1,45 @@
 //! The broadcast REST API: `httpSend` and the channel-less batch.
+//!
+//! These calls do not go through the driver (they need no connection), so they get what
+//! they need, settings and the current token, handed in rather than from the handles.
 
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
 use url::Url;
 
 use crate::Error;
-use crate::channel::Channel;
-use crate::client::{Client, HttpMessage};
+use crate::options::ClientOptions;
+
+/// One message of [`Client::http_broadcast`](crate::Client::http_broadcast).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpMessage {
+    /// The channel name (without `realtime:`).
+    pub topic: String,
+    /// The event.
+    pub event: String,
+    /// The payload (a JSON object).
+    pub payload: serde_json::Value,
+    /// For private channels.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
+}
+
+impl HttpMessage {
+    /// A public message.
+    pub fn new(
+        topic: impl Into<String>,
+        event: impl Into<String>,
+        payload: serde_json::Value,
+    ) -> Self {
+        HttpMessage {
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+            private: false,
+        }
+    }
+}
 
 /// `.../api/broadcast` from the socket URL, the way realtime-js derives it: `ws` becomes
 /// `http`, and a trailing `/socket/websocket`, `/socket` or `/websocket` is dropped.
@@ -26,26 +61,6 @@ pub(crate) fn endpoint(socket_url: &Url) -> Result<Url, Error> {
         .to_owned();
     url.set_path(&format!("{path}/api/broadcast"));
     Ok(url)
-}
-
-/// The `apikey` header and bearer token the REST API wants: the API key (or the token
-/// when there is none), and the current access token.
-fn authorize(client: &Client, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    let token = client.shared.token.lock().expect("not poisoned").clone();
-    let api_key = client
-        .shared
-        .options
-        .api_key
-        .clone()
-        .or_else(|| token.clone());
-    let mut request = request;
-    if let Some(key) = api_key {
-        request = request.header("apikey", key);
-    }
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request
 }
 
 /// An error with its chain of causes ("error sending request: ... : Connection refused").
@@ -82,43 +97,75 @@ async fn expect_accepted(response: Result<reqwest::Response, reqwest::Error>) ->
     Err(Error::Http { status, message })
 }
 
-pub(crate) async fn send_event(
-    channel: &Channel,
-    event: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<(), Error> {
-    let client = &channel.shared.client;
-    let mut url = client.shared.options.http_endpoint.clone();
-    url.path_segments_mut()
-        .map_err(|()| Error::Unsupported("the HTTP endpoint cannot take a path".into()))?
-        .push(channel.name())
-        .push("events")
-        .push(event);
-    if channel.shared.options.private {
-        url.query_pairs_mut().append_pair("private", "true");
-    }
-    let request = client
-        .shared
-        .http
-        .post(url)
-        .timeout(client.shared.options.timeout)
-        .header("content-type", content_type)
-        .body(body);
-    expect_accepted(authorize(client, request).send().await).await
+/// The REST calls of one client: shares its settings and the token the driver mirrors.
+#[derive(Clone)]
+pub(crate) struct BroadcastApi {
+    http: reqwest::Client,
+    options: Arc<ClientOptions>,
+    token: Arc<Mutex<Option<String>>>,
 }
 
-pub(crate) async fn broadcast_batch(
-    client: &Client,
-    messages: &[HttpMessage],
-) -> Result<(), Error> {
-    let request = client
-        .shared
-        .http
-        .post(client.shared.options.http_endpoint.clone())
-        .timeout(client.shared.options.timeout)
-        .json(&serde_json::json!({ "messages": messages }));
-    expect_accepted(authorize(client, request).send().await).await
+impl BroadcastApi {
+    /// The REST calls with their own HTTP connection pool.
+    pub(crate) fn new(options: Arc<ClientOptions>, token: Arc<Mutex<Option<String>>>) -> Self {
+        BroadcastApi {
+            http: reqwest::Client::new(),
+            options,
+            token,
+        }
+    }
+
+    /// `POST /api/broadcast/:channel/events/:event` with a raw body (`httpSend`).
+    pub(crate) async fn send_event(
+        &self,
+        channel: &str,
+        private: bool,
+        event: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), Error> {
+        let mut url = self.options.http_endpoint.clone();
+        url.path_segments_mut()
+            .map_err(|()| Error::Unsupported("the HTTP endpoint cannot take a path".into()))?
+            .push(channel)
+            .push("events")
+            .push(event);
+        if private {
+            url.query_pairs_mut().append_pair("private", "true");
+        }
+        let request = self
+            .http
+            .post(url)
+            .timeout(self.options.timeout)
+            .header("content-type", content_type)
+            .body(body);
+        expect_accepted(self.authorize(request).send().await).await
+    }
+
+    /// `POST /api/broadcast` with a batch of messages for any channels.
+    pub(crate) async fn broadcast(&self, messages: &[HttpMessage]) -> Result<(), Error> {
+        let request = self
+            .http
+            .post(self.options.http_endpoint.clone())
+            .timeout(self.options.timeout)
+            .json(&serde_json::json!({ "messages": messages }));
+        expect_accepted(self.authorize(request).send().await).await
+    }
+
+    /// The `apikey` header and bearer token the REST API wants: the API key (or the token
+    /// when there is none), and the current access token.
+    fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let token = self.token.lock().expect("not poisoned").clone();
+        let api_key = self.options.api_key.clone().or_else(|| token.clone());
+        let mut request = request;
+        if let Some(key) = api_key {
+            request = request.header("apikey", key);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
 }
 
 #[cfg(test)]

@@ -51,23 +51,27 @@ mod error;
 mod events;
 mod heartbeat;
 mod http;
+mod options;
 mod postgres;
 mod push_buffer;
+mod streams;
 pub mod transport;
 
 pub use auth::{TokenError, TokenFuture, TokenProvider};
 pub use backoff::Backoff;
-pub use channel::{Channel, ChannelOptions, PresenceState};
-pub use client::{Client, ClientBuilder, HttpMessage};
+pub use channel::Channel;
+pub use client::{Client, ClientBuilder};
 pub use crier_protocol::Vsn;
 pub use crier_protocol::codes::{ErrorCode, RetryAdvice};
 pub use crier_protocol::presence::PresenceMeta;
 pub use error::Error;
 pub use events::{
     Broadcast, BroadcastPayload, ChannelEvent, ChannelStatus, ConnectionStatus, PresenceEvent,
-    RoutedChange, SystemMessage,
+    PresenceState, RoutedChange, SystemMessage,
 };
 pub use heartbeat::HeartbeatEvent;
+pub use http::HttpMessage;
+pub use options::ChannelOptions;
 pub use postgres::{
     ChangeEvent, ChangeMeta, Column, PostgresChange, PostgresChangesFilter, route_change,
 };

@@ -8,13 +8,18 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use crier_protocol::events::{
+    BROADCAST, EXTENSION_POSTGRES_CHANGES, EXTENSION_SYSTEM, PHOENIX_TOPIC, PHX_CLOSE, PHX_ERROR,
+    PHX_REPLY, POSTGRES_CHANGES, PRESENCE_DIFF, PRESENCE_STATE, SYSTEM,
+};
 use crier_protocol::presence::{PresenceDiff, PresenceGroups};
 use crier_protocol::{Message, Payload, PayloadEncoding};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::channel::ChannelState;
-use super::{Driver, Pending};
+use super::Driver;
+use super::channel_state::ChannelState;
+use super::pending::Pending;
 use crate::Error;
 use crate::events::{
     Broadcast, BroadcastPayload, ChannelEvent, PresenceEvent, RoutedChange, SystemMessage,
@@ -23,8 +28,9 @@ use crate::heartbeat::HeartbeatEvent;
 use crate::postgres::route_change;
 
 impl Driver {
+    /// Routes one decoded message from the server.
     pub(super) fn on_message(&mut self, message: Message) {
-        if message.event == "phx_reply" {
+        if message.event == PHX_REPLY {
             return self.on_reply(message);
         }
         let Some(channel) = self.channels.get_mut(&message.topic) else {
@@ -36,15 +42,15 @@ impl Driver {
             return; // for an older join of this topic
         }
         match message.event.as_str() {
-            "phx_close" => self.closed_by_server(&message.topic),
-            "phx_error" => self.errored_by_server(&message.topic),
-            "system" => self.on_system(&message),
-            "broadcast" => {
+            PHX_CLOSE => self.closed_by_server(&message.topic),
+            PHX_ERROR => self.errored_by_server(&message.topic),
+            SYSTEM => self.on_system(&message),
+            BROADCAST => {
                 if let Some(broadcast) = broadcast(message.payload) {
                     channel.emit(ChannelEvent::Broadcast(Arc::new(broadcast)));
                 }
             }
-            "presence_state" => {
+            PRESENCE_STATE => {
                 if let Some(state) = message
                     .payload
                     .as_json()
@@ -54,7 +60,7 @@ impl Driver {
                     publish_presence(channel, changes);
                 }
             }
-            "presence_diff" => {
+            PRESENCE_DIFF => {
                 if let Some(diff) = message
                     .payload
                     .as_json()
@@ -66,7 +72,7 @@ impl Driver {
                     }
                 }
             }
-            "postgres_changes" => {
+            POSTGRES_CHANGES => {
                 if let Some(change) = message.payload.as_json() {
                     route(channel, change);
                 }
@@ -84,7 +90,7 @@ impl Driver {
         let Some(msg_ref) = message.msg_ref else {
             return;
         };
-        if message.topic == "phoenix"
+        if message.topic == PHOENIX_TOPIC
             && let Some(event) = self.monitor.on_reply(&msg_ref, ok, Instant::now())
         {
             let _ = self.heartbeats.send(event);
@@ -149,12 +155,12 @@ impl Driver {
         };
         let topic = message.topic.clone();
         if let Some(channel) = self.channels.get_mut(&topic) {
-            if system.extension == "system" && system.status == "error" {
+            if system.extension == EXTENSION_SYSTEM && system.status == "error" {
                 channel.last_system_error = Some(system.message.clone());
             }
             channel.emit(ChannelEvent::System(Arc::new(system.clone())));
         }
-        if system.extension == "postgres_changes" {
+        if system.extension == EXTENSION_POSTGRES_CHANGES {
             let result = if system.status == "ok" {
                 Ok(())
             } else {

@@ -19,6 +19,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
+use crier_protocol::events::{PHOENIX_TOPIC, PHX_REPLY};
 use crier_protocol::serializer::{self, Direction, FrameRef};
 use crier_protocol::{Message, Vsn, WireFrame};
 use futures_util::{StreamExt, sink};
@@ -165,7 +166,7 @@ impl MemoryPeer {
     pub async fn recv_skipping_heartbeats(&mut self) -> Option<Message> {
         loop {
             let message = self.recv().await?;
-            if message.topic != "phoenix" {
+            if message.topic != PHOENIX_TOPIC {
                 return Some(message);
             }
         }
@@ -183,7 +184,7 @@ impl MemoryPeer {
             join_ref: request.join_ref.clone(),
             msg_ref: request.msg_ref.clone(),
             topic: request.topic.clone(),
-            event: "phx_reply".into(),
+            event: PHX_REPLY.into(),
             payload: crier_protocol::Payload::Json(
                 serde_json::json!({"status": status, "response": response}),
             ),

@@ -10,35 +10,25 @@ use crier_client::{
     BroadcastPayload, ChannelEvent, ChannelOptions, ChannelStatus, Client, Error, ErrorCode,
     HttpMessage, PresenceEvent, TokenProvider, Vsn,
 };
-use crier_server::auth::{sign_token, unix_now};
+use crier_server::auth::unix_now;
 use crier_server::{Config, Node};
+use crier_testkit::prelude::{TestServer, next, token};
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::time::timeout;
 
-const SECRET: &str = "client-integration-secret-0123456789";
 /// The failure guard on every wait; tests await events, never a fixed delay.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// An anon token that expires in `seconds`.
 fn token_for(seconds: i64) -> String {
-    let mut claims = Map::new();
-    claims.insert("role".into(), json!("anon"));
-    claims.insert("exp".into(), json!(unix_now() + seconds));
-    sign_token(SECRET, &claims)
+    token(json!({"role": "anon", "exp": unix_now() + seconds}))
 }
 
+/// A node on a loopback port, and the client URL of its socket.
 async fn server(adjust: impl FnOnce(&mut Config)) -> (Node, String) {
-    let mut config = Config::new(SECRET);
-    config.limits.max_connections = 1000;
-    config.limits.max_joins_per_second = 100_000;
-    config.limits.max_events_per_second = 1_000_000;
-    adjust(&mut config);
-    let node = Node::new(config).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}/socket", listener.local_addr().unwrap());
-    tokio::spawn(crier_server::serve(listener, node.clone()));
-    (node, url)
+    let server = TestServer::start_with(adjust).await;
+    (server.node, format!("ws://{}/socket", server.addr))
 }
 
 fn client(url: &str, vsn: Vsn) -> Client {
@@ -47,13 +37,6 @@ fn client(url: &str, vsn: Vsn) -> Client {
         .vsn(vsn)
         .build()
         .unwrap()
-}
-
-async fn next<T>(stream: &mut BoxStream<'static, T>) -> T {
-    timeout(WAIT, stream.next())
-        .await
-        .expect("an item in time")
-        .expect("the stream goes on")
 }
 
 #[tokio::test]
@@ -71,7 +54,7 @@ async fn broadcasts_flow_between_clients_of_both_serializers() {
             .broadcast("cursor", json!({"x": 1, "y": [2, 3]}))
             .await
             .unwrap();
-        let message = next(&mut messages).await;
+        let message = next(WAIT, &mut messages).await;
         assert_eq!(
             message.payload,
             BroadcastPayload::Json(json!({"x": 1, "y": [2, 3]}))
@@ -94,7 +77,7 @@ async fn binary_broadcasts_reach_2_0_0_clients_byte_for_byte() {
         .broadcast_binary("blob", bytes.clone())
         .await
         .unwrap();
-    let message = next(&mut messages).await;
+    let message = next(WAIT, &mut messages).await;
     assert_eq!(
         (message.event.as_str(), &message.payload),
         ("blob", &BroadcastPayload::Binary(bytes))
@@ -102,7 +85,7 @@ async fn binary_broadcasts_reach_2_0_0_clients_byte_for_byte() {
     // From server-side Rust code too.
     node.broadcast_binary("bin", "thumb", Bytes::from_static(b"png"))
         .unwrap();
-    let message = next(&mut messages).await;
+    let message = next(WAIT, &mut messages).await;
     assert_eq!(
         message.payload,
         BroadcastPayload::Binary(Bytes::from_static(b"png"))
@@ -130,7 +113,7 @@ async fn presence_is_shared_and_leaves_on_disconnect() {
     // One deadline for the whole wait, not per event.
     timeout(WAIT, async {
         loop {
-            if let PresenceEvent::Sync = next(&mut seen_by_alice).await {
+            if let PresenceEvent::Sync = next(WAIT, &mut seen_by_alice).await {
                 let state = alice_room.presence_state();
                 if state.contains_key("alice") && state.contains_key("bob") {
                     assert_eq!(state["bob"][0].payload["status"], "away");
@@ -146,7 +129,7 @@ async fn presence_is_shared_and_leaves_on_disconnect() {
     // One deadline for the whole wait, not per event.
     timeout(WAIT, async {
         loop {
-            match next(&mut seen_by_alice).await {
+            match next(WAIT, &mut seen_by_alice).await {
                 PresenceEvent::Update { key, new, .. } => {
                     assert_eq!(
                         (key.as_str(), &new.payload["status"]),
@@ -168,7 +151,7 @@ async fn presence_is_shared_and_leaves_on_disconnect() {
     // One deadline for the whole wait, not per event.
     timeout(WAIT, async {
         loop {
-            if let PresenceEvent::Leave { key, .. } = next(&mut seen_by_alice).await {
+            if let PresenceEvent::Leave { key, .. } = next(WAIT, &mut seen_by_alice).await {
                 assert_eq!(key, "bob");
                 break;
             }
@@ -292,15 +275,15 @@ async fn http_send_and_batch_broadcast_reach_subscribers() {
         .await
         .unwrap();
     assert_eq!(
-        next(&mut messages).await.payload,
+        next(WAIT, &mut messages).await.payload,
         BroadcastPayload::Json(json!({"n": 1}))
     );
     assert_eq!(
-        next(&mut messages).await.payload,
+        next(WAIT, &mut messages).await.payload,
         BroadcastPayload::Json(json!({"n": 2}))
     );
     assert_eq!(
-        next(&mut messages).await.payload,
+        next(WAIT, &mut messages).await.payload,
         BroadcastPayload::Binary(Bytes::from_static(&[5]))
     );
     // A refusal carries the server's message.

@@ -11,9 +11,9 @@ use crier_client::{
     Backoff, ChangeEvent, ChannelEvent, ChannelStatus, Client, Error, PostgresChange,
     PostgresChangesFilter,
 };
-use crier_server::auth::{sign_token, unix_now};
 use crier_server::{Config, Node, PostgresChangesConfig};
 use crier_testkit::TestPostgres;
+use crier_testkit::prelude::{SECRET, next, token};
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
@@ -21,7 +21,6 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-const SECRET: &str = "client-postgres-changes-secret-0123456789";
 /// The failure guard on every wait on the database path.
 const WAIT: Duration = Duration::from_secs(30);
 const SLOT: &str = "crier_client_test";
@@ -132,14 +131,6 @@ fn serve(
     (node, serving)
 }
 
-fn token(claims: Value) -> String {
-    let Value::Object(mut claims) = claims else {
-        panic!("claims are an object");
-    };
-    claims.insert("exp".into(), json!(unix_now() + 3600));
-    sign_token(SECRET, &claims)
-}
-
 fn anon_key() -> String {
     token(json!({"role": "anon"}))
 }
@@ -163,17 +154,10 @@ fn todos(event: ChangeEvent) -> PostgresChangesFilter {
     PostgresChangesFilter::new(event, "public").table("todos")
 }
 
-async fn next<T>(stream: &mut BoxStream<'static, T>) -> T {
-    timeout(WAIT, stream.next())
-        .await
-        .expect("an item in time")
-        .expect("the stream goes on")
-}
-
 async fn next_change<T>(
     stream: &mut BoxStream<'static, Result<PostgresChange<T>, Error>>,
 ) -> PostgresChange<T> {
-    next(stream).await.expect("a decodable change")
+    next(WAIT, stream).await.expect("a decodable change")
 }
 
 /// Nothing more is queued on `stream` (every event before the last one awaited elsewhere
@@ -329,7 +313,7 @@ async fn each_change_reaches_exactly_the_streams_whose_binding_matched() {
     // binding ids it carried.
     let mut routed = Vec::new();
     while routed.len() < 5 {
-        if let ChannelEvent::PostgresChange(change) = next(&mut events).await {
+        if let ChannelEvent::PostgresChange(change) = next(WAIT, &mut events).await {
             routed.push((
                 change.data["type"].as_str().unwrap().to_owned(),
                 change.filters.clone(),
@@ -465,7 +449,7 @@ async fn after_the_server_drops_the_socket_the_client_rejoins_and_the_stream_goe
     timeout(WAIT, async {
         let mut resumed = false;
         loop {
-            match next(&mut events).await {
+            match next(WAIT, &mut events).await {
                 ChannelEvent::Resumed { .. } => resumed = true,
                 ChannelEvent::System(system)
                     if resumed && system.extension == "postgres_changes" =>
