@@ -37,6 +37,10 @@ pub const HEARTBEAT: &str = "heartbeat";
 pub const BROADCAST: &str = "broadcast";
 /// Client → server: presence track / untrack.
 pub const PRESENCE: &str = "presence";
+/// The `event` inside a [`PRESENCE`] push that sets this socket's presence on a channel.
+pub const PRESENCE_TRACK: &str = "track";
+/// The `event` inside a [`PRESENCE`] push that removes this socket's presence.
+pub const PRESENCE_UNTRACK: &str = "untrack";
 /// Server → client: the full presence state of a channel.
 pub const PRESENCE_STATE: &str = "presence_state";
 /// Server → client: presence joins and leaves.

@@ -15,10 +15,12 @@ use std::cell::OnceCell;
 
 use crier_protocol::UserBroadcast;
 use crier_protocol::Vsn;
+use crier_protocol::events::BROADCAST;
 use crier_protocol::serializer::{Direction, Envelope, binary, text};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::broker::Publication;
 use crate::frame::Frame;
 use crate::outbound::ConnHandle;
 
@@ -54,11 +56,27 @@ impl Outgoing {
 
     /// A binary user broadcast.
     pub(crate) fn binary(topic: &str, broadcast: UserBroadcast) -> Self {
-        Outgoing::new(
-            topic,
-            crier_protocol::events::BROADCAST,
-            Body::Binary(broadcast),
-        )
+        Outgoing::new(topic, BROADCAST, Body::Binary(broadcast))
+    }
+
+    /// A broadcast from another node.
+    pub(crate) fn from_publication(topic: &str, publication: Publication<'_>) -> Self {
+        match publication {
+            Publication::Json(body) => Outgoing::raw(topic, BROADCAST, body.to_owned()),
+            Publication::Binary(broadcast) => Outgoing::binary(topic, broadcast.clone()),
+        }
+    }
+
+    /// The message as the broker carries it, when it is a broadcast (presence diffs and
+    /// postgres changes never travel between nodes this way).
+    pub(crate) fn publication(&self) -> Option<Publication<'_>> {
+        if self.event != BROADCAST {
+            return None;
+        }
+        Some(match &self.body {
+            Body::Json(raw) => Publication::Json(raw),
+            Body::Binary(broadcast) => Publication::Binary(broadcast),
+        })
     }
 
     fn new(topic: &str, event: &'static str, body: Body) -> Self {
@@ -108,6 +126,23 @@ impl Outgoing {
 /// Serializes any payload to JSON text once.
 pub(crate) fn to_raw(payload: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(payload).expect("payloads are JSON-serializable")
+}
+
+/// `{"type":"broadcast","event":<event>,"payload":<payload>}` around a payload already
+/// serialized, without parsing it again.
+pub(crate) fn json_broadcast_body(event: &str, payload: &RawValue) -> Box<RawValue> {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        event: &'a str,
+        payload: &'a RawValue,
+    }
+    to_raw(&Body {
+        kind: BROADCAST,
+        event,
+        payload,
+    })
 }
 
 /// Encodes a single frame for one socket (replies and channel pushes).

@@ -35,7 +35,9 @@
 //! ```
 
 pub mod auth;
+pub mod broker;
 mod changes;
+pub mod clock;
 mod config;
 mod fanout;
 mod flow;
@@ -46,6 +48,7 @@ pub mod limits;
 mod metrics;
 mod node;
 mod outbound;
+pub mod presence;
 mod registry;
 mod serve;
 mod session;
@@ -53,6 +56,6 @@ mod session;
 pub use config::{Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig, SocketConfig};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
-pub use serve::{bind, serve};
+pub use serve::{bind, serve, serve_connection};
 
 pub use crier_protocol as protocol;

@@ -13,12 +13,14 @@ use crier_protocol::events::{BROADCAST, TOPIC_PREFIX};
 use crier_protocol::presence::PresenceGroups;
 use crier_protocol::{PayloadEncoding, UserBroadcast};
 use dashmap::DashMap;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::JwtVerifier;
+use crate::broker::{Broker, LocalDelivery, MemoryBus, Publication};
 use crate::changes::{ChangeMetrics, PostgresChanges};
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::fanout::Outgoing;
 use crate::flow::{Ledger, Overloaded};
@@ -26,6 +28,7 @@ use crate::hooks::{ConnectionInfo, Hooks};
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, ConnId, Outbound};
+use crate::presence::{MemoryPresence, PresenceStore};
 use crate::registry::{Delivery, Registry};
 
 /// A Crier server node.
@@ -67,6 +70,10 @@ pub(crate) struct Shared {
     pub(crate) tasks: TaskTracker,
     /// Postgres changes, when a database is configured.
     pub(crate) changes: Option<PostgresChanges>,
+    /// Carries broadcasts to the other nodes (and theirs to this one).
+    pub(crate) broker: Arc<dyn Broker>,
+    /// The wall time, for token claims.
+    pub(crate) clock: Arc<dyn Clock>,
     next_conn_id: AtomicU64,
     ref_nonce: u32,
     next_ref: AtomicU64,
@@ -77,6 +84,9 @@ pub(crate) struct Shared {
 pub struct NodeBuilder {
     config: Config,
     hooks: Hooks,
+    broker: Option<Arc<dyn Broker>>,
+    presence: Option<Arc<dyn PresenceStore>>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl NodeBuilder {
@@ -92,9 +102,39 @@ impl NodeBuilder {
         self
     }
 
+    /// Carries broadcasts between this node and others through `broker` (for example
+    /// nodes in one process sharing a [`MemoryBus`]). Without one, the node has a bus of
+    /// its own.
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    /// Keeps presence in `store` (without one, in this node's memory).
+    pub fn presence_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
+        self.presence = Some(store);
+        self
+    }
+
+    /// Reads the wall time (for token claims) from `clock` instead of the system's; a
+    /// [`crate::clock::TokioClock`] lets tests on paused time see tokens expire.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Builds the node, or says which setting is unusable.
     pub fn build(self) -> Result<Node, ConfigError> {
-        let NodeBuilder { config, hooks } = self;
+        let NodeBuilder {
+            config,
+            hooks,
+            broker,
+            presence,
+            clock,
+        } = self;
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let presence = presence.unwrap_or_else(|| Arc::new(MemoryPresence));
+        let broker = broker.unwrap_or_else(|| MemoryBus::new().broker());
         config.validate()?;
         let metrics = Metrics::new();
         let shutdown = CancellationToken::new();
@@ -116,10 +156,12 @@ impl NodeBuilder {
                 ))
             }
         };
-        Ok(Node {
-            shared: Arc::new(Shared {
+        let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
+            let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
+            broker.attach(delivery);
+            Shared {
                 verifier: JwtVerifier::new(&config.jwt_secret),
-                registry: Registry::default(),
+                registry: Registry::new(Arc::clone(&broker), presence),
                 counters: TenantCounters::new(&config.limits),
                 connections: ConnectionLimiter::new(config.limits.max_connections),
                 metrics,
@@ -132,9 +174,12 @@ impl NodeBuilder {
                 next_conn_id: AtomicU64::new(1),
                 ref_nonce: rand::random(),
                 next_ref: AtomicU64::new(1),
+                broker,
+                clock,
                 config,
-            }),
-        })
+            }
+        });
+        Ok(Node { shared })
     }
 }
 
@@ -172,19 +217,15 @@ impl Node {
         NodeBuilder {
             config,
             hooks: Hooks::default(),
+            broker: None,
+            presence: None,
+            clock: None,
         }
     }
 
     /// The configuration the node runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config
-    }
-
-    /// The axum router serving the WebSocket endpoints (`/socket/websocket`,
-    /// `/realtime/v1/websocket`), the broadcast API, `/healthcheck`, `/api/ping` and
-    /// `/metrics`. Merge it into an existing app or serve it with [`crate::serve`].
-    pub fn router(&self) -> axum::Router {
-        crate::http::router(self.clone())
     }
 
     /// Broadcasts `payload` as `event` to every subscriber of `channel` (the channel name
@@ -256,8 +297,7 @@ impl Node {
         if channel.is_empty() {
             return Err(PublishError::EmptyChannel);
         }
-        let body =
-            crate::fanout::to_raw(&json!({"type": BROADCAST, "event": event, "payload": payload}));
+        let body = crate::fanout::json_broadcast_body(event, &crate::fanout::to_raw(payload));
         self.check_size(body.get().len())?;
         let topic = format!("{TOPIC_PREFIX}{channel}");
         let message = Outgoing::raw(&topic, BROADCAST, body);
@@ -297,7 +337,6 @@ impl Node {
             self.shared.metrics.overloaded.inc();
             return Err(PublishError::Overloaded);
         }
-        self.shared.counters.events.add(1);
         Ok(self.publish(topic, message, None).recipients)
     }
 
@@ -313,7 +352,6 @@ impl Node {
             self.shared.metrics.overloaded.inc();
             return Err(PublishError::Overloaded);
         }
-        self.shared.counters.events.add(1);
         let delivery = self.publish(&topic, &message, None);
         drop(message);
         // Queued already: a node still over budget afterwards is the next call's answer.
@@ -426,31 +464,23 @@ impl Node {
         Ok(())
     }
 
-    /// Queues `message` to every local subscriber of `topic` except `exclude`, counting
-    /// each delivery towards the events-per-second limit. When that limit has tripped,
-    /// receiving channels are shut down after the message (Supabase's rule).
+    /// The funnel every broadcast goes through, whoever publishes it: counts the event,
+    /// queues `message` to this node's subscribers of `topic` except `exclude`, then
+    /// hands it to the broker for the other nodes. Returns the local delivery.
     pub(crate) fn publish(
         &self,
         topic: &str,
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
-        let Some(topic) = self.shared.registry.get(topic) else {
-            return Delivery::default();
-        };
-        let started = Instant::now();
-        let over_limit = self.shared.counters.events.is_over_limit();
-        let delivery = topic.deliver(
-            message,
-            exclude,
-            over_limit.then_some(shutdown::TOO_MANY_MESSAGES),
-        );
-        let metrics = &self.shared.metrics;
-        metrics
-            .fanout_seconds
-            .observe(started.elapsed().as_secs_f64());
-        metrics.slow_consumer_disconnects.inc_by(delivery.slow);
-        self.shared.counters.events.add(delivery.recipients);
+        let shared = &self.shared;
+        shared.counters.events.add(1);
+        let delivery = shared.deliver_local(topic, message, exclude);
+        if let Some(publication) = message.publication()
+            && let Err(err) = shared.broker.publish(topic, publication)
+        {
+            tracing::warn!(%topic, error = %err, "broadcast reached this node's subscribers only");
+        }
         delivery
     }
 
@@ -465,5 +495,39 @@ impl Node {
         bytes[..4].copy_from_slice(&self.shared.ref_nonce.to_be_bytes());
         bytes[4..].copy_from_slice(&n.to_be_bytes());
         URL_SAFE_NO_PAD.encode(bytes)
+    }
+}
+
+impl Shared {
+    /// Queues `message` to this node's subscribers of `topic` except `exclude`, counting
+    /// each delivery towards the events-per-second limit. When that limit has tripped,
+    /// receiving channels are shut down after the message (Supabase's rule).
+    fn deliver_local(&self, topic: &str, message: &Outgoing, exclude: Option<ConnId>) -> Delivery {
+        let Some(topic) = self.registry.get(topic) else {
+            return Delivery::default();
+        };
+        let started = Instant::now();
+        let over_limit = self.counters.events.is_over_limit();
+        let delivery = topic.deliver(
+            message,
+            exclude,
+            over_limit.then_some(shutdown::TOO_MANY_MESSAGES),
+        );
+        self.metrics
+            .fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.slow_consumer_disconnects.inc_by(delivery.slow);
+        self.counters.events.add(delivery.recipients);
+        delivery
+    }
+}
+
+/// Broadcasts published on other nodes: queued to this node's subscribers without
+/// waiting (the publishing node paces its publisher, and a bus must not stall on one
+/// node's slow readers).
+impl LocalDelivery for Shared {
+    fn deliver(&self, topic: &str, publication: Publication<'_>) {
+        let message = Outgoing::from_publication(topic, publication);
+        self.deliver_local(topic, &message, None);
     }
 }

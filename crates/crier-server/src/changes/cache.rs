@@ -14,8 +14,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
+use crier_postgres::catalog::{CatalogError, TableInfo};
 use tokio::time::Instant;
+
+use super::database::TableCatalog;
 
 /// How long a table's facts and a role's column privileges are trusted: an `ALTER TABLE
 /// ... ENABLE ROW LEVEL SECURITY` or a `REVOKE` applies to changes captured from a second
@@ -36,7 +38,7 @@ impl CatalogCache {
     /// The table's facts; `None` when the table no longer exists.
     pub(super) async fn table_info(
         &mut self,
-        catalog: &Catalog,
+        catalog: &dyn TableCatalog,
         relation: u32,
     ) -> Result<Option<Arc<TableInfo>>, CatalogError> {
         if let Some((at, info)) = self.tables.get(&relation)

@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crier_postgres::catalog::CatalogError;
-use crier_postgres::replication::{
-    self, CaptureSettings, CdcError, ChangeStream, RowChange, StreamEvent,
-};
-use crier_postgres::types::TypeCatalog;
+use crier_postgres::replication::{CdcError, RowChange, StreamEvent};
 use futures_util::FutureExt;
 
 use super::Feed;
@@ -40,6 +37,8 @@ pub(super) enum CaptureError {
     Catalog(#[from] CatalogError),
     #[error("the replication stream ended")]
     Ended,
+    #[error("the replication stream was read before it was started")]
+    NotStarted,
     #[error("transactions {0:?} were decoded but other sessions do not see them as ended yet")]
     NotEnded(Vec<u32>),
 }
@@ -85,26 +84,16 @@ async fn capture(
     streamed: &mut bool,
 ) -> Result<(), CaptureError> {
     let config = &feed.config;
-    let settings = CaptureSettings {
-        database_url: config.database_url.clone(),
-        publication: config.publication.clone(),
-        slot: config.slot.clone(),
-    };
-    let (client, connection) =
-        tokio_postgres::connect(&config.database_url, tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let _abort = AbortOnDrop(connection);
-    let state = replication::prepare(&client, &settings).await?;
+    let mut stream = feed.source.open().await?;
     feed.slot_ready.send_replace(true);
-    let mut types = TypeCatalog::load(&client).await?;
-    if *first_start && !state.created && !config.resume_grace.is_zero() {
+    if *first_start && !stream.slot_created() && !config.resume_grace.is_zero() {
         // The slot holds what was committed while no Crier was streaming from it. Give
         // the subscribers that were connected then a moment to come back for it.
         tracing::info!(grace = ?config.resume_grace, slot = %config.slot, "resuming from an existing slot after the grace period");
         tokio::time::sleep(config.resume_grace).await;
     }
     *first_start = false;
-    let mut stream = ChangeStream::connect(&settings).await?;
+    stream.start().await?;
     tracing::info!(slot = %config.slot, publication = %config.publication, "postgres changes streaming");
     *streamed = true;
 
@@ -135,10 +124,10 @@ async fn capture(
                 StreamEvent::Relation(relation) => {
                     cache.forget_table(relation.id);
                     for column in &relation.columns {
-                        learn_type(&mut types, &client, column.type_oid).await?;
+                        stream.learn_type(column.type_oid).await?;
                     }
                 }
-                StreamEvent::Type { oid, .. } => learn_type(&mut types, &client, oid).await?,
+                StreamEvent::Type { oid, .. } => stream.learn_type(oid).await?,
             }
             if batch.len() >= MAX_BATCH {
                 break;
@@ -152,33 +141,12 @@ async fn capture(
             }
         }
         if !batch.is_empty() {
-            deliver::deliver(feed, &types, &batch, &mut cache).await?;
+            deliver::deliver(feed, stream.types(), &batch, &mut cache).await?;
             batch.clear();
             cache.prune();
         }
         if let Some(lsn) = ack {
             stream.ack(lsn);
         }
-    }
-}
-
-/// Reads a type the catalog does not know yet (one created after capture started).
-async fn learn_type(
-    types: &mut TypeCatalog,
-    client: &tokio_postgres::Client,
-    oid: u32,
-) -> Result<(), tokio_postgres::Error> {
-    if types.get(oid).is_none() {
-        types.load_type(client, oid).await?;
-    }
-    Ok(())
-}
-
-/// Stops the catalog connection's task with the capture attempt that made it.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -20,10 +20,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crier_postgres::catalog::{Catalog, CatalogError, TableInfo};
+use crier_postgres::catalog::{CatalogError, TableInfo};
 use crier_postgres::render::RenderedChange;
 use crier_postgres::replication::ChangeKind;
-use crier_postgres::rls;
 use crier_postgres::types::TypeCatalog;
 use crier_protocol::events::POSTGRES_CHANGES;
 use futures_util::future::try_join_all;
@@ -32,12 +31,13 @@ use serde_json::value::RawValue;
 use super::Feed;
 use super::cache::CatalogCache;
 use super::capture::{CaptureError, Captured};
+use super::database::ChangeDatabase;
 use super::subscriptions::{Identity, Subscription};
 use crate::fanout::Outgoing;
 use crate::outbound::{ConnHandle, Outbound, PushError, Pushed};
 
 /// Longest wait for a batch's transactions to count as ended (see
-/// [`Catalog::wait_until_ended`]). Checking before would find no row and drop the change
+/// `TableCatalog::wait_until_ended`). Checking before would find no row and drop the change
 /// for everyone, so past it the batch fails and comes again from the slot: a commit held
 /// up that long (a synchronous standby that is away) delays delivery, it does not lose it.
 const END_WAIT_LIMIT: Duration = Duration::from_secs(10);
@@ -68,7 +68,7 @@ pub(super) async fn deliver(
     cache: &mut CatalogCache,
 ) -> Result<(), CaptureError> {
     let mut tables: HashMap<u32, Option<Arc<TableInfo>>> = HashMap::new();
-    let catalog = feed.catalog().await?;
+    let catalog = &*feed.database;
     let mut work: Vec<Work> = Vec::new();
     for captured in batch {
         let change = &captured.change;
@@ -191,7 +191,7 @@ struct Answers {
 }
 
 async fn authorize(
-    catalog: &Catalog,
+    catalog: &dyn ChangeDatabase,
     cache: &CatalogCache,
     tables: &HashMap<u32, Option<Arc<TableInfo>>>,
     work: &[Work],
@@ -255,8 +255,7 @@ async fn authorize(
             })
             .collect();
         async move {
-            let visible = rls::visible_rows(
-                catalog,
+            let visible = catalog.visible_rows(
                 schema,
                 table,
                 key,

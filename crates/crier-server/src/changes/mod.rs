@@ -15,14 +15,20 @@
 
 mod cache;
 mod capture;
+mod database;
 mod deliver;
+#[cfg(test)]
+mod memory;
+mod source;
 mod subscribe;
 mod subscriptions;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crier_postgres::catalog::{Catalog, CatalogError};
+use crier_postgres::replication::CaptureSettings;
 use crier_protocol::events::{EXTENSION_POSTGRES_CHANGES, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::Envelope;
 use serde_json::json;
@@ -31,6 +37,8 @@ use tokio_util::task::TaskTracker;
 
 pub(crate) use subscriptions::{Binding, Identity, SubscriptionId};
 
+use self::database::{ChangeDatabase, PgDatabase};
+use self::source::{ChangeSource, PgSource};
 use self::subscriptions::{Index, Subscription};
 use crate::config::{FlowConfig, PostgresChangesConfig};
 use crate::fanout::encode_one;
@@ -55,8 +63,10 @@ struct Feed {
     /// subscription is confirmed only then: before, a row written right after the
     /// confirmation could commit before the slot's start and never be captured.
     slot_ready: tokio::sync::watch::Sender<bool>,
-    /// Connected on first use and kept: the pool reconnects its connections itself.
-    catalog: tokio::sync::OnceCell<Catalog>,
+    /// Where changes come from (the replication slot).
+    source: Arc<dyn ChangeSource>,
+    /// Table facts and row level security checks.
+    database: Arc<dyn ChangeDatabase>,
     next_id: AtomicU64,
     /// Flow control: how long to wait for subscribers' queues after a batch.
     flow: FlowConfig,
@@ -65,6 +75,12 @@ struct Feed {
     metrics: ChangeMetrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Where a feed's changes come from and who answers its questions about them.
+struct Backends {
+    source: Arc<dyn ChangeSource>,
+    database: Arc<dyn ChangeDatabase>,
 }
 
 /// A join that asked to be answered only once its postgres changes are live
@@ -100,8 +116,29 @@ impl ChangeMetrics {
 }
 
 impl PostgresChanges {
-    /// Starts the capture loop on the current tokio runtime; it runs until `shutdown`.
+    /// Starts capturing from the configured database on the current tokio runtime; it
+    /// runs until `shutdown`.
     pub(crate) fn start(
+        config: PostgresChangesConfig,
+        flow: FlowConfig,
+        ledger: Arc<Ledger>,
+        metrics: ChangeMetrics,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let source = Arc::new(PgSource::new(CaptureSettings {
+            database_url: config.database_url.clone(),
+            publication: config.publication.clone(),
+            slot: config.slot.clone(),
+        }));
+        let database = Arc::new(PgDatabase::new(&config.database_url, config.pool_size));
+        let backends = Backends { source, database };
+        PostgresChanges::start_with(backends, config, flow, ledger, metrics, shutdown, tasks)
+    }
+
+    /// Starts capturing from `backends`.
+    fn start_with(
+        backends: Backends,
         config: PostgresChangesConfig,
         flow: FlowConfig,
         ledger: Arc<Ledger>,
@@ -112,7 +149,8 @@ impl PostgresChanges {
         let feed = Arc::new(Feed {
             config,
             index: Index::default(),
-            catalog: tokio::sync::OnceCell::new(),
+            source: backends.source,
+            database: backends.database,
             slot_ready: tokio::sync::watch::Sender::new(false),
             next_id: AtomicU64::new(1),
             flow,
@@ -168,13 +206,6 @@ impl PostgresChanges {
 }
 
 impl Feed {
-    /// The catalog pool, connecting it on first use.
-    async fn catalog(&self) -> Result<&Catalog, CatalogError> {
-        self.catalog
-            .get_or_try_init(|| Catalog::connect(&self.config.database_url, self.config.pool_size))
-            .await
-    }
-
     /// Waits until the replication slot exists; false if the node shuts down first.
     async fn slot_ready(&self) -> bool {
         let mut ready = self.slot_ready.subscribe();

@@ -70,7 +70,7 @@ async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
         tracing::warn!(error = %err, "postgres changes: catalog lookup failed");
         DATABASE_UNREACHABLE.to_owned()
     };
-    let catalog = feed.catalog().await.map_err(unreachable)?;
+    let catalog = &*feed.database;
     let role = subscription.identity().role.clone();
     if !catalog.role_exists(&role).await.map_err(unreachable)? {
         return Err(format!(

@@ -25,10 +25,9 @@ use serde_json::json;
 
 use super::body;
 use super::errors::json_error as error;
-use crate::auth::{AuthError, Claims, unix_now};
-use crate::fanout::{Outgoing, to_raw};
+use crate::auth::{AuthError, Claims};
+use crate::fanout::{Outgoing, json_broadcast_body, to_raw};
 use crate::node::Node;
-use crate::session::json_broadcast_body;
 
 /// Verifies the caller's JWT: the bearer token wins over the `apikey` header, because
 /// realtime-js sends the anon key as `apikey` and the signed-in user's token as bearer.
@@ -42,7 +41,9 @@ fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
         });
     let apikey = headers.get("apikey").and_then(|v| v.to_str().ok());
     let token = bearer.or(apikey).ok_or(AuthError::Missing)?;
-    node.shared.verifier.verify(token, unix_now())
+    node.shared
+        .verifier
+        .verify(token, node.shared.clock.unix_now())
 }
 
 /// `{"message":"Unauthorized"}` as Supabase sends it, plus `error` with the cause, which
@@ -207,7 +208,6 @@ pub(crate) async fn single(
             "private HTTP broadcast dropped: no policies to authorize it"
         );
     } else {
-        node.shared.counters.events.add(1);
         let delivery = node.publish(&topic, &outgoing, None);
         drop(outgoing);
         // Answered once the subscribers it left lagging have room, so that a client
@@ -291,7 +291,6 @@ pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Bo
         if let Some(id) = message.id {
             payload["meta"] = json!({"id": id});
         }
-        node.shared.counters.events.add(1);
         let delivery = node.publish(
             &topic,
             &Outgoing::raw(&topic, BROADCAST, to_raw(&payload)),

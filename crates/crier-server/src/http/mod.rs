@@ -17,9 +17,21 @@ use tower_http::cors::CorsLayer;
 
 use crate::node::Node;
 
+impl Node {
+    /// The axum router serving the WebSocket endpoints (`/socket/websocket`,
+    /// `/realtime/v1/websocket`), the broadcast API, `/healthcheck`, `/api/ping` and
+    /// `/metrics`. Merge it into an existing app or serve it with [`crate::serve`].
+    ///
+    /// Defined here rather than in `node`: the HTTP surface depends on the node, and the
+    /// node knows nothing of HTTP.
+    pub fn router(&self) -> Router {
+        router(self.clone())
+    }
+}
+
 /// Every route, mounted both at `/` and, for clients that go through a Supabase-style
 /// gateway path, at `/realtime/v1`.
-pub(crate) fn router(node: Node) -> Router {
+fn router(node: Node) -> Router {
     // Bodies are read by the handlers themselves (`body`): up to a frame's size, so the
     // payload limit (not axum's 2 MB default) decides, and within the body timeout.
     let api = Router::new()

@@ -26,7 +26,7 @@ use serde_json::json;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::auth::{AuthError, unix_now};
+use crate::auth::AuthError;
 use crate::node::Node;
 use crate::outbound::WriteProgress;
 use crate::session::{self, ConnectParams, Metered};
@@ -117,7 +117,11 @@ pub(crate) async fn upgrade(
             AuthError::Missing.connect_message(),
         );
     };
-    let claims = match node.shared.verifier.verify(&token, unix_now()) {
+    let claims = match node
+        .shared
+        .verifier
+        .verify(&token, node.shared.clock.unix_now())
+    {
         Ok(claims) => claims,
         Err(err) => return refuse(&node, StatusCode::UNAUTHORIZED, err.connect_message()),
     };

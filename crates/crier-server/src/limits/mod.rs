@@ -4,9 +4,9 @@
 mod rate;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 pub use rate::RateCounter;
@@ -70,48 +70,36 @@ impl PresenceWindow {
     }
 }
 
-/// Caps concurrent connections. A permit is held for the life of a socket.
+/// Caps concurrent connections: a semaphore with one permit per connection, held for the
+/// life of a socket.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionLimiter {
-    current: Arc<AtomicUsize>,
+    slots: Arc<Semaphore>,
     max: usize,
 }
 
-/// Returned by [`ConnectionLimiter::try_acquire`]; releases the slot on drop.
-#[derive(Debug)]
-pub(crate) struct ConnectionPermit {
-    current: Arc<AtomicUsize>,
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.current.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Held for the life of a socket; releases its slot on drop.
+pub(crate) type ConnectionPermit = OwnedSemaphorePermit;
 
 impl ConnectionLimiter {
+    /// A limiter of `max` connections (capped at the most permits a semaphore holds,
+    /// which no machine's file limit comes near).
     pub(crate) fn new(max: usize) -> Self {
+        let max = max.min(Semaphore::MAX_PERMITS);
         ConnectionLimiter {
-            current: Arc::new(AtomicUsize::new(0)),
+            slots: Arc::new(Semaphore::new(max)),
             max,
         }
     }
 
     /// Takes a slot, or `None` when the server is full.
     pub(crate) fn try_acquire(&self) -> Option<ConnectionPermit> {
-        self.current
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| ConnectionPermit {
-                current: Arc::clone(&self.current),
-            })
+        Arc::clone(&self.slots).try_acquire_owned().ok()
     }
 
     /// Connections open now.
     pub(crate) fn current(&self) -> usize {
-        self.current.load(Ordering::Acquire)
+        self.max - self.slots.available_permits()
     }
 }
 

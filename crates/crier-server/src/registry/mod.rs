@@ -11,17 +11,34 @@ mod topic;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 
+use crate::broker::Broker;
 use crate::outbound::ConnHandle;
+use crate::presence::PresenceStore;
 pub(crate) use topic::{Delivery, Topic};
 
 /// All topics with at least one subscriber on this node.
-#[derive(Debug, Default)]
+///
+/// The broker is told when a topic gains its first local subscriber and loses its last,
+/// while the topic's map entry is locked, so its calls for one topic come in the order
+/// the topic came and went.
+#[derive(Debug)]
 pub(crate) struct Registry {
     topics: DashMap<Arc<str>, Arc<Topic>>,
+    broker: Arc<dyn Broker>,
+    presence: Arc<dyn PresenceStore>,
 }
 
 impl Registry {
+    pub(crate) fn new(broker: Arc<dyn Broker>, presence: Arc<dyn PresenceStore>) -> Self {
+        Registry {
+            topics: DashMap::new(),
+            broker,
+            presence,
+        }
+    }
+
     /// Subscribes `conn` to `topic`. With presence enabled, `state_frame` encodes the
     /// current presence state, which is queued to `conn` atomically with the subscription
     /// so that it sees every later diff and no earlier one.
@@ -32,10 +49,13 @@ impl Registry {
         presence_enabled: bool,
         state_frame: impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame,
     ) -> Arc<Topic> {
-        let entry = self
-            .topics
-            .entry(Arc::from(topic))
-            .or_insert_with(|| Arc::new(Topic::new(topic)));
+        let entry = match self.topics.entry(Arc::from(topic)) {
+            Entry::Occupied(entry) => entry.into_ref(),
+            Entry::Vacant(entry) => {
+                self.broker.subscribe(topic);
+                entry.insert(Arc::new(Topic::new(topic, &*self.presence)))
+            }
+        };
         entry.add(conn, presence_enabled, state_frame);
         Arc::clone(&entry)
     }
@@ -47,6 +67,13 @@ impl Registry {
 
     /// Drops `topic` from the map if it has become empty.
     pub(crate) fn remove_if_empty(&self, topic: &Topic) {
-        self.topics.remove_if(topic.name(), |_, t| t.is_empty());
+        self.topics.remove_if(topic.name(), |_, t| {
+            let empty = t.is_empty();
+            if empty {
+                // Under the entry's lock: a join that recreates the topic subscribes after.
+                self.broker.unsubscribe(t.name());
+            }
+            empty
+        });
     }
 }

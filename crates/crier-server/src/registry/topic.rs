@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crier_protocol::events::PRESENCE_DIFF;
-use crier_protocol::presence::{PresenceDiff, PresenceGroups, Presences};
+use crier_protocol::presence::{PresenceDiff, PresenceGroups};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 
 use crate::fanout::Outgoing;
 use crate::frame::Frame;
 use crate::outbound::{ConnHandle, ConnId, Outbound, PushError, Pushed};
+use crate::presence::{PresenceStore, TopicPresence};
 
 #[derive(Debug)]
 struct Subscriber {
@@ -42,15 +43,16 @@ pub(crate) struct Delivery {
 pub(crate) struct Topic {
     name: Arc<str>,
     subscribers: RwLock<HashMap<ConnId, Subscriber>>,
-    presence: Mutex<Presences<ConnId>>,
+    /// Also the lock that orders presence diffs (see the module doc).
+    presence: Mutex<Box<dyn TopicPresence>>,
 }
 
 impl Topic {
-    pub(crate) fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str, presence: &dyn PresenceStore) -> Self {
         Topic {
             name: Arc::from(name),
             subscribers: RwLock::new(HashMap::new()),
-            presence: Mutex::new(Presences::new()),
+            presence: Mutex::new(presence.open(name)),
         }
     }
 
@@ -98,7 +100,7 @@ impl Topic {
         conn: ConnId,
         key: &str,
         payload: Map<String, Value>,
-        new_ref: impl FnOnce() -> String,
+        new_ref: &dyn Fn() -> String,
         enable: Option<impl FnOnce(&PresenceGroups) -> Frame>,
     ) -> Option<Delivery> {
         let mut presences = self.presence.lock();

@@ -15,7 +15,9 @@ use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::node::Node;
@@ -59,32 +61,68 @@ pub async fn serve(listener: TcpListener, node: Node) -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
-        let router = router.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(remote));
-                router.clone().oneshot(request.map(Body::new))
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(JsonParseErrors::new(stream)), service)
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(err) = result {
-                        tracing::debug!(error = %err, %remote, "HTTP connection ended with an error");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+        tokio::spawn(connection(
+            stream,
+            Some(remote),
+            router.clone(),
+            shutdown.clone(),
+            header_timeout,
+        ));
+    }
+}
+
+/// Serves one connection over any byte stream (a Unix socket, an in-memory pipe in
+/// tests) until it closes or [`Node::shutdown`] is called, as [`serve`] serves each TCP
+/// connection. It builds the router on every call: to serve many connections, use
+/// [`serve`].
+pub async fn serve_connection<IO>(io: IO, node: &Node)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = node.config().socket.header_read_timeout;
+    connection(
+        io,
+        None,
+        node.router(),
+        node.shared.shutdown.clone(),
+        header_timeout,
+    )
+    .await;
+}
+
+/// One HTTP/1.1 connection with upgrades, ended gracefully when the node shuts down.
+async fn connection<IO>(
+    io: IO,
+    remote: Option<SocketAddr>,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        if let Some(remote) = remote {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(remote));
+        }
+        router.clone().oneshot(request.map(Body::new))
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(JsonParseErrors::new(io)), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, ?remote, "HTTP connection ended with an error");
             }
-        });
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
     }
 }

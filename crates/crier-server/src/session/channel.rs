@@ -47,11 +47,3 @@ impl Channel {
             .unwrap_or(self.topic.name())
     }
 }
-
-/// The tokio instant at which a token with expiry `exp` (Unix seconds) expires.
-pub(crate) fn expiry_instant(exp: i64) -> Instant {
-    let now_system = std::time::SystemTime::now();
-    let exp_system = std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp.max(0) as u64);
-    let remaining = exp_system.duration_since(now_system).unwrap_or_default();
-    Instant::now() + remaining
-}

@@ -7,20 +7,20 @@ use bytes::Bytes;
 use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
 use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
-    PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, SYSTEM, TOPIC_PREFIX, is_valid_topic,
+    PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, PRESENCE_TRACK, PRESENCE_UNTRACK, SYSTEM,
+    TOPIC_PREFIX, is_valid_topic,
 };
 use crier_protocol::join::{JoinRequest, PostgresChangeBinding};
 use crier_protocol::serializer::{DecodeError, Envelope};
 use crier_protocol::{Message, Payload, PayloadEncoding, UserBroadcast};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::channel::{Channel, expiry_instant};
-use super::{ReplyTo, Session};
-use crate::auth::{Claims, unix_now};
+use super::channel::Channel;
+use super::{ReplyAddress, Session};
+use crate::auth::Claims;
 use crate::changes::{Binding, DeferredJoin, Identity};
-use crate::fanout::{Outgoing, encode_one, to_raw};
+use crate::fanout::{Outgoing, encode_one, json_broadcast_body, to_raw};
 use crate::limits::PresenceWindow;
 
 /// Phoenix's reason for a push to a topic the socket has not joined.
@@ -35,7 +35,7 @@ const NO_DATABASE: &str =
 impl Session {
     pub(super) fn on_message(&mut self, message: Message) {
         if message.topic == PHOENIX_TOPIC {
-            let to = ReplyTo::of(&message);
+            let to = ReplyAddress::of(&message);
             if message.event == HEARTBEAT {
                 self.reply(&to, "ok", &json!({}));
             } else {
@@ -47,7 +47,7 @@ impl Session {
             return self.join(message);
         }
         let Some(channel) = self.channels.get(&message.topic) else {
-            let to = ReplyTo::of(&message);
+            let to = ReplyAddress::of(&message);
             if message.event == PHX_LEAVE {
                 // Phoenix answers a leave of an unknown topic with ok: it is already left.
                 self.reply(&to, "ok", &json!({}));
@@ -76,7 +76,7 @@ impl Session {
                         "unknown event `{other}`; a channel accepts broadcast, presence, access_token and phx_leave"
                     ),
                 );
-                let to = ReplyTo::of(&message);
+                let to = ReplyAddress::of(&message);
                 self.reply(&to, "error", &json!({"reason": reason.to_string()}));
             }
         }
@@ -92,7 +92,7 @@ impl Session {
         let reason = Reason::new(ErrorCode::MalformedMessage, err.kind.to_string()).to_string();
         match err.reply_to {
             Some(reply_to) => {
-                let to = ReplyTo {
+                let to = ReplyAddress {
                     join_ref: reply_to.join_ref,
                     msg_ref: Some(reply_to.msg_ref),
                     topic: reply_to.topic,
@@ -103,7 +103,7 @@ impl Session {
         }
     }
 
-    fn join_error(&mut self, to: &ReplyTo, reason: Reason) {
+    fn join_error(&mut self, to: &ReplyAddress, reason: Reason) {
         self.node.shared.metrics.join_errors.inc();
         tracing::debug!(conn = self.conn.id, topic = %to.topic, %reason, "join refused");
         self.reply(to, "error", &json!({"reason": reason.to_string()}));
@@ -111,7 +111,7 @@ impl Session {
 
     /// `phx_join`, with the checks in Supabase's order.
     fn join(&mut self, message: Message) {
-        let to = ReplyTo::of(&message);
+        let to = ReplyAddress::of(&message);
         let topic = message.topic.as_str();
         if topic == TOPIC_PREFIX {
             return self.join_error(&to, Reason::topic_name_required());
@@ -161,7 +161,7 @@ impl Session {
         let token = request
             .access_token
             .unwrap_or_else(|| self.connect_token.clone());
-        let claims = match shared.verifier.verify(&token, unix_now()) {
+        let claims = match shared.verifier.verify(&token, shared.clock.unix_now()) {
             Ok(claims) => claims,
             Err(err) => return self.join_error(&to, err.join_reason()),
         };
@@ -210,7 +210,7 @@ impl Session {
                 limits.client_presence_window,
             ),
             token,
-            expires_at: expiry_instant(claims.exp),
+            expires_at: shared.clock.instant_at(claims.exp),
             claims,
             postgres_changes: None,
         };
@@ -243,7 +243,7 @@ impl Session {
     /// they fail.
     fn subscribe_to_changes(
         &mut self,
-        to: &ReplyTo,
+        to: &ReplyAddress,
         bindings: &[PostgresChangeBinding],
         deferred: Option<DeferredJoin>,
     ) {
@@ -277,7 +277,7 @@ impl Session {
 
     /// `phx_leave`: reply ok, then `phx_close`.
     fn leave(&mut self, message: Message) {
-        let to = ReplyTo::of(&message);
+        let to = ReplyAddress::of(&message);
         self.reply(&to, "ok", &json!({}));
         if let Some(channel) = self.channels.remove(&message.topic) {
             self.push_close(channel.join_ref.as_deref(), &message.topic);
@@ -288,7 +288,7 @@ impl Session {
     /// A `broadcast` push: a JSON map from any client, or a kind-3 binary frame from
     /// realtime-js (JSON or binary user payload).
     fn broadcast(&mut self, message: Message) {
-        let to = ReplyTo::of(&message);
+        let to = ReplyAddress::of(&message);
         let topic = message.topic.as_str();
         let outgoing = match message.payload {
             Payload::Json(Value::Object(ref map)) => Outgoing::raw(topic, BROADCAST, to_raw(map)),
@@ -319,7 +319,6 @@ impl Session {
             // nothing (an unexpected reply is ignored) and tells it why nothing arrived.
             return self.reply(&to, "error", &"payload_size_exceeded");
         }
-        shared.counters.events.add(1);
         let channel = &self.channels[topic];
         let (ack, exclude) = (
             channel.ack,
@@ -345,7 +344,7 @@ impl Session {
 
     /// A `presence` push: track or untrack.
     fn presence(&mut self, message: Message) {
-        let to = ReplyTo::of(&message);
+        let to = ReplyAddress::of(&message);
         let topic = message.topic.clone();
         let Payload::Json(Value::Object(mut body)) = message.payload else {
             return self.reply(
@@ -374,7 +373,7 @@ impl Session {
         let registry_topic = std::sync::Arc::clone(&channel.topic);
         let shared = std::sync::Arc::clone(&self.node.shared);
         let delivery = match event.as_str() {
-            "track" => {
+            PRESENCE_TRACK => {
                 let payload = match body.remove("payload") {
                     None | Some(Value::Null) => Map::new(),
                     Some(Value::Object(map)) => map,
@@ -419,11 +418,11 @@ impl Session {
                     self.conn.id,
                     &key,
                     payload,
-                    || node.next_presence_ref(),
+                    &|| node.next_presence_ref(),
                     enabling.then_some(state_frame),
                 )
             }
-            "untrack" => registry_topic.untrack(self.conn.id),
+            PRESENCE_UNTRACK => registry_topic.untrack(self.conn.id),
             other => {
                 let reason = format!("Unknown presence event `{other}`: expected track or untrack");
                 return self.reply(&to, "error", &json!({"reason": reason}));
@@ -456,14 +455,19 @@ impl Session {
         if token.starts_with("sb_") || token == channel.token {
             return;
         }
-        match self.node.shared.verifier.verify(&token, unix_now()) {
+        match self
+            .node
+            .shared
+            .verifier
+            .verify(&token, self.node.shared.clock.unix_now())
+        {
             Ok(claims) => {
                 if let (Some(changes), Some(id)) =
                     (&self.node.shared.changes, channel.postgres_changes)
                 {
                     changes.set_identity(id, identity_of(&claims));
                 }
-                channel.expires_at = expiry_instant(claims.exp);
+                channel.expires_at = self.node.shared.clock.instant_at(claims.exp);
                 channel.claims = claims;
                 channel.token = token;
             }
@@ -504,20 +508,4 @@ fn user_broadcast(topic: &str, broadcast: UserBroadcast) -> Result<Outgoing, Rea
             },
         )),
     }
-}
-
-/// `{"type":"broadcast","event":<event>,"payload":<payload>}` without re-parsing the payload.
-pub(crate) fn json_broadcast_body(event: &str, payload: &RawValue) -> Box<RawValue> {
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        event: &'a str,
-        payload: &'a RawValue,
-    }
-    to_raw(&Body {
-        kind: BROADCAST,
-        event,
-        payload,
-    })
 }

@@ -36,10 +36,9 @@ use tokio::time::{Instant, sleep};
 use tungstenite::Message as WsMessage;
 
 pub(crate) use channel::Channel;
-pub(crate) use handlers::json_broadcast_body;
 pub(crate) use io::{Metered, Socket};
 
-use crate::auth::{Claims, unix_now};
+use crate::auth::Claims;
 use crate::fanout::encode_one;
 use crate::frame::Frame;
 use crate::hooks::ConnectionInfo;
@@ -412,7 +411,7 @@ impl Session {
             .filter(|(_, channel)| channel.expires_at <= now)
             .map(|(topic, channel)| (topic.clone(), channel.claims.exp))
             .collect();
-        let now_unix = unix_now();
+        let now_unix = self.node.shared.clock.unix_now();
         for (topic, exp) in expired {
             let message = crier_protocol::codes::shutdown::token_expired((now_unix - exp).max(0));
             self.shut_down_channel(&topic, &message);
@@ -464,7 +463,7 @@ impl Session {
     }
 
     /// Queues a reply to a push: `[join_ref, ref, topic, "phx_reply", {status, response}]`.
-    fn reply(&mut self, to: &ReplyTo, status: &str, response: &impl Serialize) {
+    fn reply(&mut self, to: &ReplyAddress, status: &str, response: &impl Serialize) {
         #[derive(Serialize)]
         struct Reply<'a, R: Serialize> {
             status: &'a str,
@@ -519,15 +518,15 @@ impl Drop for Session {
 
 /// Where a reply goes: the `join_ref`, `ref` and topic of the push it answers.
 #[derive(Debug, Clone)]
-pub(crate) struct ReplyTo {
+pub(crate) struct ReplyAddress {
     join_ref: Option<String>,
     msg_ref: Option<String>,
     topic: String,
 }
 
-impl ReplyTo {
+impl ReplyAddress {
     fn of(message: &Message) -> Self {
-        ReplyTo {
+        ReplyAddress {
             join_ref: message.join_ref.clone(),
             msg_ref: message.msg_ref.clone(),
             topic: message.topic.clone(),

@@ -1,9 +1,6 @@
 //! Running the `crier` binary from the integration tests: one way to spawn it, read its
 //! stdout line by line with a deadline, start `crier serve` and learn its port, and stop
-//! it. Included by each test file with `mod support;`.
-
-// Each test file is its own crate and uses only some of these.
-#![allow(dead_code)]
+//! it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -288,21 +285,30 @@ pub(crate) fn free_port() -> u16 {
 /// Reads the head, then `Content-Length` bytes of body (an upgraded connection stays
 /// open, so reading to the end would never return).
 pub(crate) fn http_get(port: u16, path: &str, headers: &str) -> String {
-    http_request(port, "GET", path, headers, "")
+    http_request(port, "GET", path, headers, "", WAIT)
 }
 
-/// A plain HTTP/1.1 POST of a JSON `body`, answered as [`http_get`] answers.
+/// A plain HTTP/1.1 POST of a JSON `body`, answered as [`http_get`] answers. Its guard
+/// is longer than [`WAIT`]: the broadcast API answers a batch once every message is
+/// queued, which is at the pace of the slowest subscriber it waits for.
 pub(crate) fn http_post_json(port: u16, path: &str, headers: &str, body: &str) -> String {
     let headers = format!(
         "{headers}Content-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
-    http_request(port, "POST", path, &headers, body)
+    http_request(port, "POST", path, &headers, body, 6 * WAIT)
 }
 
-fn http_request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> String {
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+    guard: Duration,
+) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_read_timeout(Some(guard)).unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n{body}"

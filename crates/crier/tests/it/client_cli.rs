@@ -2,12 +2,10 @@
 //! `crier serve`, every one a spawned process. Tests wait for lines; the timeouts only
 //! turn a hang into a failure.
 
-mod support;
-
 use std::process::Output;
 
+use crate::support::{Running, crier, free_port, run, serve, token};
 use serde_json::json;
-use support::{Running, crier, free_port, run, serve, token};
 
 const SECRET: &str = "client-cli-secret-0123456789abcdef";
 

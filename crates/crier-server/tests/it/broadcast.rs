@@ -1,14 +1,12 @@
 //! Broadcast: delivery across serializers, self and ack, binary frames, limits and slow
 //! consumers.
 
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use crier_server::protocol::{Message, Payload, PayloadEncoding, UserBroadcast, Vsn};
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 
 const TOPIC: &str = "realtime:room";
 

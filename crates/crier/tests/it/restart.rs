@@ -1,24 +1,22 @@
 //! The server is killed (SIGKILL, no goodbye) and restarted mid-session: the Rust client
 //! reconnects, rejoins with its presence, says it resumed, and receives again.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{WAIT, free_port, serve_on, token};
 use crier_client::{
     Backoff, BroadcastPayload, ChannelEvent, ChannelOptions, Client, ConnectionStatus,
     PresenceEvent,
 };
 use futures_util::StreamExt;
 use serde_json::json;
-use support::{WAIT, free_port, serve_on, token};
 use tokio::time::timeout;
 
 const SECRET: &str = "restart-test-secret-0123456789abcdef";
 
 /// `crier serve` on `port`, ready once it says where it listens; killed when dropped. The
 /// rest of its output keeps being drained, so the server never writes into a closed pipe.
-fn start_server(port: u16) -> support::Running {
+fn start_server(port: u16) -> crate::support::Running {
     serve_on(Some(port), &["--jwt-secret", SECRET, "--log-level", "warn"]).0
 }
 

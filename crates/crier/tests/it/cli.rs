@@ -1,9 +1,7 @@
 //! The `crier` binary: the development banner, `crier token`, and a graceful stop on
 //! SIGTERM.
 
-mod support;
-
-use support::{Running, crier, http_get, listening_port_in, run, serve, serve_command};
+use crate::support::{Running, crier, http_get, listening_port_in, run, serve, serve_command};
 
 #[test]
 fn serve_without_a_secret_prints_working_dev_keys_and_stops_on_sigterm() {

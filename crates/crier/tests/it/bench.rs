@@ -1,10 +1,8 @@
 //! `crier bench` against a real `crier serve`: a run split over worker processes, its
 //! JSON results, and clear errors for bad settings.
 
-mod support;
-
+use crate::support::{run, serve};
 use serde_json::Value;
-use support::{run, serve};
 
 const SECRET: &str = "bench-cli-secret-0123456789abcdef";
 
@@ -86,4 +84,33 @@ fn bad_bench_settings_get_one_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("--jwt-secret or --token"), "{stderr}");
+}
+
+#[test]
+fn pgchanges_prints_its_setup_and_needs_a_secret_for_rls() {
+    let output = run(&["bench", "pgchanges", "--print-setup", "--rls", "per-user"]);
+    assert!(output.status.success(), "{output:?}");
+    let sql = String::from_utf8(output.stdout).unwrap();
+    assert!(sql.contains("create policy bench_read"), "{sql}");
+    assert!(sql.contains("jsonb->>'sub'"), "{sql}");
+
+    let output = run(&["bench", "pgchanges", "--print-setup", "--rls", "some"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("expected off, all or per-user"), "{stderr}");
+
+    // One token cannot carry the claims of many users; say so before touching anything.
+    let output = run(&[
+        "bench",
+        "pgchanges",
+        "--database-url",
+        "postgres://127.0.0.1:1/none",
+        "--token",
+        "some-token",
+        "--rls",
+        "all",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--rls all needs --jwt-secret"), "{stderr}");
 }

@@ -1,18 +1,31 @@
 //! Mid-session tokens: `access_token` refreshes move a channel's expiry; an expired or
 //! bad token shuts the channel down with the reason, and nothing else.
 
-mod support;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use crier_server::auth::unix_now;
+use crier_server::clock::{Clock, TokioClock};
 use crier_server::protocol::Vsn;
+use crier_server::{Config, Node};
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 
-#[tokio::test]
+/// On paused time, with the node's wall clock following tokio's: the unrefreshed channel
+/// is shut down exactly when its token expires.
+#[tokio::test(start_paused = true)]
 async fn an_expiring_channel_is_closed_and_a_refreshed_one_is_not() {
-    let server = TestServer::start().await;
-    let mut client = server.connect(Vsn::V2).await;
-    let short = token(json!({"role": "anon", "exp": unix_now() + 2}));
+    // A whole second, so the token's `exp` (in seconds) is exactly 2 s away.
+    let start = UNIX_EPOCH + Duration::from_secs(unix_now() as u64);
+    let clock = TokioClock::starting_at(start);
+    let node = Node::builder(Config::new(SECRET))
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let server = MemoryServer::new(node);
+    let short = token(json!({"role": "anon", "exp": clock.unix_now() + 2}));
+    let mut client = server.connect(Vsn::V2, &short).await;
+    let joined_at = tokio::time::Instant::now();
     let (kept_ref, status, _) = client
         .join(
             "realtime:kept",
@@ -41,6 +54,10 @@ async fn an_expiring_channel_is_closed_and_a_refreshed_one_is_not() {
 
     // Both tokens expired at the same second; only the unrefreshed channel is shut down.
     let system = client.event("realtime:lost", "system").await;
+    assert_eq!(
+        tokio::time::Instant::now() - joined_at,
+        Duration::from_secs(2)
+    );
     let body = json_payload(&system);
     assert_eq!(body["extension"], "system");
     assert_eq!(body["status"], "error");

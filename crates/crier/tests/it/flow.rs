@@ -2,13 +2,11 @@
 //! larger than any queue count, and a burst to a thousand subscribers stays within the
 //! server's budget of queued bytes (its peak RSS says so).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Running, http_post_json, serve, token};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Running, http_post_json, serve, token};
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "flow-test-secret-0123456789abcdef";
@@ -126,7 +124,7 @@ async fn subscriber(
 fn await_metric(port: u16, name: &str, wanted: impl Fn(f64) -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let metrics = support::http_get(port, "/metrics", "");
+        let metrics = crate::support::http_get(port, "/metrics", "");
         let value = metrics
             .lines()
             .find_map(|line| line.strip_prefix(name)?.trim().parse().ok());

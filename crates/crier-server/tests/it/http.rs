@@ -1,11 +1,9 @@
 //! The HTTP API: broadcast batch and single-event endpoints, health, ping, metrics, CORS.
 
-mod support;
-
 use crier_server::auth::unix_now;
 use crier_server::protocol::Vsn;
+use crier_testkit::prelude::*;
 use serde_json::{Value, json};
-use support::*;
 
 const TOPIC: &str = "realtime:news";
 

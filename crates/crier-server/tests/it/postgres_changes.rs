@@ -2,8 +2,6 @@
 //! private database, and raw protocol clients subscribe, receive and are refused exactly
 //! as Supabase's clients expect.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -11,9 +9,9 @@ use crier_server::protocol::serializer::{self, FrameRef};
 use crier_server::protocol::{Message, Vsn};
 use crier_server::{Config, PostgresChangesConfig};
 use crier_testkit::TestPostgres;
+use crier_testkit::prelude::{Client, TestServer, json_payload, token};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{Client, TestServer, json_payload, token};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// The failure guard for waits on the database path (a restart takes seconds).

@@ -2,15 +2,13 @@
 //! order, however many messages they hold; a subscriber that stops reading is cut off
 //! within the slow-consumer bound and holds nobody else back.
 
-mod support;
-
 use std::time::Duration;
 
 use crier_server::protocol::Vsn;
 use crier_server::{Config, Node};
+use crier_testkit::prelude::*;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const TOPIC: &str = "realtime:burst";

@@ -1,13 +1,11 @@
 //! Embedding: a Rust service mounts the router in its own axum app, publishes from its
 //! own code, and reads presence.
 
-mod support;
-
 use bytes::Bytes;
 use crier_server::protocol::Vsn;
 use crier_server::{Config, Node, PublishError};
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 
 /// Serves `node.router()` merged into an app with a route of its own, on axum::serve.
 async fn embedded(node: &Node) -> TestServer {
@@ -166,4 +164,73 @@ async fn broadcast_async_moves_a_loop_at_its_subscribers_pace() {
             .contains("crier_slow_consumer_disconnects_total 0\n"),
         "nobody was cut off"
     );
+}
+
+/// Two nodes in one process on one `MemoryBus`: a broadcast published on either, by a
+/// client, the REST API or Rust code, reaches the other's subscribers; `self: false`
+/// still keeps a client's own broadcast from it, and a node whose subscribers left
+/// stops receiving the topic.
+#[tokio::test]
+async fn nodes_sharing_a_bus_deliver_each_others_broadcasts() {
+    let bus = crier_server::broker::MemoryBus::new();
+    let node = || {
+        Node::builder(Config::new(SECRET))
+            .broker(bus.broker())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        TestServer::start_node(node()).await,
+        TestServer::start_node(node()).await,
+    );
+    let mut on_a = a.connect(Vsn::V1).await;
+    let a_ref = on_a.join_ok("realtime:room", json!({})).await;
+    let mut on_b = b.connect(Vsn::V2).await;
+    on_b.join_ok("realtime:room", json!({})).await;
+
+    on_a.broadcast(&a_ref, "realtime:room", "from-a", json!({"n": 1}))
+        .await;
+    let got = on_b.event("realtime:room", "broadcast").await;
+    assert_eq!(json_payload(&got)["event"], "from-a");
+    assert_eq!(json_payload(&got)["payload"], json!({"n": 1}));
+
+    b.node
+        .broadcast("room", "from-b", &json!({"n": 2}))
+        .expect("published");
+    let got = on_a.event("realtime:room", "broadcast").await;
+    assert_eq!(
+        json_payload(&got)["event"],
+        "from-b",
+        "a's own broadcast did not come back (self is off), b's did"
+    );
+    let status = reqwest::Client::new()
+        .post(a.http("/api/broadcast"))
+        .bearer_auth(token(json!({"role": "service_role"})))
+        .json(&json!({"messages": [{"topic": "room", "event": "from-rest", "payload": {"n": 3}}]}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    let got = on_b.event("realtime:room", "broadcast").await;
+    assert_eq!(
+        json_payload(&got)["event"],
+        "from-b",
+        "b's own, delivered locally"
+    );
+    let got = on_b.event("realtime:room", "broadcast").await;
+    assert_eq!(json_payload(&got)["event"], "from-rest");
+    b.node
+        .broadcast_binary("room", "bytes", Bytes::from_static(b"\x01\x02"))
+        .unwrap();
+    // Binary reaches 2.0.0 sockets only; a's is 1.0.0, so it sees the next one instead.
+    b.node.broadcast("room", "witness", &json!({})).unwrap();
+    let got = on_a.event("realtime:room", "broadcast").await;
+    assert_eq!(
+        json_payload(&got)["event"],
+        "from-rest",
+        "a's own node's REST call"
+    );
+    let got = on_a.event("realtime:room", "broadcast").await;
+    assert_eq!(json_payload(&got)["event"], "witness");
 }

@@ -1,154 +1,68 @@
-//! Test kit: a real node on a loopback port, and a raw WebSocket client that speaks both
-//! serializers through `crier-protocol`.
+//! A raw protocol client that speaks both serializers through `crier-protocol`, for
+//! tests that must see exactly what goes over the wire.
 //!
-//! Every wait has a timeout, but only as a failure guard: tests await the frame they
+//! Every wait has a guard, but only as a failure guard: tests await the frame they
 //! expect, never a fixed delay. To prove something did *not* arrive, a test sends a later
 //! "witness" message on the same path and asserts it comes first.
 
-#![allow(dead_code, unreachable_pub)]
-
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use crier_server::auth::{sign_token, unix_now};
 use crier_server::protocol::serializer::{self, Direction, FrameRef};
 use crier_server::protocol::{Message, Payload, Vsn};
-use crier_server::{Config, Node};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const SECRET: &str = "integration-test-secret-0123456789abcdef";
-/// The failure guard for every wait.
-pub const WAIT: Duration = Duration::from_secs(5);
+use crate::server::TestServer;
+use crate::wait::WAIT;
 
-pub struct TestServer {
-    pub node: Node,
-    pub addr: SocketAddr,
-}
-
-impl TestServer {
-    pub async fn start() -> Self {
-        Self::start_with(|_| {}).await
-    }
-
-    /// Starts a node whose config `adjust` may change; limits are raised by default so
-    /// tests only meet the limit they are about.
-    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::new(SECRET);
-        config.limits.max_connections = 1000;
-        config.limits.max_joins_per_second = 100_000;
-        config.limits.max_events_per_second = 1_000_000;
-        config.limits.max_presence_events_per_second = 1_000_000;
-        adjust(&mut config);
-        Self::start_node(Node::new(config).unwrap()).await
-    }
-
-    pub async fn start_node(node: Node) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(crier_server::serve(listener, node.clone()));
-        TestServer { node, addr }
-    }
-
-    pub fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    pub fn ws_url(&self, vsn: Option<&str>, token: Option<&str>) -> String {
-        let mut url = format!("ws://{}/socket/websocket?", self.addr);
-        if let Some(token) = token {
-            url.push_str(&format!("apikey={token}&"));
-        }
-        if let Some(vsn) = vsn {
-            url.push_str(&format!("vsn={vsn}"));
-        }
-        url
-    }
-
-    /// Connects with a fresh anon token.
-    pub async fn connect(&self, vsn: Vsn) -> Client {
-        self.connect_with_token(vsn, &token(json!({"role": "anon"})))
-            .await
-    }
-
-    /// Connects (2.0.0, anon) with a 4 KiB receive buffer: the kernel holds next to
-    /// nothing for this client, so it stops taking data as soon as it stops reading.
-    pub async fn connect_tiny_buffered(&self) -> Client {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        let stream = socket.connect(self.addr).await.unwrap();
-        let url = self.ws_url(Some("2.0.0"), Some(&token(json!({"role": "anon"}))));
-        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-            .await
-            .expect("connect");
-        Client::new(ws, Vsn::V2)
-    }
-
-    pub async fn connect_with_token(&self, vsn: Vsn, token: &str) -> Client {
-        let url = self.ws_url(Some(vsn.as_str()), Some(token));
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        Client::new(ws, vsn)
-    }
-
-    /// Attempts a connect that the server should refuse; returns (status, JSON body).
-    pub async fn refused(&self, request: impl IntoClientRequest + Unpin) -> (u16, Value) {
-        match tokio_tungstenite::connect_async(request).await {
-            Ok(_) => panic!("the connect was accepted"),
-            Err(tungstenite::Error::Http(response)) => {
-                let body = response.body().clone().unwrap_or_default();
-                (
-                    response.status().as_u16(),
-                    serde_json::from_slice(&body).unwrap_or(Value::Null),
-                )
-            }
-            Err(other) => panic!("unexpected error {other}"),
-        }
-    }
-}
-
-/// A token signed with [`SECRET`]: `claims` plus `exp` one hour ahead unless given.
-pub fn token(claims: Value) -> String {
-    let mut claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
-    claims.entry("exp").or_insert(json!(unix_now() + 3600));
-    sign_token(SECRET, &claims)
-}
-
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A raw protocol client.
-pub struct Client {
-    pub ws: Ws,
+/// A raw protocol client, over TCP or (`MemoryServer`) an in-memory pipe.
+pub struct Client<S = MaybeTlsStream<TcpStream>> {
+    /// The WebSocket, for tests that send or read frames by hand.
+    pub ws: WebSocketStream<S>,
+    /// The serializer it speaks.
     pub vsn: Vsn,
     next_ref: u64,
+    /// How long a wait may take before the test fails: [`WAIT`] on real time; on paused
+    /// time a virtual hour, which passes at once when nothing else is due.
+    guard: Duration,
 }
 
 /// What `recv` returns: a decoded message, a close, or nothing before the guard.
 #[derive(Debug)]
 pub enum Received {
+    /// A decoded message.
     Message(Message),
+    /// A binary frame that is not a message (sent as is).
     Binary(Bytes),
+    /// The socket closed, with the close frame if there was one.
     Closed(Option<CloseFrame>),
 }
 
-impl Client {
-    pub fn new(ws: Ws, vsn: Vsn) -> Self {
+impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
+    /// A client over `ws` speaking `vsn`, with the real-time failure guard.
+    pub fn new(ws: WebSocketStream<S>, vsn: Vsn) -> Self {
         Client {
             ws,
             vsn,
             next_ref: 0,
+            guard: WAIT,
         }
     }
 
+    /// The same client with failure guard `guard` on every wait (on paused time a long
+    /// one costs nothing).
+    pub fn with_guard(mut self, guard: Duration) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// A fresh `ref` for a message.
     pub fn next_ref(&mut self) -> String {
         self.next_ref += 1;
         self.next_ref.to_string()
@@ -173,6 +87,7 @@ impl Client {
         self.send_message(&message).await;
     }
 
+    /// Sends `message` encoded with the client's serializer.
     pub async fn send_message(&mut self, message: &Message) {
         let frame = serializer::encode(self.vsn, Direction::ToServer, message).expect("encodable");
         let ws_message = match frame {
@@ -182,14 +97,15 @@ impl Client {
         self.ws.send(ws_message).await.expect("send");
     }
 
+    /// Sends a WebSocket frame as is.
     pub async fn send_raw(&mut self, message: WsMessage) {
         self.ws.send(message).await.expect("send");
     }
 
-    /// The next frame, decoded. Panics if nothing arrives within [`WAIT`].
+    /// The next frame, decoded. Panics if nothing arrives within the guard ([`WAIT`]).
     pub async fn recv(&mut self) -> Received {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
+            let frame = tokio::time::timeout(self.guard, self.ws.next())
                 .await
                 .expect("no frame arrived in time");
             match frame {
@@ -339,6 +255,7 @@ impl Client {
     }
 }
 
+/// The JSON payload of `message` (panics on a binary one).
 pub fn json_payload(message: &Message) -> &Value {
     match &message.payload {
         Payload::Json(value) => value,
@@ -361,6 +278,7 @@ pub struct Bystanders {
 }
 
 impl Bystanders {
+    /// Connects the pair to `server` and joins them to `realtime:calm`.
     pub async fn new(server: &TestServer) -> Self {
         let mut sender = server.connect(Vsn::V2).await;
         let mut receiver = server.connect(Vsn::V1).await;
@@ -391,91 +309,5 @@ impl Bystanders {
         assert_eq!(self.sender.reply(&msg_ref).await.0, "ok");
         let message = self.receiver.event("realtime:calm", "broadcast").await;
         assert_eq!(json_payload(&message)["payload"]["n"], self.count);
-    }
-}
-
-/// Tokens the server must refuse, with the texts Supabase answers each with.
-#[derive(Debug, Clone, Copy)]
-pub enum BadToken {
-    Expired,
-    NotYetValid,
-    MissingClaims,
-    EmptyRole,
-    Malformed,
-    Forged,
-    AlgNone,
-}
-
-impl BadToken {
-    pub const ALL: [BadToken; 7] = [
-        BadToken::Expired,
-        BadToken::NotYetValid,
-        BadToken::MissingClaims,
-        BadToken::EmptyRole,
-        BadToken::Malformed,
-        BadToken::Forged,
-        BadToken::AlgNone,
-    ];
-
-    pub fn token(self) -> String {
-        let now = unix_now();
-        match self {
-            BadToken::Expired => token(json!({"role": "anon", "exp": now - 30})),
-            BadToken::NotYetValid => token(json!({"role": "anon", "nbf": now + 600})),
-            BadToken::MissingClaims => token(json!({"sub": "no-role"})),
-            BadToken::EmptyRole => token(json!({"role": ""})),
-            BadToken::Malformed => "not.a.jwt".to_owned(),
-            BadToken::Forged => sign_token(
-                "not-the-secret",
-                json!({"role": "anon", "exp": now + 60})
-                    .as_object()
-                    .unwrap(),
-            ),
-            BadToken::AlgNone => format!(
-                "{}.{}.",
-                URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
-                URL_SAFE_NO_PAD.encode(format!(r#"{{"role":"service_role","exp":{}}}"#, now + 60))
-            ),
-        }
-    }
-
-    /// The message (a prefix for `Expired` and `NotYetValid`, which name the seconds).
-    pub fn message(self) -> &'static str {
-        match self {
-            BadToken::Expired => "Token has expired ",
-            BadToken::NotYetValid => "Token is not valid yet: it becomes valid in ",
-            BadToken::MissingClaims | BadToken::EmptyRole => {
-                "Fields `role` and `exp` are required in JWT"
-            }
-            BadToken::Malformed => "The token provided is not a valid JWT",
-            BadToken::Forged => "Failed to validate JWT signature",
-            BadToken::AlgNone => {
-                "Failed to generate JWT signer, check your JWT secret or JWKS configuration"
-            }
-        }
-    }
-
-    /// The 401 body's text at connect, where an expired token says only "Token has expired"
-    /// and an early one "Token is not valid yet".
-    pub fn connect_message(self) -> &'static str {
-        match self {
-            BadToken::Expired => "Token has expired",
-            BadToken::NotYetValid => "Token is not valid yet",
-            other => other.message(),
-        }
-    }
-
-    /// The coded join reason (a prefix for `Expired`).
-    pub fn join_reason(self) -> String {
-        let code = match self {
-            BadToken::Expired
-            | BadToken::NotYetValid
-            | BadToken::MissingClaims
-            | BadToken::EmptyRole => "InvalidJWTToken",
-            BadToken::Malformed => "MalformedJWT",
-            BadToken::Forged => "JwtSignatureError",
-            BadToken::AlgNone => "JwtSignerError",
-        };
-        format!("{code}: {}", self.message())
     }
 }

@@ -1,11 +1,9 @@
 //! Channel lifecycle: join checks in Supabase's order, Phoenix routing rules, leave,
 //! duplicate joins and stale join_refs.
 
-mod support;
-
 use crier_server::protocol::Vsn;
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 
 #[tokio::test]
 async fn a_join_replies_ok_with_an_empty_binding_list() {

@@ -2,12 +2,10 @@
 //! every case the offending socket still works (unless the case must close it) and a
 //! bystander pair on another connection still exchanges messages.
 
-mod support;
-
 use bytes::Bytes;
 use crier_server::protocol::Vsn;
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};

@@ -1,12 +1,8 @@
 //! The WebSocket connect: version, token checks, limits, heartbeat and idle timeout.
 
-mod support;
-
-use std::time::Duration;
-
 use crier_server::protocol::Vsn;
+use crier_testkit::prelude::*;
 use serde_json::json;
-use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 #[tokio::test]
@@ -100,13 +96,21 @@ async fn the_connection_limit_refuses_with_429_and_frees_on_close() {
     third.heartbeat().await;
 }
 
-#[tokio::test]
+/// On paused time: the close comes exactly one idle timeout after the client's last
+/// frame, and a frame before then starts the wait over.
+#[tokio::test(start_paused = true)]
 async fn silent_sockets_are_closed_after_the_idle_timeout() {
-    let server =
-        TestServer::start_with(|config| config.socket.idle_timeout = Duration::from_millis(300))
-            .await;
-    let mut silent = server.connect(Vsn::V2).await;
+    let node = crier_server::Node::new(crier_server::Config::new(SECRET)).unwrap();
+    let idle = node.config().socket.idle_timeout;
+    let server = MemoryServer::new(node);
+    let mut silent = server
+        .connect(Vsn::V2, &token(json!({"role": "anon"})))
+        .await;
+    tokio::time::advance(idle / 2).await;
+    silent.heartbeat().await;
+    let last_frame = tokio::time::Instant::now();
     let frame = silent.closed().await.expect("a close frame");
+    assert_eq!(tokio::time::Instant::now() - last_frame, idle);
     assert_eq!(u16::from(frame.code), 1001);
     assert_eq!(frame.reason.as_str(), "idle timeout");
 }

@@ -2,15 +2,13 @@
 //! routes that do not exist, topics no join would accept, and a node whose queues are
 //! full. Every answer is an error status with a JSON body, and nobody else notices.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crier_server::protocol::Vsn;
 use crier_server::{Config, Node, PublishError};
+use crier_testkit::prelude::*;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;

@@ -4,12 +4,10 @@
 //! would run it: `crier serve --database-url`, and `crier listen --postgres` as the
 //! subscriber, which reconnects and rejoins on its own.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::{Running, free_port, serve_on, token};
 use crier_testkit::TestPostgres;
-use support::{Running, free_port, serve_on, token};
 
 const SECRET: &str = "postgres-restart-secret-0123456789abcdef";
 

@@ -1,11 +1,9 @@
 //! Presence: state after join, diffs to everyone including the tracker, updates with
 //! phx_ref_prev, untrack, leave on channel leave and on disconnect, and the limits.
 
-mod support;
-
 use crier_server::protocol::Vsn;
+use crier_testkit::prelude::*;
 use serde_json::{Value, json};
-use support::*;
 
 const TOPIC: &str = "realtime:lobby";
 

@@ -1,0 +1,71 @@
+//! The broker: how a broadcast published on one node reaches the subscribers of its topic
+//! on every other node.
+//!
+//! Every broadcast goes through one funnel (`Node::publish`): it is counted, queued to
+//! this node's own subscribers, then handed to the [`Broker`] for the others. A node tells
+//! its broker which topics it has local subscribers for ([`Broker::subscribe`] on the
+//! first, [`Broker::unsubscribe`] after the last), so a cluster bus only carries a topic
+//! to the nodes that want it; publications from other nodes come back in through the
+//! [`LocalDelivery`] the node attached. The publishing node never gets its own
+//! publication back.
+//!
+//! [`MemoryBus`] is the in-process implementation: a node built without a broker gets a
+//! bus of its own, and several nodes in one process can share one (the tests of
+//! anything cluster-wide). The conformance suite in `tests` runs against each
+//! implementation.
+
+mod memory;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::fmt;
+use std::sync::Weak;
+
+use crier_protocol::UserBroadcast;
+use serde_json::value::RawValue;
+
+pub use memory::MemoryBus;
+
+/// A broadcast as it travels between nodes, borrowed from its publisher: a broker that
+/// must keep it (a network bus) copies or serializes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Publication<'a> {
+    /// A JSON broadcast: the whole `{"type":"broadcast","event":…,"payload":…}` body,
+    /// already serialized.
+    Json(&'a RawValue),
+    /// A binary broadcast (a kind-4 frame for 2.0.0 sockets).
+    Binary(&'a UserBroadcast),
+}
+
+/// Why a broker could not carry a publication to the other nodes. The publishing node's
+/// own subscribers have it already.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The bus is unreachable or refused the publication.
+    #[error("the broker is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where a node hands a publication from another node to its own subscribers.
+pub trait LocalDelivery: Send + Sync {
+    /// Queues `publication` to this node's subscribers of `topic` (the full topic,
+    /// `realtime:<channel>`).
+    fn deliver(&self, topic: &str, publication: Publication<'_>);
+}
+
+/// The bus between nodes. Calls never wait: a network implementation queues what it has
+/// to send and sends it from its own task.
+pub trait Broker: Send + Sync + fmt::Debug {
+    /// Connects the node: publications of its subscribed topics from other nodes go to
+    /// `delivery` from now on. Called once, when the node is built.
+    fn attach(&self, delivery: Weak<dyn LocalDelivery>);
+
+    /// Carries `publication` to every other node subscribed to `topic`.
+    fn publish(&self, topic: &str, publication: Publication<'_>) -> Result<(), BrokerError>;
+
+    /// The node has a local subscriber of `topic` now.
+    fn subscribe(&self, topic: &str);
+
+    /// The node's last local subscriber of `topic` has left.
+    fn unsubscribe(&self, topic: &str);
+}

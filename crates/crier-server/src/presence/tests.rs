@@ -1,0 +1,72 @@
+//! The presence store conformance suite, run against each implementation.
+
+use std::cell::Cell;
+
+use serde_json::{Map, Value, json};
+
+use super::{MemoryPresence, PresenceStore};
+
+fn meta(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().expect("an object")
+}
+
+/// A `phx_ref` maker counting up from 1.
+fn refs() -> impl Fn() -> String {
+    let next = Cell::new(0);
+    move || {
+        next.set(next.get() + 1);
+        next.get().to_string()
+    }
+}
+
+fn joins_updates_and_leaves_come_out_as_diffs(store: &dyn PresenceStore) {
+    let new_ref = refs();
+    let mut topic = store.open("realtime:room");
+    assert!(topic.is_empty());
+    let diff = topic
+        .track(1, "ana", meta(json!({"status": "online"})), &new_ref)
+        .expect("a join");
+    assert_eq!(diff.joins.0["ana"][0].phx_ref, "1");
+    assert!(diff.leaves.is_empty());
+    assert!(
+        topic
+            .track(1, "ana", meta(json!({"status": "online"})), &new_ref)
+            .is_none(),
+        "the same meta again changes nothing"
+    );
+    let diff = topic
+        .track(1, "ana", meta(json!({"status": "away"})), &new_ref)
+        .expect("an update");
+    assert_eq!(diff.leaves.0["ana"][0].phx_ref, "1");
+    assert_eq!(diff.joins.0["ana"][0].phx_ref_prev.as_deref(), Some("1"));
+    topic.track(2, "ana", meta(json!({"device": "phone"})), &new_ref);
+    assert_eq!(topic.state().0["ana"].len(), 2, "one key, two owners");
+    let diff = topic.untrack(1).expect("a leave");
+    assert_eq!(
+        diff.leaves.0["ana"][0].payload,
+        meta(json!({"status": "away"}))
+    );
+    assert!(topic.untrack(1).is_none(), "nothing left to untrack");
+    topic.untrack(2);
+    assert!(topic.is_empty());
+}
+
+fn topics_are_separate(store: &dyn PresenceStore) {
+    let new_ref = refs();
+    let mut a = store.open("realtime:a");
+    let b = store.open("realtime:b");
+    a.track(1, "ana", Map::new(), &new_ref);
+    assert!(b.is_empty());
+    assert!(b.state().is_empty());
+    assert_eq!(a.state().0.len(), 1);
+}
+
+#[test]
+fn memory_joins_updates_and_leaves_come_out_as_diffs() {
+    joins_updates_and_leaves_come_out_as_diffs(&MemoryPresence);
+}
+
+#[test]
+fn memory_topics_are_separate() {
+    topics_are_separate(&MemoryPresence);
+}
