@@ -6,7 +6,7 @@ or running anything real (the self-test does this). The numbers are synthetic: a
 per server, with no relation to any measurement.
 
     fake.py server --kind crier --port 4700   # listens, prints the ready line, waits for SIGTERM
-    fake.py bench fanout ... | vus ... | idle ...   # same flags as `crier bench`, writes --json
+    fake.py bench fanout ... | vus ... | idle ... | pgchanges ...   # same flags as `crier bench`, writes --json
 
 Fault injection through BENCH_FAKE_FAIL, a comma-separated list of `what:server`:
     start:S   the server exits before it is ready
@@ -132,6 +132,24 @@ def vus_runs(a):
     return runs
 
 
+def pgchanges_runs(a):
+    """One B3 run: every delivery arrives; RLS costs latency, per-user divides the deliveries."""
+    users = a.subscribers
+    per_row = 1 if a.rls == "per-user" else a.subscribers
+    rate = a.rate or 6000
+    p50, p99 = (0.6, 2.8) if a.rls == "off" else (20.0, 32.0)
+    r = base_run(a, "B3", a.subscribers)
+    rows = int(rate * a.seconds)
+    r.update(rate="max" if a.rate == 0 else a.rate, payload_bytes=64, publishes_per_sec=float(rate),
+             deliveries_per_sec=float(rate * per_row), delivery_ratio=1.0, p50_ms=p50, p95_ms=p99 * 0.8,
+             p99_ms=p99, max_ms=p99 * 2, server_cpu_pct=35.0, tool_cpu_pct=20.0, lost_connections=0,
+             pgchanges={"subscribers": a.subscribers, "rls": a.rls, "users": users, "rate": a.rate,
+                        "rows": rows, "expected": rows * per_row, "received": rows * per_row, "missing": 0,
+                        "duplicates": 0, "stale": 0, "unauthorized": 0, "p50_ms": p50, "p99_ms": p99,
+                        "pg_cpu_pct": 70.0 if a.rls == "off" else 110.0})
+    return [r]
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -155,8 +173,13 @@ def bench(a):
     if ("bench", a.server) in f:
         print(f"fake bench: failing for {a.server} (BENCH_FAKE_FAIL)", file=sys.stderr)
         return 1
+    if a.cmd == "pgchanges" and a.setup_only:
+        print(f"fake setup: table public.bench, rls {a.rls}")
+        return 0
     if a.cmd == "fanout":
         runs = fanout_runs(a)
+    elif a.cmd == "pgchanges":
+        runs = pgchanges_runs(a)
     elif a.cmd == "vus":
         runs = vus_runs(a)
     else:
@@ -175,6 +198,8 @@ def main(argv=None):
     s = sub.add_parser("server")
     s.add_argument("--kind", required=True)
     s.add_argument("--port", type=int, required=True)
+    for flag in ("--database-url", "--slot", "--cdc-resume-grace"):  # crier serve's, for B3; ignored
+        s.add_argument(flag)
 
     b = sub.add_parser("bench")
     bsub = b.add_subparsers(dest="cmd", required=True)
@@ -205,6 +230,24 @@ def main(argv=None):
     i = bsub.choices["idle"]
     i.add_argument("--connections", type=int, required=True, dest="subscribers")
     i.add_argument("--settle", type=float, default=2)
+
+    g = bsub.add_parser("pgchanges")  # B3: crier only, so no --server
+    g.set_defaults(server="crier")
+    g.add_argument("--url")
+    g.add_argument("--jwt-secret")
+    g.add_argument("--server-pid", type=int)
+    g.add_argument("--pg-pid", type=int)
+    g.add_argument("--json")
+    g.add_argument("--database-url", required=True)
+    g.add_argument("--rls", choices=["off", "all", "per-user"], default="off")
+    g.add_argument("--subscribers", type=int, default=100)
+    g.add_argument("--rate", type=int, default=1000)
+    g.add_argument("--seconds", type=float, default=10)
+    g.add_argument("--warmup", type=float, default=2)
+    g.add_argument("--drain", type=float, default=10)
+    g.add_argument("--setup-only", action="store_true")
+    g.add_argument("--no-setup", action="store_true")
+    g.add_argument("--no-progress", action="store_true")
 
     a = ap.parse_args(argv)
     if a.mode == "server":

@@ -298,6 +298,12 @@ def machine_lines(doc):
             lines.append(f"- **B2 ramp:** {b2.get('start'):,} to {b2.get('max'):,} VUs in steps of {b2.get('step'):,}, "
                          f"{b2.get('warmup')} s warm-up + {b2.get('seconds')} s per step, stop at p99 > "
                          f"{b2.get('p99_limit_ms')} ms or delivery < {b2.get('min_delivery_ratio')}")
+        b3 = plan.get("b3") or {}
+        if b3:
+            db = "a private PostgreSQL (crier-test-postgres)" if b3.get("database") == "private" else "the given PostgreSQL"
+            lines.append(f"- **B3 runs:** {b3.get('subscribers')} subscribers, {b3.get('rate')} rows/s, RLS "
+                         f"{', '.join(b3.get('rls', []))}; {b3.get('warmup')} s warm-up + {b3.get('seconds')} s "
+                         f"measured; {db}, not pinned")
     return lines
 
 
@@ -384,6 +390,25 @@ def b2_table(doc):
                   "Server CPU", ""], rows, "lrrrrrrrl")
 
 
+RLS_ORDER = {"off": 0, "all": 1, "per-user": 2}
+
+
+def b3_table(doc):
+    runs = list(good_runs(doc, "B3"))
+    if not runs:
+        return "_No B3 runs._"
+    rows = []
+    key = lambda r: (server_sort_key(r.get("server", "")), RLS_ORDER.get((r.get("pgchanges") or {}).get("rls"), 9))
+    for r in sorted(runs, key=key):
+        pg = r.get("pgchanges") or {}
+        rows.append([r.get("server"), pg.get("rls", "–"), fmt_int(r.get("subscribers")), plot.rate_key(r.get("rate")),
+                     fmt_int(r.get("deliveries_per_sec")), fmt_pct(r.get("delivery_ratio"), 2),
+                     fmt_int(pg.get("missing")), fmt_ms(r.get("p50_ms")), fmt_ms(r.get("p99_ms")),
+                     fmt_cpu(r.get("server_cpu_pct")), fmt_cpu(pg.get("pg_cpu_pct"))])
+    return table(["Server", "RLS", "Subscribers", "Rows/s", "Deliveries/s", "Delivered", "Missing", "p50 ms",
+                  "p99 ms", "Server CPU", "PostgreSQL CPU"], rows, "llrrrrrrrrr")
+
+
 def errors_section(doc):
     errs = doc.get("errors") or []
     if not errs:
@@ -442,6 +467,16 @@ def render_block(doc, svg_name="benchmarks.svg"):
             "",
             b2_table(doc),
             ""]
+    if any(good_runs(doc, "B3")):
+        out += ["### B3: postgres changes",
+                "",
+                "Rows inserted into PostgreSQL, delivered by Crier as postgres changes to N subscribers of one "
+                "topic, without RLS (`off`), with a policy every row passes (`all`, one claims group per "
+                "subscriber) and with each row visible to its owner only (`per-user`). Latency is from the "
+                "row's `clock_timestamp()` to receipt. Missing deliveries must be 0.",
+                "",
+                b3_table(doc),
+                ""]
     out += errors_section(doc)
     out.append(END)
     return "\n".join(out) + "\n"

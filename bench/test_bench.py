@@ -268,6 +268,38 @@ class Orchestrator(unittest.TestCase):
             self.assertEqual(doc["plan"]["servers"], ["crier", "crier-base"])
             self.assertEqual({r["server"] for r in doc["runs"]}, {"crier", "crier-base"})
 
+    def test_fake_b3_only_when_asked(self):
+        with tempfile.TemporaryDirectory() as d:
+            out, md = os.path.join(d, "r.json"), os.path.join(d, "B.md")
+            port_base = 48100 + os.getpid() % 500 * 7
+            env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
+            cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers", "crier,ws",
+                   "--workloads", "b3", "--b3", "postgres://u:secret@127.0.0.1:1/db", "--out", out,
+                   "--docs-file", md, "--svg-file", os.path.join(d, "b.svg"),
+                   "--log-dir", os.path.join(d, "logs"), "--port-base", str(port_base)]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(out, encoding="utf-8") as f:
+                doc = json.load(f)
+            b3 = [r for r in doc["runs"] if r["workload"] == "B3"]
+            self.assertEqual([r["pgchanges"]["rls"] for r in b3], ["off", "all", "per-user"])
+            self.assertEqual({r["server"] for r in doc["runs"]}, {"crier"})  # B3 is crier's alone
+            self.assertEqual(doc["plan"]["b3"]["database"], "given")
+            self.assertNotIn("secret", json.dumps(doc))  # the database URL is not recorded
+            with open(md, encoding="utf-8") as f:
+                self.assertIn("### B3: postgres changes", f.read())
+
+            # Not asked for (the default workloads), no B3; b3 alone runs on a private database.
+            for args, b3_runs in (([], 0), (["--workloads", "b3"], 3)):
+                cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--no-docs", "--servers", "crier",
+                       "--out", out, "--log-dir", os.path.join(d, "logs"), "--port-base", str(port_base)] + args
+                p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                with open(out, encoding="utf-8") as f:
+                    doc = json.load(f)
+                self.assertEqual(len([r for r in doc["runs"] if r["workload"] == "B3"]), b3_runs, args)
+                self.assertEqual("b3" in doc["plan"]["workloads"], b3_runs > 0, args)
+
     def test_bad_arguments(self):
         p = subprocess.run([sys.executable, os.path.join(HERE, "run"), "--servers", "crier,apache"],
                            capture_output=True, text=True, env=dict(os.environ, BENCH_FAKE="1"))

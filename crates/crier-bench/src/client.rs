@@ -72,6 +72,17 @@ impl Dialer {
     }
 
     async fn open_inner(&self, topics: &[(String, bool)]) -> Result<Conn, String> {
+        let mut conn = Conn {
+            ws: self.connect().await?,
+            wire: self.target.wire(),
+        };
+        conn.handshake(topics).await?;
+        Ok(conn)
+    }
+
+    /// Dials and completes the WebSocket handshake, without subscribing: for workloads
+    /// that join channels of their own kind (postgres changes). No timeout of its own.
+    pub async fn connect(&self) -> Result<Ws, String> {
         let socket = match self.server {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -95,12 +106,7 @@ impl Dialer {
         let (ws, _) = client_async_with_config(self.url.as_str(), stream, Some(config))
             .await
             .map_err(|e| format!("handshake: {e}"))?;
-        let mut conn = Conn {
-            ws,
-            wire: self.target.wire(),
-        };
-        conn.handshake(topics).await?;
-        Ok(conn)
+        Ok(ws)
     }
 }
 

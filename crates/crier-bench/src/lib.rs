@@ -10,8 +10,8 @@
 //! * [`client`]: dialling, handshake, subscribing.
 //! * [`worker`]: a share of a run's connections on one thread (in this process or a
 //!   process of its own, so runs can exceed one process's file limit).
-//! * [`workload`]: the coordinators: single-topic fan-out (B1), virtual users (B2) and
-//!   idle memory.
+//! * [`workload`]: the coordinators: single-topic fan-out (B1), virtual users (B2), idle
+//!   memory, and postgres changes (B3: rows written to PostgreSQL, delivered by Crier).
 //! * [`report`]: result rows, the human table and the JSON file.
 //!
 //! Latency is the difference between a payload's send stamp and its receipt, both read
@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod clock;
+mod failures;
 pub mod payload;
 pub mod procfs;
 mod progress;
@@ -45,6 +46,23 @@ pub enum BenchError {
     /// Nothing could connect, so there is nothing to measure.
     #[error("no connection could join: {0}")]
     NoneJoined(String),
+    /// Some subscribers could not subscribe: a partial run would not measure what was
+    /// asked.
+    #[error("only {joined} of {wanted} subscribers subscribed: {samples}")]
+    NotAllJoined {
+        /// Subscribers that did.
+        joined: usize,
+        /// Subscribers asked for.
+        wanted: usize,
+        /// The first few failure messages, with counts.
+        samples: String,
+    },
+    /// The database could not be reached or set up.
+    #[error("database: {0}")]
+    Database(String),
+    /// The settings contradict each other.
+    #[error("{0}")]
+    Settings(String),
     /// Writing results failed.
     #[error("cannot write {path}: {source}")]
     Write {

@@ -16,12 +16,35 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// CPU ticks (user + system) used by `pid` so far.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    Some(stat_field(pid, 14)? + stat_field(pid, 15)?)
+}
+
+/// CPU ticks of a server made of processes, like PostgreSQL: `parent` itself, the
+/// children it has already reaped (its cutime and cstime), and every live child
+/// (PostgreSQL's backends, walsenders and background workers). Children come and go
+/// during a run, so neither the live ones nor the reaped ones alone would do.
+pub fn family_cpu_ticks(parent: u32) -> Option<u64> {
+    let reaped = stat_field(parent, 16)? + stat_field(parent, 17)?;
+    let children: u64 = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 4) == Some(parent.into()))
+        .filter_map(cpu_ticks)
+        .sum();
+    Some(cpu_ticks(parent)? + reaped + children)
+}
+
+/// Numeric field `number` of `/proc/<pid>/stat`, counted from 1 as in proc(5): the
+/// parent pid is 4, utime 14, stime 15, cutime 16, cstime 17.
+fn stat_field(pid: u32, number: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields we want come after its ')'.
+    // The command name (field 2) may hold spaces; field 3 starts after its ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name, state is field 3, so utime (14) and stime (15) are at 11 and 12.
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    rest.split_whitespace()
+        .nth(number.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// CPU time of a set of processes at one instant.
@@ -73,5 +96,18 @@ mod tests {
         assert!(b.percent_since(&a).is_some());
         assert!(CpuSample::take(&[]).percent_since(&a).is_none());
         assert!(CpuSample::from_ticks(None).percent_since(&a).is_none());
+    }
+
+    #[test]
+    fn reads_parents_and_families() {
+        let me = std::process::id();
+        assert_eq!(
+            stat_field(me, 4),
+            Some(std::os::unix::process::parent_id().into())
+        );
+        assert!(stat_field(me, 16).is_some());
+        assert!(stat_field(me, 3).is_none(), "the state is a letter");
+        assert!(family_cpu_ticks(me).unwrap() >= cpu_ticks(me).unwrap());
+        assert!(family_cpu_ticks(u32::MAX).is_none());
     }
 }

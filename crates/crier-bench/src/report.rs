@@ -9,6 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::BenchError;
+use crate::workload::pgchanges::PgChangesFigures;
 
 /// A publish rate: messages per second, or as fast as deliveries come back.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,24 +71,25 @@ impl<'de> Deserialize<'de> for Rate {
 /// One measured phase.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
-    /// `B1` (single-topic fan-out), `B2` (virtual users) or `memory` (idle connections).
+    /// `B1` (single-topic fan-out), `B2` (virtual users), `B3` (postgres changes) or
+    /// `memory` (idle connections).
     pub workload: String,
     /// The server's name (`crier`, `raw-ws`, `ws`, `socket.io`, `nats`).
     pub server: String,
-    /// Subscribers (B1), virtual users (B2) or connections (memory).
+    /// Subscribers (B1, B3), virtual users (B2) or connections (memory).
     pub subscribers: u64,
     /// The publish rate asked for (B1: of the one publisher; B2: per virtual user and
-    /// topic).
+    /// topic; B3: rows per second of all writers, `max` when unthrottled).
     pub rate: Rate,
-    /// Size of each payload object, in bytes.
+    /// Size of each payload object (B3: of each row's body), in bytes.
     pub payload_bytes: usize,
-    /// Messages published per second in the measured window.
+    /// Messages published (B3: rows committed) per second in the measured window.
     pub publishes_per_sec: f64,
     /// Messages delivered to subscribers per second in the measured window.
     pub deliveries_per_sec: f64,
     /// Deliveries received / deliveries expected for the window's publications.
     pub delivery_ratio: f64,
-    /// Publish→receive latency percentiles and maximum, in ms.
+    /// Publish→receive (B3: row `at`→receive) latency percentiles and maximum, in ms.
     pub p50_ms: f64,
     /// See `p50_ms`.
     pub p95_ms: f64,
@@ -119,6 +121,10 @@ pub struct Run {
     /// Failure messages worth reading, with counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// B3 only: the postgres-changes figures (RLS variant, missing, stale and
+    /// unauthorized deliveries, PostgreSQL's CPU, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgchanges: Option<PgChangesFigures>,
 }
 
 /// Prints runs as an aligned table.

@@ -15,8 +15,18 @@ use crate::payload::Stamp;
 /// Latencies above this (in µs) are recorded as this; a minute is a failed run anyway.
 const MAX_LATENCY_US: u64 = 60_000_000;
 
-fn new_histogram() -> Histogram<u64> {
+/// An empty latency histogram in µs: 1 µs to a minute, three significant digits. Every
+/// tally uses these bounds, so any two can be added together.
+pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid histogram bounds")
+}
+
+/// The value at `quantile` of a µs histogram, in milliseconds (0 when it is empty).
+pub fn quantile_ms(histogram: &Histogram<u64>, quantile: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    histogram.value_at_quantile(quantile) as f64 / 1000.0
 }
 
 /// One epoch's tallies.
@@ -43,7 +53,7 @@ impl Default for EpochStats {
             sent: 0,
             expected: 0,
             received: 0,
-            latency_us: new_histogram(),
+            latency_us: latency_histogram(),
             first_sent_us: None,
             last_sent_us: None,
         }
@@ -65,10 +75,7 @@ impl EpochStats {
 
     /// Latency at `quantile`, in milliseconds (0 when nothing was received).
     pub fn latency_ms(&self, quantile: f64) -> f64 {
-        if self.latency_us.is_empty() {
-            return 0.0;
-        }
-        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+        quantile_ms(&self.latency_us, quantile)
     }
 
     /// The worst latency, in milliseconds.
@@ -94,7 +101,7 @@ impl EpochStats {
 
     /// Rebuilds tallies from their wire form.
     pub fn from_wire(report: &EpochReport) -> EpochStats {
-        let mut latency_us = new_histogram();
+        let mut latency_us = latency_histogram();
         for &(value, count) in &report.latency_us {
             latency_us.saturating_record_n(value, count);
         }

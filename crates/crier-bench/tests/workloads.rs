@@ -1,45 +1,38 @@
 //! The workloads against a real Crier node in this process, over loopback: every
-//! delivery counted, both serializers, the ramp's stopping rule, and refusals reported.
+//! delivery counted, both serializers, the ramp's stopping rule, refusals reported, and
+//! postgres changes from a private PostgreSQL with and without row level security.
 
 use std::net::SocketAddr;
 
-use crier_bench::workload::{self, FanoutOptions, IdleOptions, VuOptions};
+use crier_bench::workload::pgchanges::{self, RlsMode};
+use crier_bench::workload::{self, FanoutOptions, IdleOptions, PgChangesOptions, VuOptions};
 use crier_bench::{BenchError, Options, Rate, ServerKind, Target, Vsn};
-use crier_server::auth::{sign_token, unix_now};
-use crier_server::{Config, Node};
-use serde_json::{Map, Value};
+use crier_server::PostgresChangesConfig;
+use crier_testkit::TestPostgres;
+use crier_testkit::prelude::{BadToken, TestServer, token};
+use serde_json::{Value, json};
 
-const SECRET: &str = "bench-test-secret-0123456789abcdef";
-
+/// A node in this process with limits too high for a load test to meet.
 async fn start_crier() -> SocketAddr {
-    let mut config = Config::new(SECRET);
-    config.limits.max_connections = 1000;
-    config.limits.max_joins_per_second = 100_000;
-    config.limits.max_events_per_second = 100_000_000;
-    let node = Node::new(config).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(crier_server::serve(listener, node));
-    addr
+    TestServer::start_with(|config| config.limits.max_events_per_second = 100_000_000)
+        .await
+        .addr
 }
 
-fn token(secret: &str) -> String {
-    let mut claims = Map::new();
-    claims.insert("role".into(), Value::from("anon"));
-    claims.insert("exp".into(), Value::from(unix_now() + 600));
-    sign_token(secret, &claims)
-}
-
-fn options(addr: SocketAddr, vsn: Vsn, secret: &str) -> Options {
+fn options(addr: SocketAddr, vsn: Vsn, token: String) -> Options {
     let mut options = Options::new(Target {
         kind: ServerKind::Crier,
         url: format!("ws://{addr}/socket/websocket"),
         vsn,
-        token: Some(token(secret)),
+        token: Some(token),
     });
     // The node runs in this process, so its memory and CPU are ours.
     options.server_pid = Some(std::process::id());
     options
+}
+
+fn anon() -> String {
+    token(json!({"role": "anon"}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +49,7 @@ async fn fanout_counts_every_delivery_with_both_serializers() {
             window: 8,
             settle: 0.0,
         };
-        let runs = workload::fanout(&options(addr, vsn, SECRET), &shape)
+        let runs = workload::fanout(&options(addr, vsn, anon()), &shape)
             .await
             .expect("the run completes");
         assert_eq!(runs.len(), 1 + 4, "a memory row, then one row per phase");
@@ -102,7 +95,7 @@ async fn virtual_users_ramp_until_the_last_step() {
         p99_limit_ms: 10_000.0,
         min_delivery_ratio: 0.999,
     };
-    let runs = workload::vus(&options(addr, Vsn::V2, SECRET), &shape)
+    let runs = workload::vus(&options(addr, Vsn::V2, anon()), &shape)
         .await
         .expect("the ramp completes");
     let users: Vec<u64> = runs.iter().map(|r| r.subscribers).collect();
@@ -127,7 +120,7 @@ async fn idle_connections_spread_over_topics() {
         topics: 3,
         settle: 0.0,
     };
-    let runs = workload::idle(&options(addr, Vsn::V2, SECRET), &shape)
+    let runs = workload::idle(&options(addr, Vsn::V2, anon()), &shape)
         .await
         .expect("the run completes");
     assert_eq!(runs.len(), 1);
@@ -146,7 +139,7 @@ async fn a_refused_token_is_reported_not_measured() {
         topics: 1,
         settle: 0.0,
     };
-    let error = workload::idle(&options(addr, Vsn::V2, "some-other-secret"), &shape)
+    let error = workload::idle(&options(addr, Vsn::V2, BadToken::Forged.token()), &shape)
         .await
         .expect_err("nobody can join");
     assert!(matches!(error, BenchError::NoneJoined(_)), "{error}");
@@ -166,8 +159,93 @@ async fn a_server_that_is_not_there_is_reported() {
         topics: 1,
         settle: 0.0,
     };
-    let error = workload::idle(&options(addr, Vsn::V2, SECRET), &shape)
+    let error = workload::idle(&options(addr, Vsn::V2, anon()), &shape)
         .await
         .expect_err("nothing listens");
     assert!(error.to_string().contains("connect"), "{error}");
+}
+
+/// B3 against a node capturing from a private PostgreSQL: without RLS every subscriber
+/// gets every row; with `per-user`, each row reaches its owner's subscribers only. Every
+/// expected delivery must arrive, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgchanges_delivers_every_row_with_and_without_rls() {
+    let pg = TestPostgres::start().expect("a private PostgreSQL");
+    // The table and the publication exist before the node starts capturing.
+    pgchanges::apply_setup(&pg.url(), "supabase_realtime", RlsMode::Off)
+        .await
+        .expect("setup");
+    let server = TestServer::start_with(|config| {
+        let mut changes = PostgresChangesConfig::new(pg.url());
+        changes.slot = "crier_bench_test".into();
+        config.postgres_changes = Some(changes);
+    })
+    .await;
+    let options = options(server.addr, Vsn::V2, anon());
+
+    for (rls, users) in [(RlsMode::Off, None), (RlsMode::PerUser, Some(2))] {
+        let mut shape = PgChangesOptions::new(pg.url());
+        shape.rls = rls;
+        shape.subscribers = 4;
+        shape.users = users;
+        shape.rate = 200;
+        shape.writers = 2;
+        shape.warmup = 0.5;
+        shape.seconds = 1.5;
+        if rls != RlsMode::Off {
+            shape.tokens = pgchanges::user_claims(rls, shape.user_count())
+                .into_iter()
+                .map(|claims| token(Value::Object(claims)))
+                .collect();
+        }
+        let report = workload::pgchanges(&options, &shape)
+            .await
+            .unwrap_or_else(|e| panic!("{rls}: {e}\n{}", pg.log()));
+        let f = &report.figures;
+        let context = format!("{rls}: {f:?}");
+        assert_eq!(f.subscribers, 4, "{context}");
+        assert!(f.rows > 100, "{context}");
+        let per_row = if rls == RlsMode::Off { 4 } else { 2 };
+        assert_eq!(f.expected, f.rows * per_row, "{context}");
+        assert_eq!(f.received, f.expected, "{context}");
+        assert_eq!(f.missing, 0, "{context}");
+        assert_eq!(f.fully_delivered, f.rows, "{context}");
+        assert_eq!((f.duplicates, f.unauthorized), (0, 0), "{context}");
+        assert!(f.p50_ms > 0.0 && f.p50_ms <= f.p90_ms, "{context}");
+        assert!(f.p90_ms <= f.p99_ms && f.p99_ms <= f.max_ms, "{context}");
+        assert!(f.commit_p50_ms > 0.0, "{context}");
+
+        let run = report.run();
+        assert_eq!(
+            (run.workload.as_str(), run.server.as_str()),
+            ("B3", "crier")
+        );
+        assert_eq!(run.rate, Rate::PerSec(200.0));
+        assert_eq!(run.delivery_ratio, 1.0, "{run:?}");
+        assert!(
+            run.p50_ms <= run.p95_ms && run.p95_ms <= run.p99_ms,
+            "{run:?}"
+        );
+        assert!(run.problems.is_empty(), "{run:?}");
+        let mut text = Vec::new();
+        report.print(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("latency at→client"), "{text}");
+        let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert_eq!(line["mode"], "pgchanges");
+        assert_eq!(line["rls"], rls.name());
+        assert_eq!(line["missing"], 0);
+    }
+}
+
+#[tokio::test]
+async fn pgchanges_with_rls_needs_a_token_per_user() {
+    let mut shape = PgChangesOptions::new("postgres://127.0.0.1:1/none");
+    shape.rls = RlsMode::All;
+    shape.subscribers = 3;
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let error = workload::pgchanges(&options(addr, Vsn::V2, anon()), &shape)
+        .await
+        .expect_err("one anon token cannot stand for three users");
+    assert!(matches!(error, BenchError::Settings(_)), "{error}");
 }

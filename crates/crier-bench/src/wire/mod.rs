@@ -5,7 +5,7 @@
 //! and may split one over two, so its decoder keeps a buffer between frames.
 
 mod nats;
-mod phoenix;
+pub(crate) mod phoenix;
 mod raw;
 mod socketio;
 

@@ -44,13 +44,14 @@ pub(super) fn connect_url(base: &str, token: Option<&str>, vsn: Vsn) -> String {
     }
 }
 
-pub(super) struct Phoenix {
+/// One connection's Phoenix state: its serializer and the last ref it used.
+pub(crate) struct Phoenix {
     vsn: Vsn,
     next_ref: u64,
 }
 
 impl Phoenix {
-    pub(super) fn new(vsn: Vsn) -> Self {
+    pub(crate) fn new(vsn: Vsn) -> Self {
         Phoenix { vsn, next_ref: 0 }
     }
 
@@ -72,6 +73,15 @@ impl Phoenix {
         };
         Message::Text(text.into())
     }
+
+    /// The `phx_join` of `realtime:<topic>` with `config` (a JSON object) as its join
+    /// config: broadcast subscriptions and, for the postgres-changes workload, bindings.
+    pub(crate) fn join(&mut self, topic: &str, config: &str) -> Message {
+        // A join's own ref is its join_ref: the ref `frame` is about to take.
+        let join_ref = self.next_ref + 1;
+        let body = format!(r#"{{"config":{config}}}"#);
+        self.frame(Some(join_ref), &realtime_topic(topic), "phx_join", &body)
+    }
 }
 
 fn realtime_topic(topic: &str) -> String {
@@ -84,11 +94,12 @@ impl Wire for Phoenix {
     }
 
     fn subscribe(&mut self, topic: &str, echo: bool) -> Message {
-        let join_ref = self.next_ref + 1;
-        let body = format!(
-            r#"{{"config":{{"broadcast":{{"self":{echo},"ack":false}},"presence":{{"enabled":false}},"private":false}}}}"#
-        );
-        self.frame(Some(join_ref), &realtime_topic(topic), "phx_join", &body)
+        self.join(
+            topic,
+            &format!(
+                r#"{{"broadcast":{{"self":{echo},"ack":false}},"presence":{{"enabled":false}},"private":false}}"#
+            ),
+        )
     }
 
     fn publish(&mut self, topic: &str, payload: &str) -> Message {

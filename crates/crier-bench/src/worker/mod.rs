@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 use crate::client::Dialer;
+use crate::failures::Failures;
 use crate::stats::{EpochReport, Recorder};
 use crate::wire::Target;
 
@@ -27,9 +28,6 @@ pub use link::{Launch, Pool, WorkerHandle};
 
 /// Members of a virtual users' group channel (the Supabase broadcast benchmark's 6).
 pub const GROUP_SIZE: usize = 6;
-
-/// How many failure messages to keep verbatim (the rest are only counted).
-const KEEP_ERRORS: usize = 8;
 
 /// Everything a worker needs to start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,28 +183,6 @@ pub enum Event {
         /// Why.
         message: String,
     },
-}
-
-/// Failures counted, with the first few messages kept.
-#[derive(Debug, Default)]
-struct Failures {
-    count: u64,
-    samples: BTreeMap<String, u64>,
-}
-
-impl Failures {
-    fn record(&mut self, message: String) {
-        self.count += 1;
-        if let Some(n) = self.samples.get_mut(&message) {
-            *n += 1;
-        } else if self.samples.len() < KEEP_ERRORS {
-            self.samples.insert(message, 1);
-        }
-    }
-
-    fn samples(&self) -> Vec<(String, u64)> {
-        self.samples.iter().map(|(m, n)| (m.clone(), *n)).collect()
-    }
 }
 
 /// State shared by a worker's tasks (all on its one thread).

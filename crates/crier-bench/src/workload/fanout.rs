@@ -231,5 +231,6 @@ pub(super) fn memory_run(
         seconds: 0.0,
         stopped_because: None,
         problems: problems.to_vec(),
+        pgchanges: None,
     }
 }

@@ -3,6 +3,7 @@
 
 mod fanout;
 mod idle;
+pub mod pgchanges;
 mod vus;
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 
 pub use fanout::{FanoutOptions, fanout};
 pub use idle::{IdleOptions, idle};
+pub use pgchanges::{PgChangesOptions, pgchanges};
 pub use vus::{VuOptions, vus};
 
 use crate::BenchError;
@@ -232,6 +234,7 @@ impl Measured<'_> {
             seconds: self.seconds,
             stopped_because: None,
             problems,
+            pgchanges: None,
         }
     }
 }
