@@ -9,15 +9,21 @@
 //! - `filter`: `column=op.value` filters.
 //! - [`catalog`]: catalog lookups (RLS flag, primary key, tables, columns, privileges).
 //! - [`rls`]: row level security checks, many rows per round trip.
+//! - [`realtime_schema`]: the `realtime` schema private channels are authorized against,
+//!   and its daily partitions.
+//! - [`channel_access`]: who may read and write a private channel, asked of the
+//!   policies on `realtime.messages`.
 //! - [`render`]: a change rendered as the `data` of a `postgres_changes` message, per role.
 //! - `pgtext` (private): readers of PostgreSQL's text formats (`numeric`, dates and
 //!   timestamps, arrays, records, hstore, JSON as `jsonb`, `bool`, `uuid`) and calendar
 //!   arithmetic, shared by `types`, `render` and `filter`.
 
 pub mod catalog;
+pub mod channel_access;
 pub mod filter;
 pub mod pgoutput;
 mod pgtext;
+pub mod realtime_schema;
 pub mod render;
 pub mod replication;
 pub mod rls;

@@ -194,6 +194,22 @@ impl Reason {
         )
     }
 
+    /// `PrivateOnly: This project only allows private channels`.
+    pub fn private_only() -> Self {
+        Reason::new(
+            ErrorCode::PrivateOnly,
+            "This project only allows private channels",
+        )
+    }
+
+    /// `UnableToConnectToProject: Realtime was unable to connect to the project database`.
+    pub fn unable_to_connect() -> Self {
+        Reason::new(
+            ErrorCode::UnableToConnectToProject,
+            shutdown::UNABLE_TO_CONNECT,
+        )
+    }
+
     /// `UnableToReplayMessages: Replay params are not valid`.
     pub fn invalid_replay_params() -> Self {
         Reason::new(
@@ -221,6 +237,13 @@ pub mod shutdown {
     pub const TRACK_MESSAGE_SIZE_EXCEEDED: &str = "Track message size exceeded";
     /// A refreshed token without `role` or `exp`.
     pub const MISSING_CLAIMS: &str = "Fields `role` and `exp` are required in JWT";
+    /// A private channel's authorization could not be checked.
+    pub const UNABLE_TO_CONNECT: &str = "Realtime was unable to connect to the project database";
+
+    /// A refreshed token may no longer read the private channel `channel`.
+    pub fn read_revoked(channel: &str) -> String {
+        format!("You no longer have permission to read from this Channel topic: {channel}")
+    }
 
     /// `Token has expired <n> seconds ago`.
     pub fn token_expired(seconds_ago: i64) -> String {

@@ -25,6 +25,9 @@ pub struct Config {
     /// Postgres changes: where to capture row changes from. `None` (the default) serves
     /// everything else, and answers postgres_changes joins with a `system` error.
     pub postgres_changes: Option<PostgresChangesConfig>,
+    /// Private channels: where their policies are, how checks run, and whether public
+    /// channels are allowed at all.
+    pub authorization: AuthorizationConfig,
 }
 
 impl Config {
@@ -38,7 +41,51 @@ impl Config {
             flow: FlowConfig::default(),
             shutdown_timeout: Duration::from_secs(10),
             postgres_changes: None,
+            authorization: AuthorizationConfig::default(),
         }
+    }
+}
+
+/// Private channels (docs/PRIVATE_CHANNELS.md).
+#[derive(Clone)]
+pub struct AuthorizationConfig {
+    /// The database whose row level security policies on `realtime.messages` authorize
+    /// private channels. `None` (the default): private joins are refused, unless the
+    /// node was built with its own authorizer (`NodeBuilder::channel_authorizer`).
+    pub database_url: Option<String>,
+    /// Connections for checks, and so the most checks that run at once; the others
+    /// wait their turn (identical ones share an answer).
+    pub pool_size: usize,
+    /// How long a check may take, waiting for a connection included, before the join
+    /// is refused (`UnableToConnectToProject`).
+    pub check_timeout: Duration,
+    /// Refuse public channels: every join must say `private: true`.
+    pub private_only: bool,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            database_url: None,
+            pool_size: 8,
+            check_timeout: Duration::from_secs(5),
+            private_only: false,
+        }
+    }
+}
+
+/// The URL holds a password: print everything but.
+impl std::fmt::Debug for AuthorizationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationConfig")
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("pool_size", &self.pool_size)
+            .field("check_timeout", &self.check_timeout)
+            .field("private_only", &self.private_only)
+            .finish()
     }
 }
 
@@ -101,7 +148,7 @@ pub enum ConfigError {
     #[error("`{0}` must be greater than zero")]
     ZeroLimit(&'static str),
     /// Postgres changes run a capture task, which needs a tokio runtime to start on.
-    #[error("a node with postgres changes must be built inside a tokio runtime")]
+    #[error("a node with a database must be built inside a tokio runtime")]
     NoRuntime,
 }
 
@@ -133,6 +180,12 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::ZeroLimit(name));
             }
+        }
+        if self.authorization.pool_size == 0 {
+            return Err(ConfigError::ZeroLimit("authorization.pool_size"));
+        }
+        if self.authorization.check_timeout.is_zero() {
+            return Err(ConfigError::ZeroLimit("authorization.check_timeout"));
         }
         if let Some(changes) = &self.postgres_changes {
             if changes.pool_size == 0 {

@@ -15,6 +15,7 @@
 //!   publishers wait for room, a slow consumer is one that stops taking data.
 //! - `changes`: postgres changes, captured from the database's replication slot,
 //!   authorized by its row level security, and fanned out like any other message.
+//! - [`authz`]: private channels, authorized by the database's row level security.
 //! - `auth`, `limits`, `metrics`: JWT checks, rate counters, Prometheus figures.
 //! - [`Node`]: the composition root, and the API to publish from Rust code.
 //!
@@ -35,6 +36,7 @@
 //! ```
 
 pub mod auth;
+pub mod authz;
 pub mod broker;
 mod changes;
 pub mod clock;
@@ -53,7 +55,10 @@ mod registry;
 mod serve;
 mod session;
 
-pub use config::{Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig, SocketConfig};
+pub use config::{
+    AuthorizationConfig, Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig,
+    SocketConfig,
+};
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
 pub use serve::{bind, serve, serve_connection};

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::authz::CheckMetrics;
+
 /// The node's metrics. Every field is a cheap atomic handle.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -31,6 +33,7 @@ pub(crate) struct Metrics {
     pub(crate) queued_bytes: Gauge,
     pub(crate) publisher_waits: Counter,
     pub(crate) overloaded: Counter,
+    pub(crate) authorization: CheckMetrics,
 }
 
 impl Metrics {
@@ -130,8 +133,30 @@ impl Metrics {
             "Publishes refused because the node's queues were over their byte budget",
             overloaded.clone(),
         );
+        let authorization = CheckMetrics::new();
+        registry.register(
+            "authorization_checks",
+            "Private-channel authorization checks asked for (joins, first writes, token refreshes, REST)",
+            authorization.asked.clone(),
+        );
+        registry.register(
+            "authorization_queries",
+            "Authorization checks that reached the authorizer (identical checks in flight share one)",
+            authorization.queries.clone(),
+        );
+        registry.register(
+            "authorization_failures",
+            "Authorization checks without an answer: a failing policy, the database unavailable or late",
+            authorization.failed.clone(),
+        );
+        registry.register(
+            "authorization_check_duration_seconds",
+            "Time from asking to answer of each authorization query, waiting for a connection included",
+            authorization.seconds.clone(),
+        );
         Metrics {
             registry,
+            authorization,
             connections,
             channels,
             messages_in,

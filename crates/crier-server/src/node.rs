@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::JwtVerifier;
+use crate::authz::{ChannelAuthorizer, Checks, PgAuthorizer};
 use crate::broker::{Broker, LocalDelivery, MemoryBus, Publication};
 use crate::changes::{ChangeMetrics, PostgresChanges};
 use crate::clock::{Clock, SystemClock};
@@ -29,7 +30,7 @@ use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, ConnId, Outbound};
 use crate::presence::{MemoryPresence, PresenceStore};
-use crate::registry::{Delivery, Registry};
+use crate::registry::{Delivery, Registry, wire_topic};
 
 /// A Crier server node.
 ///
@@ -74,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) broker: Arc<dyn Broker>,
     /// The wall time, for token claims.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Private channels' checks; `None` when there is nothing to ask (every private
+    /// join is refused).
+    pub(crate) checks: Option<Checks>,
     next_conn_id: AtomicU64,
     ref_nonce: u32,
     next_ref: AtomicU64,
@@ -87,6 +91,7 @@ pub struct NodeBuilder {
     broker: Option<Arc<dyn Broker>>,
     presence: Option<Arc<dyn PresenceStore>>,
     clock: Option<Arc<dyn Clock>>,
+    authorizer: Option<Arc<dyn ChannelAuthorizer>>,
 }
 
 impl NodeBuilder {
@@ -123,6 +128,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Authorizes private channels with `authorizer` instead of the database of
+    /// [`Config::authorization`](crate::AuthorizationConfig) (for example an
+    /// [`FnAuthorizer`](crate::authz::FnAuthorizer), with no database at all).
+    pub fn channel_authorizer(mut self, authorizer: Arc<dyn ChannelAuthorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
     /// Builds the node, or says which setting is unusable.
     pub fn build(self) -> Result<Node, ConfigError> {
         let NodeBuilder {
@@ -131,6 +144,7 @@ impl NodeBuilder {
             broker,
             presence,
             clock,
+            authorizer,
         } = self;
         let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
         let presence = presence.unwrap_or_else(|| Arc::new(MemoryPresence));
@@ -156,6 +170,28 @@ impl NodeBuilder {
                 ))
             }
         };
+        let authorizer = match (authorizer, &config.authorization.database_url) {
+            (Some(authorizer), _) => Some(authorizer),
+            (None, None) => None,
+            (None, Some(url)) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(ConfigError::NoRuntime);
+                }
+                let pg = Arc::new(PgAuthorizer::new(url, config.authorization.pool_size));
+                let maintained = Arc::clone(&pg);
+                let stop = shutdown.clone();
+                tasks.spawn(async move { maintained.maintain(stop).await });
+                Some(pg as Arc<dyn ChannelAuthorizer>)
+            }
+        };
+        let checks = authorizer.map(|authorizer| {
+            Checks::new(
+                authorizer,
+                config.authorization.pool_size,
+                config.authorization.check_timeout,
+                metrics.authorization.clone(),
+            )
+        });
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
@@ -176,6 +212,7 @@ impl NodeBuilder {
                 next_ref: AtomicU64::new(1),
                 broker,
                 clock,
+                checks,
                 config,
             }
         });
@@ -220,6 +257,7 @@ impl Node {
             broker: None,
             presence: None,
             clock: None,
+            authorizer: None,
         }
     }
 
@@ -465,21 +503,22 @@ impl Node {
     }
 
     /// The funnel every broadcast goes through, whoever publishes it: counts the event,
-    /// queues `message` to this node's subscribers of `topic` except `exclude`, then
+    /// queues `message` to this node's subscribers of the topic with key `key` (the
+    /// wire topic for a public channel: `registry::topic_key`) except `exclude`, then
     /// hands it to the broker for the other nodes. Returns the local delivery.
     pub(crate) fn publish(
         &self,
-        topic: &str,
+        key: &str,
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
         let shared = &self.shared;
         shared.counters.events.add(1);
-        let delivery = shared.deliver_local(topic, message, exclude);
+        let delivery = shared.deliver_local(key, message, exclude);
         if let Some(publication) = message.publication()
-            && let Err(err) = shared.broker.publish(topic, publication)
+            && let Err(err) = shared.broker.publish(key, publication)
         {
-            tracing::warn!(%topic, error = %err, "broadcast reached this node's subscribers only");
+            tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
         }
         delivery
     }
@@ -502,8 +541,8 @@ impl Shared {
     /// Queues `message` to this node's subscribers of `topic` except `exclude`, counting
     /// each delivery towards the events-per-second limit. When that limit has tripped,
     /// receiving channels are shut down after the message (Supabase's rule).
-    fn deliver_local(&self, topic: &str, message: &Outgoing, exclude: Option<ConnId>) -> Delivery {
-        let Some(topic) = self.registry.get(topic) else {
+    fn deliver_local(&self, key: &str, message: &Outgoing, exclude: Option<ConnId>) -> Delivery {
+        let Some(topic) = self.registry.get(key) else {
             return Delivery::default();
         };
         let started = Instant::now();
@@ -516,7 +555,6 @@ impl Shared {
         self.metrics
             .fanout_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.metrics.slow_consumer_disconnects.inc_by(delivery.slow);
         self.counters.events.add(delivery.recipients);
         delivery
     }
@@ -526,8 +564,8 @@ impl Shared {
 /// waiting (the publishing node paces its publisher, and a bus must not stall on one
 /// node's slow readers).
 impl LocalDelivery for Shared {
-    fn deliver(&self, topic: &str, publication: Publication<'_>) {
-        let message = Outgoing::from_publication(topic, publication);
-        self.deliver_local(topic, &message, None);
+    fn deliver(&self, key: &str, publication: Publication<'_>) {
+        let message = Outgoing::from_publication(wire_topic(key), publication);
+        self.deliver_local(key, &message, None);
     }
 }

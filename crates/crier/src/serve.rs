@@ -44,7 +44,27 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         settings.jwt_secret.clone()
     };
-    let node = Node::new(settings.server_config(secret.clone())).context("invalid settings")?;
+    let config = settings.server_config(secret.clone());
+    // Printed after the banner, whose first line says where the server listens.
+    let mut schema_note = None;
+    if let Some(url) = &config.authorization.database_url {
+        // A role that may not create what private channels need is told so now, with
+        // the grant to give; a database that is down is only a warning (the node keeps
+        // trying, and postgres changes wait for it too).
+        match crier_server::authz::prepare_database(url).await {
+            Ok(created) if !created.is_empty() => {
+                schema_note = Some(format!("  realtime schema: created {}", created.join(", ")));
+            }
+            Ok(_) => {}
+            Err(crier_server::authz::PrepareError::MissingPrivilege(why)) => {
+                anyhow::bail!("private channels cannot work: {why}")
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "the database is not ready for private channels yet");
+            }
+        }
+    }
+    let node = Node::new(config).context("invalid settings")?;
     let address = SocketAddr::new(settings.bind, settings.port);
     let listener =
         crier_server::bind(address).with_context(|| format!("cannot listen on {address}"))?;
@@ -54,6 +74,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         address,
         dev_secret.then_some(secret.as_str()),
     );
+    if let Some(note) = schema_note {
+        say!("{note}");
+    }
 
     let server = tokio::spawn(crier_server::serve(listener, node.clone()));
     signals.wait().await?;
@@ -101,6 +124,14 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
             changes.resume_grace
         ),
         None => say!("  postgres changes: off (no --database-url)"),
+    }
+    let authorization = &config.authorization;
+    match (&authorization.database_url, authorization.private_only) {
+        (Some(_), only) => say!(
+            "  private channels: row level security on realtime.messages{}",
+            if only { " (private only)" } else { "" }
+        ),
+        (None, _) => say!("  private channels: refused (no --database-url)"),
     }
     if let Some(secret) = dev_secret {
         let key = |role: &str| {

@@ -139,9 +139,10 @@ serve_args! {
     max_queued_bytes: HumanBytes = HumanBytes(512 << 20), env "CRIER_MAX_QUEUED_BYTES";
     /// How long a graceful shutdown waits for sockets to drain [default: 10s].
     shutdown_timeout: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_SHUTDOWN_TIMEOUT";
-    /// PostgreSQL to capture row changes from (`postgres://user:pass@host:port/db`; the
-    /// role needs REPLICATION or superuser, and the server `wal_level=logical`). Without
-    /// it, postgres_changes joins get a `system` error.
+    /// PostgreSQL to capture row changes from and to authorize private channels with
+    /// (`postgres://user:pass@host:port/db`; the role needs REPLICATION or superuser, and
+    /// the server `wal_level=logical`). Without it, postgres_changes joins get a `system`
+    /// error and private joins are refused.
     database_url: String = String::new(), env "CRIER_DATABASE_URL";
     /// Publication whose tables are streamed; created empty when missing (add tables
     /// with ALTER PUBLICATION ... ADD TABLE) [default: supabase_realtime].
@@ -152,6 +153,14 @@ serve_args! {
     /// streaming, so subscribers that reconnect in time get what was committed while
     /// Crier was down [default: 10s].
     cdc_resume_grace: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_CDC_RESUME_GRACE";
+    /// Refuse public channels: every join must be `private: true` [default: false].
+    private_only: bool = false, env "CRIER_PRIVATE_ONLY";
+    /// Database connections for private-channel checks, and so the most checks that run
+    /// at once; identical checks in flight share one [default: 8].
+    authorization_pool: usize = 8, env "CRIER_AUTHORIZATION_POOL";
+    /// How long a private channel's check may take (waiting for a connection
+    /// included) before the join is refused [default: 5s].
+    authorization_timeout: HumanDuration = HumanDuration(Duration::from_secs(5)), env "CRIER_AUTHORIZATION_TIMEOUT";
 }
 
 impl ServeArgs {
@@ -189,7 +198,11 @@ impl Settings {
         config.flow.slow_consumer_timeout = self.slow_consumer_timeout.0;
         config.flow.slow_consumer_bytes = self.slow_consumer_bytes.usize();
         config.flow.max_queued_bytes = self.max_queued_bytes.usize();
+        config.authorization.private_only = self.private_only;
+        config.authorization.pool_size = self.authorization_pool;
+        config.authorization.check_timeout = self.authorization_timeout.0;
         if !self.database_url.is_empty() {
+            config.authorization.database_url = Some(self.database_url.clone());
             let mut changes = crier_server::PostgresChangesConfig::new(&self.database_url);
             changes.publication = self.publication.clone();
             changes.slot = self.slot.clone();

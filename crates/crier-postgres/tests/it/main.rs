@@ -3,6 +3,8 @@
 //!
 //! - `authorization`: `catalog` (table info, publications, columns, roles, privileges,
 //!   the pool) and `rls::visible_rows`.
+//! - `channel_access`: the `realtime` schema (`realtime_schema`) and private-channel
+//!   read and write checks (`channel_access`) under real policies.
 //! - `capture`: `replication` (publication, slot, streaming, acknowledgement) and the
 //!   `pgoutput` messages it decodes.
 //! - `render`: `types::TypeCatalog::render` against PostgreSQL's `to_jsonb`.
@@ -12,6 +14,7 @@
 
 mod authorization;
 mod capture;
+mod channel_access;
 mod filter_vs_postgres;
 mod render;
 mod render_changes;

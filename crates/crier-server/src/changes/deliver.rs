@@ -347,10 +347,8 @@ fn queue(
                     let conn = &subscription.conn;
                     lagging.entry(conn.id).or_insert_with(|| Arc::clone(conn));
                 }
-                Err(PushError::Overflow) => {
-                    feed.metrics.slow_consumer_disconnects.inc();
-                }
-                Err(PushError::Closed) => {}
+                // The socket's own task counts and logs the disconnect.
+                Err(PushError::Overflow | PushError::Closed) => {}
             }
         }
         if !lagging.is_empty() {

@@ -101,7 +101,6 @@ pub(crate) struct ChangeMetrics {
     pub(crate) captured: prometheus_client::metrics::counter::Counter,
     pub(crate) delivered: prometheus_client::metrics::counter::Counter,
     pub(crate) reconnects: prometheus_client::metrics::counter::Counter,
-    pub(crate) slow_consumer_disconnects: prometheus_client::metrics::counter::Counter,
 }
 
 impl ChangeMetrics {
@@ -110,7 +109,6 @@ impl ChangeMetrics {
             captured: metrics.changes_captured.clone(),
             delivered: metrics.changes_delivered.clone(),
             reconnects: metrics.capture_reconnects.clone(),
-            slow_consumer_disconnects: metrics.slow_consumer_disconnects.clone(),
         }
     }
 }

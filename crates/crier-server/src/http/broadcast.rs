@@ -8,8 +8,11 @@
 //! for them, so a large batch reaches fast subscribers in full instead of overflowing
 //! their queues. When the node's queues are over their budget the answer is 503 with a
 //! JSON reason (and, mid-batch, how many messages were delivered), never a silent drop.
-//! Private messages need database policies this server does not have yet, so they are
-//! dropped (logged), as Supabase drops a denied one.
+//!
+//! A private message is checked against the channel's write policy with the caller's
+//! claims (once per topic per request): the batch skips a denied one, as Supabase does,
+//! and still answers 202; the single-event route answers 403, or 422 when a policy
+//! failed.
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -26,8 +29,10 @@ use serde_json::json;
 use super::body;
 use super::errors::json_error as error;
 use crate::auth::{AuthError, Claims};
+use crate::authz::{AuthorizationError, Extension, channel_check, request_headers};
 use crate::fanout::{Outgoing, json_broadcast_body, to_raw};
 use crate::node::Node;
+use crate::registry::topic_key;
 
 /// Verifies the caller's JWT: the bearer token wins over the `apikey` header, because
 /// realtime-js sends the anon key as `apikey` and the signed-in user's token as bearer.
@@ -44,6 +49,25 @@ fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
     node.shared
         .verifier
         .verify(token, node.shared.clock.unix_now())
+}
+
+/// Whether the caller may broadcast to private channel `name`. `Ok(false)` as well when
+/// the node has nothing to ask.
+async fn may_write_private(
+    node: &Node,
+    claims: &Claims,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<bool, AuthorizationError> {
+    let Some(checks) = &node.shared.checks else {
+        tracing::debug!(
+            name,
+            "private HTTP broadcast refused: no authorizer is configured"
+        );
+        return Ok(false);
+    };
+    let check = channel_check(name, claims, &request_headers(headers));
+    checks.write(check, Extension::Broadcast).await
 }
 
 /// `{"message":"Unauthorized"}` as Supabase sends it, plus `error` with the cause, which
@@ -133,9 +157,10 @@ pub(crate) async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(err) = authenticate(&node, &headers) {
-        return unauthorized(&err);
-    }
+    let claims = match authenticate(&node, &headers) {
+        Ok(claims) => claims,
+        Err(err) => return unauthorized(&err),
+    };
     let (Path((channel, event)), Query(query)) = match (path, query) {
         (Ok(path), Ok(query)) => (path, query),
         (Err(rejection), _) => return error(rejection.status(), rejection.body_text()),
@@ -202,19 +227,33 @@ pub(crate) async fn single(
     if node.shared.ledger.is_over_budget() {
         return overloaded(&node, None);
     }
-    if query.private.as_deref() == Some("true") {
-        tracing::debug!(
-            topic,
-            "private HTTP broadcast dropped: no policies to authorize it"
-        );
-    } else {
-        let delivery = node.publish(&topic, &outgoing, None);
-        drop(outgoing);
-        // Answered once the subscribers it left lagging have room, so that a client
-        // calling this in a loop goes at their pace. It is queued already: a node still
-        // over budget afterwards is the next call's answer.
-        node.wait_for_subscribers(&delivery.lagging).await;
+    let private = query.private.as_deref() == Some("true");
+    if private {
+        match may_write_private(&node, &claims, &headers, &channel).await {
+            Ok(true) => {}
+            Ok(false) => return error(StatusCode::FORBIDDEN, "Unauthorized"),
+            Err(AuthorizationError::Refused(why)) => {
+                tracing::warn!(topic, error = %why, "write policy error: HTTP broadcast refused");
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "The write policy of this private channel failed",
+                );
+            }
+            Err(err) => {
+                tracing::warn!(topic, error = %err, "HTTP broadcast: authorization check failed");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    crier_protocol::codes::shutdown::UNABLE_TO_CONNECT,
+                );
+            }
+        }
     }
+    let delivery = node.publish(&topic_key(&topic, private), &outgoing, None);
+    drop(outgoing);
+    // Answered once the subscribers it left lagging have room, so that a client
+    // calling this in a loop goes at their pace. It is queued already: a node still
+    // over budget afterwards is the next call's answer.
+    node.wait_for_subscribers(&delivery.lagging).await;
     with_rate_headers(&node, StatusCode::ACCEPTED.into_response())
 }
 
@@ -245,9 +284,10 @@ fn rate_limited(node: &Node, count: u64) -> Option<Response> {
 /// `POST /api/broadcast`: `{"messages":[{"topic","event","payload","private"?,"id"?}]}`.
 /// Invalid messages get 422 with per-message errors, shaped like Supabase's.
 pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(err) = authenticate(&node, &headers) {
-        return unauthorized(&err);
-    }
+    let claims = match authenticate(&node, &headers) {
+        Ok(claims) => claims,
+        Err(err) => return unauthorized(&err),
+    };
     let content_type = content_type(&headers);
     if content_type != "application/json" {
         return unsupported_media_type(&content_type, "application/json");
@@ -277,14 +317,33 @@ pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Bo
         return overloaded(&node, None);
     }
     let count = messages.len();
+    // One check per private topic per request.
+    let mut writable: std::collections::HashMap<String, bool> = Default::default();
     for (position, message) in messages.into_iter().enumerate() {
         let topic = message.full_topic();
         if message.private {
-            tracing::debug!(
-                topic,
-                "private HTTP broadcast dropped: no policies to authorize it"
-            );
-            continue;
+            let name = topic
+                .strip_prefix(TOPIC_PREFIX)
+                .unwrap_or(&topic)
+                .to_owned();
+            let allowed = match writable.get(&name) {
+                Some(allowed) => *allowed,
+                None => {
+                    let allowed = match may_write_private(&node, &claims, &headers, &name).await {
+                        Ok(allowed) => allowed,
+                        Err(err) => {
+                            tracing::warn!(topic, error = %err, "HTTP broadcast: private message not authorized");
+                            false
+                        }
+                    };
+                    writable.insert(name, allowed);
+                    allowed
+                }
+            };
+            if !allowed {
+                tracing::debug!(topic, "private HTTP broadcast skipped: no write permission");
+                continue;
+            }
         }
         let mut payload =
             json!({"type": BROADCAST, "event": message.event, "payload": message.payload});
@@ -292,7 +351,7 @@ pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Bo
             payload["meta"] = json!({"id": id});
         }
         let delivery = node.publish(
-            &topic,
+            &topic_key(&topic, message.private),
             &Outgoing::raw(&topic, BROADCAST, to_raw(&payload)),
             None,
         );

@@ -160,6 +160,7 @@ pub(crate) async fn upgrade(
         remote_addr,
         permit,
         progress: std::sync::Arc::clone(&progress),
+        headers: crate::authz::request_headers(headers).into(),
     };
     // The 101 answer goes out first; hyper hands the connection over once it has.
     tokio::spawn(async move {

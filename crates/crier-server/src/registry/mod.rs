@@ -8,6 +8,7 @@
 
 mod topic;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -17,6 +18,36 @@ use crate::broker::Broker;
 use crate::outbound::ConnHandle;
 use crate::presence::PresenceStore;
 pub(crate) use topic::{Delivery, Topic};
+
+/// What a private topic's key starts with. Private and public channels of one name are
+/// different topics (Supabase keeps them apart the same way), so their messages and
+/// presences never meet; the wire topic (`realtime:room1`) is the same for both.
+const PRIVATE_KEY_PREFIX: &str = "private:";
+
+/// The key of a topic in the registry, the presence store and the broker: the wire topic
+/// for a public channel, `private:` and the wire topic for a private one. Wire topics
+/// start with `realtime:`, so no public key can look like a private one.
+pub(crate) fn topic_key(topic: &str, private: bool) -> Cow<'_, str> {
+    if private {
+        Cow::Owned(format!("{PRIVATE_KEY_PREFIX}{topic}"))
+    } else {
+        Cow::Borrowed(topic)
+    }
+}
+
+/// The wire topic of a key made by [`topic_key`].
+pub(crate) fn wire_topic(key: &str) -> &str {
+    key.strip_prefix(PRIVATE_KEY_PREFIX).unwrap_or(key)
+}
+
+/// What a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Receives {
+    /// Broadcasts (on a private channel: only with broadcast read).
+    pub(crate) broadcasts: bool,
+    /// Presence state and diffs (enabled, and on a private channel presence read).
+    pub(crate) presence: bool,
+}
 
 /// All topics with at least one subscriber on this node.
 ///
@@ -39,39 +70,40 @@ impl Registry {
         }
     }
 
-    /// Subscribes `conn` to `topic`. With presence enabled, `state_frame` encodes the
-    /// current presence state, which is queued to `conn` atomically with the subscription
-    /// so that it sees every later diff and no earlier one.
+    /// Subscribes `conn` to the topic with this key ([`topic_key`]). When it receives
+    /// presence, `state_frame` encodes the current presence state, which is queued to
+    /// `conn` atomically with the subscription so that it sees every later diff and no
+    /// earlier one.
     pub(crate) fn subscribe(
         &self,
-        topic: &str,
+        key: &str,
         conn: &Arc<ConnHandle>,
-        presence_enabled: bool,
+        receives: Receives,
         state_frame: impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame,
     ) -> Arc<Topic> {
-        let entry = match self.topics.entry(Arc::from(topic)) {
+        let entry = match self.topics.entry(Arc::from(key)) {
             Entry::Occupied(entry) => entry.into_ref(),
             Entry::Vacant(entry) => {
-                self.broker.subscribe(topic);
-                entry.insert(Arc::new(Topic::new(topic, &*self.presence)))
+                self.broker.subscribe(key);
+                entry.insert(Arc::new(Topic::new(key, &*self.presence)))
             }
         };
-        entry.add(conn, presence_enabled, state_frame);
+        entry.add(conn, receives, state_frame);
         Arc::clone(&entry)
     }
 
-    /// The topic, if anyone subscribes to it here.
-    pub(crate) fn get(&self, topic: &str) -> Option<Arc<Topic>> {
-        self.topics.get(topic).map(|entry| Arc::clone(&entry))
+    /// The topic with this key, if anyone subscribes to it here.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<Topic>> {
+        self.topics.get(key).map(|entry| Arc::clone(&entry))
     }
 
     /// Drops `topic` from the map if it has become empty.
     pub(crate) fn remove_if_empty(&self, topic: &Topic) {
-        self.topics.remove_if(topic.name(), |_, t| {
+        self.topics.remove_if(topic.key(), |_, t| {
             let empty = t.is_empty();
             if empty {
                 // Under the entry's lock: a join that recreates the topic subscribes after.
-                self.broker.unsubscribe(t.name());
+                self.broker.unsubscribe(t.key());
             }
             empty
         });

@@ -14,6 +14,7 @@ use crier_protocol::presence::{PresenceDiff, PresenceGroups};
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Map, Value};
 
+use super::Receives;
 use crate::fanout::Outgoing;
 use crate::frame::Frame;
 use crate::outbound::{ConnHandle, ConnId, Outbound, PushError, Pushed};
@@ -22,7 +23,10 @@ use crate::presence::{PresenceStore, TopicPresence};
 #[derive(Debug)]
 struct Subscriber {
     conn: Arc<ConnHandle>,
-    /// Receives `presence_diff` (presence enabled at join, or by tracking).
+    /// Receives broadcasts (on a private channel, only with broadcast read).
+    broadcasts: bool,
+    /// Receives `presence_diff` (presence enabled at join, or by tracking; on a private
+    /// channel, only with presence read).
     presence: bool,
 }
 
@@ -31,8 +35,6 @@ struct Subscriber {
 pub(crate) struct Delivery {
     /// Sockets the message was queued to.
     pub(crate) recipients: u64,
-    /// Sockets whose queue overflowed on this delivery (now being disconnected).
-    pub(crate) slow: u64,
     /// Sockets whose queue is now over its room mark: a publisher that can wait should
     /// let them drain before its next message (`Ledger::wait_for_room`).
     pub(crate) lagging: Vec<Arc<ConnHandle>>,
@@ -41,30 +43,39 @@ pub(crate) struct Delivery {
 /// Subscribers and presence of one topic.
 #[derive(Debug)]
 pub(crate) struct Topic {
+    /// The wire topic, `realtime:room1`.
     name: Arc<str>,
+    /// The registry key (`super::topic_key`).
+    key: Arc<str>,
     subscribers: RwLock<HashMap<ConnId, Subscriber>>,
     /// Also the lock that orders presence diffs (see the module doc).
     presence: Mutex<Box<dyn TopicPresence>>,
 }
 
 impl Topic {
-    pub(crate) fn new(name: &str, presence: &dyn PresenceStore) -> Self {
+    pub(crate) fn new(key: &str, presence: &dyn PresenceStore) -> Self {
         Topic {
-            name: Arc::from(name),
+            name: Arc::from(super::wire_topic(key)),
+            key: Arc::from(key),
             subscribers: RwLock::new(HashMap::new()),
-            presence: Mutex::new(presence.open(name)),
+            presence: Mutex::new(presence.open(key)),
         }
     }
 
-    /// The full topic, e.g. `realtime:room1`.
+    /// The full topic as on the wire, e.g. `realtime:room1` (private or not).
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The key in the registry, presence store and broker.
+    pub(crate) fn key(&self) -> &str {
+        &self.key
     }
 
     pub(crate) fn add(
         &self,
         conn: &Arc<ConnHandle>,
-        presence: bool,
+        receives: Receives,
         state_frame: impl FnOnce(&PresenceGroups) -> Frame,
     ) {
         let presences = self.presence.lock();
@@ -72,10 +83,11 @@ impl Topic {
             conn.id,
             Subscriber {
                 conn: Arc::clone(conn),
-                presence,
+                broadcasts: receives.broadcasts,
+                presence: receives.presence,
             },
         );
-        if presence {
+        if receives.presence {
             conn.queue
                 .push_own(Outbound::Frame(state_frame(&presences.state())));
         }
@@ -117,6 +129,29 @@ impl Topic {
         Some(self.deliver_diff(&diff))
     }
 
+    /// Changes what `conn` receives (a refreshed token changed its read access). A
+    /// subscriber that starts receiving presence is sent the state first, as at a join.
+    pub(crate) fn set_receives(
+        &self,
+        conn: ConnId,
+        receives: Receives,
+        state_frame: impl FnOnce(&PresenceGroups) -> Frame,
+    ) {
+        let presences = self.presence.lock();
+        let mut subscribers = self.subscribers.write();
+        let Some(subscriber) = subscribers.get_mut(&conn) else {
+            return;
+        };
+        subscriber.broadcasts = receives.broadcasts;
+        if receives.presence && !subscriber.presence {
+            subscriber
+                .conn
+                .queue
+                .push_own(Outbound::Frame(state_frame(&presences.state())));
+        }
+        subscriber.presence = receives.presence;
+    }
+
     /// Untracks `conn`'s presence. `None` if it had none.
     pub(crate) fn untrack(&self, conn: ConnId) -> Option<Delivery> {
         let mut presences = self.presence.lock();
@@ -141,7 +176,7 @@ impl Topic {
         let subscribers = self.subscribers.read();
         let mut delivery = Delivery::default();
         for (id, subscriber) in subscribers.iter() {
-            if exclude == Some(*id) {
+            if exclude == Some(*id) || !subscriber.broadcasts {
                 continue;
             }
             let Some(frame) = message.frame(&subscriber.conn) else {
@@ -178,8 +213,7 @@ impl Topic {
                 delivery.lagging.push(Arc::clone(&subscriber.conn));
             }
             Err(PushError::Overflow) => {
-                delivery.slow += 1;
-                // The socket's own task logs the disconnect, once.
+                // The socket's own task counts and logs the disconnect, once.
                 tracing::debug!(conn = subscriber.conn.id, topic = %self.name, "outbound queue overflowed");
             }
             Err(PushError::Closed) => {}

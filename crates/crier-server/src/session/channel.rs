@@ -6,9 +6,18 @@ use crier_protocol::events::TOPIC_PREFIX;
 use tokio::time::Instant;
 
 use crate::auth::Claims;
+use crate::authz::ReadAccess;
 use crate::changes::SubscriptionId;
 use crate::limits::PresenceWindow;
-use crate::registry::Topic;
+use crate::registry::{Receives, Topic};
+
+/// What a private channel's token may write, learnt at its first broadcast and first
+/// track; `None` until then (and again after a token refresh).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WriteAccess {
+    pub(crate) broadcast: Option<bool>,
+    pub(crate) presence: Option<bool>,
+}
 
 /// One channel of one socket. Lives inside the socket's task, so no lock guards it.
 #[derive(Debug)]
@@ -36,9 +45,23 @@ pub(crate) struct Channel {
     pub(crate) expires_at: Instant,
     /// The channel's postgres changes subscription, if it has one.
     pub(crate) postgres_changes: Option<SubscriptionId>,
+    /// Joined with `private: true`: authorized by the database's policies.
+    pub(crate) private: bool,
+    /// What it may read (everything, on a public channel).
+    pub(crate) read: ReadAccess,
+    /// What it may write, as far as known (a public channel writes freely).
+    pub(crate) write: WriteAccess,
 }
 
 impl Channel {
+    /// What its subscription receives.
+    pub(crate) fn receives(&self) -> Receives {
+        Receives {
+            broadcasts: self.read.broadcast,
+            presence: self.presence_enabled && self.read.presence,
+        }
+    }
+
     /// The channel name: the topic without `realtime:`.
     pub(crate) fn name(&self) -> &str {
         self.topic

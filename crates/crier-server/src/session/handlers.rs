@@ -16,12 +16,14 @@ use crier_protocol::{Message, Payload, PayloadEncoding, UserBroadcast};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::channel::Channel;
+use super::channel::{Channel, WriteAccess};
 use super::{ReplyAddress, Session};
 use crate::auth::Claims;
+use crate::authz::{Extension, ReadAccess};
 use crate::changes::{Binding, DeferredJoin, Identity};
 use crate::fanout::{Outgoing, encode_one, json_broadcast_body, to_raw};
 use crate::limits::PresenceWindow;
+use crate::registry::{Receives, topic_key};
 
 /// Phoenix's reason for a push to a topic the socket has not joined.
 const UNMATCHED_TOPIC: &str = "unmatched topic";
@@ -50,6 +52,8 @@ impl Session {
             let to = ReplyAddress::of(&message);
             if message.event == PHX_LEAVE {
                 // Phoenix answers a leave of an unknown topic with ok: it is already left.
+                // A private join still waiting for its check is abandoned.
+                self.pending_joins.remove(&message.topic);
                 self.reply(&to, "ok", &json!({}));
             } else {
                 self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
@@ -103,7 +107,7 @@ impl Session {
         }
     }
 
-    fn join_error(&mut self, to: &ReplyAddress, reason: Reason) {
+    pub(super) fn join_error(&mut self, to: &ReplyAddress, reason: Reason) {
         self.node.shared.metrics.join_errors.inc();
         tracing::debug!(conn = self.conn.id, topic = %to.topic, %reason, "join refused");
         self.reply(to, "error", &json!({"reason": reason.to_string()}));
@@ -122,11 +126,13 @@ impl Session {
         if !is_valid_topic(topic) {
             return self.join_error(&to, Reason::invalid_topic());
         }
-        // A second join of a joined topic closes the first, as Phoenix does.
+        // A second join of a joined topic closes the first, as Phoenix does (and
+        // abandons one still waiting for its check).
         if let Some(old) = self.channels.remove(topic) {
             self.push_close(old.join_ref.as_deref(), topic);
             self.release(old);
         }
+        self.pending_joins.remove(topic);
         let request = match &message.payload {
             Payload::Json(payload) => JoinRequest::parse(payload),
             _ => {
@@ -149,13 +155,18 @@ impl Session {
         if shared.shutdown.is_cancelled() {
             return self.join_error(&to, Reason::restarting());
         }
+        let private = request.config.as_ref().is_some_and(|config| config.private);
+        if shared.config.authorization.private_only && !private {
+            return self.join_error(&to, Reason::private_only());
+        }
         if shared.counters.joins.is_over_limit() {
             self.join_error(&to, Reason::too_many_joins());
             self.closing = Some((CloseCode::Normal, "too many joins per second"));
             return;
         }
         shared.counters.joins.add(1);
-        if self.channels.len() >= shared.config.limits.max_channels_per_client {
+        let channels = self.channels.len() + self.pending_joins.len();
+        if channels >= shared.config.limits.max_channels_per_client {
             return self.join_error(&to, Reason::too_many_channels());
         }
         let token = request
@@ -166,38 +177,72 @@ impl Session {
             Err(err) => return self.join_error(&to, err.join_reason()),
         };
         let config = request.config.unwrap_or_default();
-        if config.private {
-            // Private channels are authorized by RLS policies in the database; until
-            // Crier has one to ask, nobody may read a private channel.
-            return self.join_error(&to, Reason::unauthorized_read(name));
-        }
-        if config.broadcast.replay.is_some() {
+        if !config.private && config.broadcast.replay.is_some() {
             return self.join_error(&to, Reason::replay_on_public_channel());
         }
+        let joining = Joining {
+            name: name.to_owned(),
+            config,
+            token,
+            claims,
+        };
+        if joining.config.private {
+            return self.start_join_check(to, joining);
+        }
+        let everything = ReadAccess {
+            broadcast: true,
+            presence: true,
+        };
+        self.complete_join(&to, joining, everything);
+    }
 
+    /// Encodes the `presence_state` a channel of `topic` gets when it starts receiving
+    /// presence.
+    pub(super) fn state_frame_for(
+        &self,
+        topic: &str,
+        join_ref: Option<String>,
+    ) -> impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame + use<> {
         let vsn = self.vsn;
-        let join_ref = message.join_ref.clone();
-        let presence_enabled = config.presence.enabled;
-        let state_frame = |state: &crier_protocol::presence::PresenceGroups| {
+        let topic = topic.to_owned();
+        move |state| {
             let envelope = Envelope {
                 join_ref: join_ref.as_deref(),
                 msg_ref: None,
-                topic,
+                topic: &topic,
                 event: PRESENCE_STATE,
             };
             encode_one(vsn, &envelope, state)
+        }
+    }
+
+    /// Subscribes a join that passed every check, and answers it.
+    pub(super) fn complete_join(&mut self, to: &ReplyAddress, joining: Joining, read: ReadAccess) {
+        let shared = std::sync::Arc::clone(&self.node.shared);
+        let Joining {
+            config,
+            token,
+            claims,
+            ..
+        } = joining;
+        let topic = to.topic.as_str();
+        let presence_enabled = config.presence.enabled;
+        let receives = Receives {
+            broadcasts: read.broadcast,
+            presence: presence_enabled && read.presence,
         };
-        let registry_topic =
-            shared
-                .registry
-                .subscribe(topic, &self.conn, presence_enabled, state_frame);
-        if presence_enabled {
+        let state_frame = self.state_frame_for(topic, to.join_ref.clone());
+        let key = topic_key(topic, config.private);
+        let registry_topic = shared
+            .registry
+            .subscribe(&key, &self.conn, receives, state_frame);
+        if receives.presence {
             shared.counters.presence_events.add(1);
         }
         let limits = &shared.config.limits;
         let channel = Channel {
             topic: registry_topic,
-            join_ref: message.join_ref.clone(),
+            join_ref: to.join_ref.clone(),
             ack: config.broadcast.ack,
             self_broadcast: config.broadcast.self_broadcast,
             presence_key: config
@@ -213,6 +258,9 @@ impl Session {
             expires_at: shared.clock.instant_at(claims.exp),
             claims,
             postgres_changes: None,
+            private: config.private,
+            read,
+            write: WriteAccess::default(),
         };
         self.channels.insert(topic.to_owned(), channel);
         shared.metrics.channels.inc();
@@ -220,7 +268,7 @@ impl Session {
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
         let response = json!({"postgres_changes": bindings});
         if config.postgres_changes.is_empty() {
-            return self.reply(&to, "ok", &response);
+            return self.reply(to, "ok", &response);
         }
         let options = &config.postgres_changes_options;
         let deferred = (options.wait && shared.changes.is_some()).then(|| DeferredJoin {
@@ -231,9 +279,9 @@ impl Session {
                 .map_or(DEFAULT_WAIT, Duration::from_millis),
         });
         if deferred.is_none() {
-            self.reply(&to, "ok", &response);
+            self.reply(to, "ok", &response);
         }
-        self.subscribe_to_changes(&to, &config.postgres_changes, deferred);
+        self.subscribe_to_changes(to, &config.postgres_changes, deferred);
     }
 
     /// Subscribes a just-joined channel to postgres changes. How the subscription went
@@ -288,6 +336,14 @@ impl Session {
     /// A `broadcast` push: a JSON map from any client, or a kind-3 binary frame from
     /// realtime-js (JSON or binary user payload).
     fn broadcast(&mut self, message: Message) {
+        if self.channels[&message.topic].private {
+            match self.channels[&message.topic].write.broadcast {
+                None => return self.start_write_check(message, Extension::Broadcast),
+                // Dropped with no reply, even with ack, as Supabase does.
+                Some(false) => return,
+                Some(true) => {}
+            }
+        }
         let to = ReplyAddress::of(&message);
         let topic = message.topic.as_str();
         let outgoing = match message.payload {
@@ -327,7 +383,8 @@ impl Session {
         // Over the events limit the message is still delivered and every channel it
         // reaches is shut down (Supabase's rule); so is the sending channel, which
         // Supabase leaves open to keep flooding.
-        let delivery = self.node.publish(topic, &outgoing, exclude);
+        let key = std::sync::Arc::clone(&channel.topic);
+        let delivery = self.node.publish(key.key(), &outgoing, exclude);
         if !delivery.lagging.is_empty() || shared.ledger.is_over_budget() {
             // Read nothing more from this client until they have room (see `serve`).
             self.backpressure
@@ -344,6 +401,30 @@ impl Session {
 
     /// A `presence` push: track or untrack.
     fn presence(&mut self, message: Message) {
+        let track = message
+            .payload
+            .as_json()
+            .and_then(|payload| payload.get("event"))
+            .and_then(Value::as_str)
+            .is_some_and(|event| event.eq_ignore_ascii_case(PRESENCE_TRACK));
+        let channel = &self.channels[&message.topic];
+        if track && channel.private {
+            match channel.write.presence {
+                None => return self.start_write_check(message, Extension::Presence),
+                Some(false) => {
+                    let reason = Reason::new(
+                        ErrorCode::Unauthorized,
+                        format!(
+                            "You do not have permissions to track presence on this Channel topic: {}",
+                            channel.name()
+                        ),
+                    );
+                    let to = ReplyAddress::of(&message);
+                    return self.reply(&to, "error", &json!({"reason": reason.to_string()}));
+                }
+                Some(true) => {}
+            }
+        }
         let to = ReplyAddress::of(&message);
         let topic = message.topic.clone();
         let Payload::Json(Value::Object(mut body)) = message.payload else {
@@ -400,19 +481,11 @@ impl Session {
                 let key = channel.presence_key.clone();
                 let join_ref = channel.join_ref.clone();
                 // Tracking turns presence on for a channel that joined without it: it
-                // gets the current state first, then the diff of its own join.
-                let enabling = !channel.presence_enabled;
+                // gets the current state first, then the diff of its own join (on a
+                // private channel, only with presence read).
+                let enabling = !channel.presence_enabled && channel.read.presence;
                 channel.presence_enabled = true;
-                let vsn = self.vsn;
-                let state_frame = |state: &crier_protocol::presence::PresenceGroups| {
-                    let envelope = Envelope {
-                        join_ref: join_ref.as_deref(),
-                        msg_ref: None,
-                        topic: &topic,
-                        event: PRESENCE_STATE,
-                    };
-                    encode_one(vsn, &envelope, state)
-                };
+                let state_frame = self.state_frame_for(&topic, join_ref);
                 let node = &self.node;
                 registry_topic.track(
                     self.conn.id,
@@ -430,10 +503,6 @@ impl Session {
         };
         if let Some(delivery) = delivery {
             shared.counters.presence_events.add(delivery.recipients);
-            shared
-                .metrics
-                .slow_consumer_disconnects
-                .inc_by(delivery.slow);
         }
         self.reply(&to, "ok", &json!({}));
     }
@@ -470,10 +539,25 @@ impl Session {
                 channel.expires_at = self.node.shared.clock.instant_at(claims.exp);
                 channel.claims = claims;
                 channel.token = token;
+                if channel.private {
+                    // What the old token could do says nothing about the new one.
+                    channel.write = WriteAccess::default();
+                    self.start_refresh_check(&message.topic);
+                }
             }
             Err(err) => self.shut_down_channel(&message.topic, &err.to_string()),
         }
     }
+}
+
+/// A join that passed the checks made at once, waiting to be subscribed (at once for a
+/// public channel, after its read check for a private one).
+pub(crate) struct Joining {
+    /// The channel name, the topic without `realtime:`.
+    pub(crate) name: String,
+    pub(crate) config: crier_protocol::join::JoinConfig,
+    pub(crate) token: String,
+    pub(crate) claims: Claims,
 }
 
 /// Whom a channel's postgres changes are authorized as: its token's role and claims.

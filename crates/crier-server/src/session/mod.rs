@@ -18,6 +18,7 @@
 mod channel;
 mod handlers;
 mod io;
+mod private;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +30,8 @@ use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
 use crier_protocol::events::{EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::{Envelope, FrameRef};
 use crier_protocol::{Message, Vsn, serializer};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
@@ -46,6 +49,7 @@ use crate::limits::ConnectionPermit;
 use crate::node::Node;
 use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten, WriteProgress};
 use io::{WriteError, Written};
+use private::{CheckDone, PendingJoin};
 
 /// Reads stay paused until this resolves (see the module doc).
 type Paused = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -60,6 +64,9 @@ pub(crate) struct ConnectParams {
     pub(crate) permit: ConnectionPermit,
     /// Counted by the socket's connection (`Metered`) as it writes.
     pub(crate) progress: Arc<WriteProgress>,
+    /// The connect request's `x-*` headers as a JSON object, for private channels'
+    /// policies (`request.headers`).
+    pub(crate) headers: Arc<str>,
 }
 
 /// Runs a socket until it closes, then leaves all its channels.
@@ -120,6 +127,16 @@ struct Session {
     /// A ping arrived; its automatic pong needs a flush.
     needs_flush: bool,
     info: ConnectionInfo,
+    /// See [`ConnectParams::headers`].
+    headers: Arc<str>,
+    /// Authorization checks in flight (the `private` module). In a mutex only because
+    /// the session must be `Sync` and a set of futures is not; it is only ever reached
+    /// through `get_mut`, which takes no lock.
+    checks: std::sync::Mutex<FuturesUnordered<BoxFuture<'static, CheckDone>>>,
+    /// Private joins waiting for their read check, by topic.
+    pending_joins: HashMap<String, PendingJoin>,
+    /// A write check is in flight: reads wait for it (the `private` module).
+    awaiting_write: bool,
     _permit: ConnectionPermit,
 }
 
@@ -160,6 +177,10 @@ impl Session {
             discard: 0,
             needs_flush: false,
             info,
+            headers: params.headers,
+            checks: std::sync::Mutex::new(FuturesUnordered::new()),
+            pending_joins: HashMap::new(),
+            awaiting_write: false,
             _permit: params.permit,
         }
     }
@@ -192,7 +213,7 @@ impl Session {
                 armed_expiry = next_expiry;
             }
             tokio::select! {
-                read = ws.next(), if paused.is_none() => {
+                read = ws.next(), if paused.is_none() && !self.awaiting_write => {
                     last_inbound = Instant::now();
                     if let Some(end) = self.on_read(read) {
                         return end;
@@ -229,6 +250,9 @@ impl Session {
                     } else {
                         idle.as_mut().reset(deadline);
                     }
+                }
+                Some(done) = checks_of(&mut self.checks).next(), if !checks_of(&mut self.checks).is_empty() => {
+                    self.on_check(done);
                 }
                 () = &mut expiry, if armed_expiry.is_some() => {
                     armed_expiry = None;
@@ -290,10 +314,7 @@ impl Session {
                 Ok(())
             }
             Err(WriteError::Gone) => Err(End::ClientGone),
-            Err(WriteError::Stalled) => {
-                metrics.slow_consumer_disconnects.inc();
-                Err(End::Slow("write stalled"))
-            }
+            Err(WriteError::Stalled) => Err(End::Slow("write stalled")),
             Err(WriteError::Overflowed) => Err(End::Slow("outbound queue overflowed")),
         }
     }
@@ -304,8 +325,12 @@ impl Session {
         }
     }
 
-    /// Drops a client that reads too slowly: one log line, a 1013 close if it still fits.
+    /// Drops a client that reads too slowly: counted here, whichever way it was found
+    /// out (its own stalled write, or a publisher's push that overflowed its queue), so
+    /// the count is up before anyone hears the socket is gone; one log line; a 1013
+    /// close if it still fits.
     async fn end_slow(&self, ws: &mut Socket, why: &'static str) -> End {
+        self.node.shared.metrics.slow_consumer_disconnects.inc();
         tracing::warn!(conn = self.conn.id, role = %self.info.role, why, "disconnecting slow consumer");
         self.conn.queue.close();
         let limit = self.node.shared.config.flow.slow_consumer_timeout;
@@ -532,6 +557,15 @@ impl ReplyAddress {
             topic: message.topic.clone(),
         }
     }
+}
+
+/// The session's checks in flight (see `Session::checks`).
+fn checks_of<'a>(
+    checks: &'a mut std::sync::Mutex<FuturesUnordered<BoxFuture<'static, CheckDone>>>,
+) -> &'a mut FuturesUnordered<BoxFuture<'static, CheckDone>> {
+    checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Resolves when the pause in `paused` is over; never while there is none.

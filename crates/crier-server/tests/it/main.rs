@@ -12,4 +12,5 @@ mod http;
 mod http_edge;
 mod postgres_changes;
 mod presence;
+mod private_channels;
 mod tokens;

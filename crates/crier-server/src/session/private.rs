@@ -1,0 +1,255 @@
+//! Private channels in a session: the read check that decides a join, the lazy write
+//! checks of the first broadcast and the first track, and the read check again after a
+//! token refresh.
+//!
+//! Checks are futures the session's loop polls next to the socket (`Session::checks`).
+//! A join waits for its read check without holding anything else up: the socket keeps
+//! reading, and other channels keep working. A write check is different: the message
+//! that needs it waits, and so do the socket's reads until the answer is in, so that
+//! messages keep their order (a broadcast sent after a track is not sent before it).
+//! Only the first broadcast and the first track of a channel (and the first after a
+//! token refresh) wait like this.
+
+use crier_protocol::Message;
+use crier_protocol::codes::{Reason, shutdown};
+use futures_util::FutureExt;
+use serde_json::json;
+
+use super::{ReplyAddress, Session};
+use crate::auth::Claims;
+use crate::authz::{AuthorizationError, ChannelCheck, Extension, ReadAccess};
+use crate::session::handlers::Joining;
+
+/// An answer the session's loop hands back to [`Session::on_check`].
+pub(crate) enum CheckDone {
+    /// The read check of a join.
+    Join {
+        topic: String,
+        join_ref: Option<String>,
+        result: Result<ReadAccess, AuthorizationError>,
+    },
+    /// A write check, with the message that waited for it.
+    Write {
+        extension: Extension,
+        result: Result<bool, AuthorizationError>,
+        message: Message,
+    },
+    /// The read check after a token refresh.
+    Refresh {
+        topic: String,
+        join_ref: Option<String>,
+        result: Result<ReadAccess, AuthorizationError>,
+    },
+}
+
+/// A private join waiting for its read check.
+pub(crate) struct PendingJoin {
+    pub(crate) to: ReplyAddress,
+    pub(crate) joining: Joining,
+}
+
+/// Whether `access` lets a channel join (or stay): broadcast read, or presence read
+/// when presence is enabled.
+pub(crate) fn may_read(access: ReadAccess, presence_enabled: bool) -> bool {
+    access.broadcast || (presence_enabled && access.presence)
+}
+
+impl Session {
+    /// The question a check asks about channel `name` for a token's `claims`.
+    pub(super) fn channel_check(&self, name: &str, claims: &Claims) -> ChannelCheck {
+        crate::authz::channel_check(name, claims, &self.headers)
+    }
+
+    /// Starts the read check of a private join; the join is answered in `on_check`.
+    pub(super) fn start_join_check(&mut self, to: ReplyAddress, joining: Joining) {
+        let Some(checks) = self.node.shared.checks.clone() else {
+            tracing::debug!(topic = %to.topic, "private join refused: no authorizer is configured");
+            let reason = Reason::unauthorized_read(&joining.name);
+            return self.join_error(&to, reason);
+        };
+        let check = self.channel_check(&joining.name, &joining.claims);
+        let (topic, join_ref) = (to.topic.clone(), to.join_ref.clone());
+        super::checks_of(&mut self.checks).push(
+            checks
+                .read(check)
+                .map(move |result| CheckDone::Join {
+                    topic,
+                    join_ref,
+                    result,
+                })
+                .boxed(),
+        );
+        self.pending_joins
+            .insert(to.topic.clone(), PendingJoin { to, joining });
+    }
+
+    /// Holds `message` (and the socket's reads) until the channel's write permission
+    /// for `extension` is known, then handles it again.
+    pub(super) fn start_write_check(&mut self, message: Message, extension: Extension) {
+        let Some(channel) = self.channels.get(&message.topic) else {
+            return;
+        };
+        let Some(checks) = self.node.shared.checks.clone() else {
+            return;
+        };
+        let check = self.channel_check(channel.name(), &channel.claims);
+        self.awaiting_write = true;
+        super::checks_of(&mut self.checks).push(
+            checks
+                .write(check, extension)
+                .map(move |result| CheckDone::Write {
+                    extension,
+                    result,
+                    message,
+                })
+                .boxed(),
+        );
+    }
+
+    /// Re-checks read after a channel's token changed.
+    pub(super) fn start_refresh_check(&mut self, topic: &str) {
+        let Some(channel) = self.channels.get(topic) else {
+            return;
+        };
+        let Some(checks) = self.node.shared.checks.clone() else {
+            return;
+        };
+        let check = self.channel_check(channel.name(), &channel.claims);
+        let (topic, join_ref) = (topic.to_owned(), channel.join_ref.clone());
+        super::checks_of(&mut self.checks).push(
+            checks
+                .read(check)
+                .map(move |result| CheckDone::Refresh {
+                    topic,
+                    join_ref,
+                    result,
+                })
+                .boxed(),
+        );
+    }
+
+    /// An answer is in.
+    pub(super) fn on_check(&mut self, done: CheckDone) {
+        match done {
+            CheckDone::Join {
+                topic,
+                join_ref,
+                result,
+            } => self.on_join_check(&topic, join_ref, result),
+            CheckDone::Write {
+                extension,
+                result,
+                message,
+            } => {
+                self.awaiting_write = false;
+                self.on_write_check(extension, result, message);
+            }
+            CheckDone::Refresh {
+                topic,
+                join_ref,
+                result,
+            } => self.on_refresh_check(&topic, join_ref, result),
+        }
+    }
+
+    fn on_join_check(
+        &mut self,
+        topic: &str,
+        join_ref: Option<String>,
+        result: Result<ReadAccess, AuthorizationError>,
+    ) {
+        // Left, or joined again, meanwhile: this answer is for nobody.
+        if self.pending_joins.get(topic).map(|p| &p.to.join_ref) != Some(&join_ref) {
+            return;
+        }
+        let PendingJoin { to, joining } = self.pending_joins.remove(topic).expect("just found");
+        let presence_enabled = joining.config.presence.enabled;
+        match result {
+            Ok(access) if may_read(access, presence_enabled) => {
+                self.complete_join(&to, joining, access);
+            }
+            Ok(_) => self.join_error(&to, Reason::unauthorized_read(&joining.name)),
+            Err(AuthorizationError::Refused(why)) => {
+                tracing::warn!(conn = self.conn.id, topic, role = %joining.claims.role, error = %why, "read policy error: join refused");
+                self.join_error(&to, Reason::unauthorized_read(&joining.name));
+            }
+            Err(err) => {
+                tracing::warn!(conn = self.conn.id, topic, error = %err, "private join: authorization check failed");
+                self.join_error(&to, Reason::unable_to_connect());
+            }
+        }
+    }
+
+    fn on_write_check(
+        &mut self,
+        extension: Extension,
+        result: Result<bool, AuthorizationError>,
+        message: Message,
+    ) {
+        let Some(channel) = self.channels.get_mut(&message.topic) else {
+            return;
+        };
+        if message.join_ref.is_some() && message.join_ref != channel.join_ref {
+            return;
+        }
+        let allowed = match result {
+            Ok(allowed) => Some(allowed),
+            Err(AuthorizationError::Refused(why)) => {
+                tracing::warn!(conn = self.conn.id, topic = %message.topic, error = %why, ?extension, "write policy error: write refused");
+                Some(false)
+            }
+            // Not known: this message is refused, the next one asks again.
+            Err(err) => {
+                tracing::warn!(conn = self.conn.id, topic = %message.topic, error = %err, ?extension, "write check failed");
+                None
+            }
+        };
+        match extension {
+            Extension::Broadcast => channel.write.broadcast = allowed,
+            Extension::Presence => channel.write.presence = allowed,
+        }
+        match allowed {
+            Some(_) => self.on_message(message),
+            None if extension == Extension::Presence => {
+                let to = ReplyAddress::of(&message);
+                let reason = Reason::unable_to_connect().to_string();
+                self.reply(&to, "error", &json!({"reason": reason}));
+            }
+            // A broadcast nobody could authorize is dropped, as a denied one is.
+            None => {}
+        }
+    }
+
+    fn on_refresh_check(
+        &mut self,
+        topic: &str,
+        join_ref: Option<String>,
+        result: Result<ReadAccess, AuthorizationError>,
+    ) {
+        let Some(channel) = self.channels.get_mut(topic) else {
+            return;
+        };
+        if channel.join_ref != join_ref {
+            return;
+        }
+        let name = channel.name().to_owned();
+        match result {
+            Ok(access) if may_read(access, channel.presence_enabled) => {
+                channel.read = access;
+                let receives = channel.receives();
+                let registry_topic = std::sync::Arc::clone(&channel.topic);
+                let state_frame = self.state_frame_for(topic, join_ref);
+                registry_topic.set_receives(self.conn.id, receives, state_frame);
+            }
+            Ok(_) => self.shut_down_channel(topic, &shutdown::read_revoked(&name)),
+            Err(AuthorizationError::Refused(why)) => {
+                tracing::warn!(conn = self.conn.id, topic, error = %why, "read policy error after a token refresh");
+                self.shut_down_channel(topic, &shutdown::read_revoked(&name));
+            }
+            Err(err) => {
+                tracing::warn!(conn = self.conn.id, topic, error = %err, "read check after a token refresh failed");
+                self.shut_down_channel(topic, shutdown::UNABLE_TO_CONNECT);
+            }
+        }
+    }
+}
