@@ -11,8 +11,13 @@ use std::time::Duration;
 pub struct Config {
     /// Tenant name; appears in logs and metrics. Crier serves one tenant per node.
     pub tenant: String,
-    /// The HMAC secret that verifies client JWTs (HS256/384/512).
+    /// The HMAC secret that verifies client JWTs (HS256/384/512). May be empty when
+    /// [`Config::jwks`] is set (HS tokens are then refused unless the set has `oct` keys).
     pub jwt_secret: String,
+    /// A second HMAC secret accepted during a rotation.
+    pub jwt_secret_next: Option<String>,
+    /// A JWK set that verifies RS*, PS*, ES256/384 and EdDSA tokens by `kid`.
+    pub jwks: Option<crate::auth::JwksSource>,
     /// Per-tenant and per-socket limits.
     pub limits: Limits,
     /// Socket and buffer tuning.
@@ -36,6 +41,8 @@ impl Config {
         Config {
             tenant: "realtime-dev".to_owned(),
             jwt_secret: jwt_secret.into(),
+            jwt_secret_next: None,
+            jwks: None,
             limits: Limits::default(),
             socket: SocketConfig::default(),
             flow: FlowConfig::default(),
@@ -140,10 +147,15 @@ impl std::fmt::Debug for PostgresChangesConfig {
 
 /// A setting that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
-    /// With an empty secret, any token signed with an empty key would verify.
-    #[error("the JWT secret is empty")]
+    /// With an empty secret (and no JWK set), any token signed with an empty key would
+    /// verify.
+    #[error("the JWT secret is empty (and there is no JWK set)")]
     EmptySecret,
+    /// The JWK set file cannot be used.
+    #[error("{0}")]
+    Jwks(#[from] crate::auth::JwksError),
     /// A limit of zero would refuse everything it limits.
     #[error("`{0}` must be greater than zero")]
     ZeroLimit(&'static str),
@@ -155,7 +167,7 @@ pub enum ConfigError {
 impl Config {
     /// Checks the settings that would make the node unusable or unsafe.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.jwt_secret.is_empty() {
+        if self.jwt_secret.is_empty() && self.jwks.is_none() {
             return Err(ConfigError::EmptySecret);
         }
         let limits = &self.limits;

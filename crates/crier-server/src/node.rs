@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::JwtVerifier;
+use crate::auth::{JwksError, JwksSource, JwtVerifier, keep_jwks_fresh, load_jwks, read_file};
 use crate::authz::{ChannelAuthorizer, Checks, PgAuthorizer};
 use crate::broker::{Broker, LocalDelivery, MemoryBus, Publication};
 use crate::changes::{ChangeMetrics, PostgresChanges};
@@ -192,11 +192,37 @@ impl NodeBuilder {
                 metrics.authorization.clone(),
             )
         });
+        let secrets = [
+            config.jwt_secret.as_str(),
+            config.jwt_secret_next.as_deref().unwrap_or_default(),
+        ];
+        let verifier = JwtVerifier::with_secrets(&secrets);
+        if let Some(source) = &config.jwks {
+            match source {
+                JwksSource::File(path) => verifier.set_jwks(read_file(path)?),
+                // Until the first fetch, connects that need it wait for it.
+                JwksSource::Url(url) => {
+                    verifier.set_jwks_problem(Some(format!("{url} has not been fetched yet")));
+                }
+            }
+            match tokio::runtime::Handle::try_current() {
+                Ok(_) => {
+                    tasks.spawn(keep_jwks_fresh(
+                        verifier.clone(),
+                        source.clone(),
+                        shutdown.clone(),
+                    ));
+                }
+                // A file read once serves without a runtime; a URL needs one.
+                Err(_) if matches!(source, JwksSource::File(_)) => {}
+                Err(_) => return Err(ConfigError::NoRuntime),
+            }
+        }
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
             Shared {
-                verifier: JwtVerifier::new(&config.jwt_secret),
+                verifier,
                 registry: Registry::new(Arc::clone(&broker), presence),
                 counters: TenantCounters::new(&config.limits),
                 connections: ConnectionLimiter::new(config.limits.max_connections),
@@ -259,6 +285,19 @@ impl Node {
             clock: None,
             authorizer: None,
         }
+    }
+
+    /// Reads the JWK set again from its file or URL (`crier serve` calls this on
+    /// SIGHUP) and returns how many keys it has now. When that fails, the keys in use
+    /// stay. Without a JWK set it does nothing (`Ok(0)`).
+    pub async fn reload_keys(&self) -> Result<usize, JwksError> {
+        let Some(source) = &self.shared.config.jwks else {
+            return Ok(0);
+        };
+        let keys = load_jwks(source, &reqwest::Client::new()).await?;
+        let count = keys.len();
+        self.shared.verifier.set_jwks(keys);
+        Ok(count)
     }
 
     /// The configuration the node runs with.

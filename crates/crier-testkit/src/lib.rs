@@ -25,6 +25,8 @@ pub use postgres::{HarnessError, TestPostgres};
 pub mod prelude {
     pub use crate::raw::{Bystanders, Client, Received, json_payload, reason};
     pub use crate::server::{MemoryServer, TestServer};
-    pub use crate::tokens::{BadToken, SECRET, token};
+    pub use crate::tokens::{
+        BadToken, PUBLIC_JWKS, PUBLIC_JWKS_ROTATED, SECRET, jwk_token, keys_file, token,
+    };
     pub use crate::wait::{WAIT, next, within};
 }

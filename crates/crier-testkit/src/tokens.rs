@@ -110,3 +110,31 @@ impl BadToken {
         format!("{code}: {}", self.message())
     }
 }
+
+/// The test keys' private JWK set (`keys/private.jwks.json`): RSA `test-rsa` (RS256), EC
+/// `test-p256` (ES256), EC `test-p384` (ES384), Ed25519 `test-ed25519`, and RSA
+/// `test-rsa-next`, which only [`PUBLIC_JWKS_ROTATED`] holds (a key rotated in later).
+pub const PRIVATE_JWKS: &str = include_str!("../keys/private.jwks.json");
+/// The public set a server verifies with: every test key but `test-rsa-next`.
+pub const PUBLIC_JWKS: &str = include_str!("../keys/public.jwks.json");
+/// The public set after a rotation: [`PUBLIC_JWKS`] plus `test-rsa-next`.
+pub const PUBLIC_JWKS_ROTATED: &str = include_str!("../keys/public-rotated.jwks.json");
+
+/// The path of `keys/<name>` (a JWK set file, for `--jwt-jwks`).
+pub fn keys_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("keys")
+        .join(name)
+}
+
+/// A token signed with the test key `kid`: `claims` plus `exp` one hour ahead unless given.
+pub fn jwk_token(kid: &str, claims: Value) -> String {
+    let mut claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
+    claims.entry("exp").or_insert(json!(unix_now() + 3600));
+    let set: Value = serde_json::from_str(PRIVATE_JWKS).expect("the test keys are JSON");
+    let key = set["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|key| key["kid"] == kid))
+        .unwrap_or_else(|| panic!("no test key {kid}"));
+    crier_server::auth::sign_with_jwk(&key.to_string(), &claims).expect("the test keys sign")
+}

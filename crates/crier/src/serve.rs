@@ -38,12 +38,23 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_target(false)
         .init();
 
-    let dev_secret = settings.jwt_secret.is_empty();
+    // A development secret only when nothing at all verifies tokens: with a JWK set and
+    // no secret, HS tokens are refused instead.
+    let dev_secret = settings.jwt_secret.is_empty() && settings.jwt_jwks.is_empty();
     let secret = if dev_secret {
         URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
     } else {
         settings.jwt_secret.clone()
     };
+    if !settings.jwt_jwks.is_empty() && !settings.jwt_jwks.starts_with("http") {
+        // Read here too, so a set that does not parse is a startup error with its path.
+        crier_server::auth::JwtVerifier::with_secrets(&[])
+            .with_jwks(
+                &std::fs::read_to_string(&settings.jwt_jwks)
+                    .with_context(|| format!("cannot read --jwt-jwks {}", settings.jwt_jwks))?,
+            )
+            .with_context(|| format!("invalid --jwt-jwks {}", settings.jwt_jwks))?;
+    }
     let config = settings.server_config(secret.clone());
     // Printed after the banner, whose first line says where the server listens.
     let mut schema_note = None;
@@ -79,7 +90,12 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     let server = tokio::spawn(crier_server::serve(listener, node.clone()));
-    signals.wait().await?;
+    while signals.wait().await? == Signal::Reload {
+        match node.reload_keys().await {
+            Ok(keys) => say!("SIGHUP: JWKS reloaded, {keys} keys"),
+            Err(err) => say!("SIGHUP: JWKS reload failed, keeping the keys in use: {err}"),
+        }
+    }
     say!("shutting down: telling clients to reconnect, draining sockets");
     let drained = node.shutdown().await;
     if !drained {
@@ -152,13 +168,23 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
     }
 }
 
-/// SIGINT and SIGTERM, registered when created: a signal that arrives while the server is
-/// still starting must stop it gracefully, not kill it with the default action.
+/// SIGINT and SIGTERM (stop), SIGHUP (read the JWK set again), registered when created:
+/// a signal that arrives while the server is still starting must stop it gracefully, not
+/// kill it with the default action.
 struct Signals {
     #[cfg(unix)]
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Stop,
+    Reload,
 }
 
 impl Signals {
@@ -169,20 +195,24 @@ impl Signals {
             Ok(Signals {
                 interrupt: signal(SignalKind::interrupt())?,
                 terminate: signal(SignalKind::terminate())?,
+                hangup: signal(SignalKind::hangup())?,
             })
         }
         #[cfg(not(unix))]
         Ok(Signals {})
     }
 
-    async fn wait(&mut self) -> anyhow::Result<()> {
+    async fn wait(&mut self) -> anyhow::Result<Signal> {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Ok(Signal::Stop),
+            _ = self.terminate.recv() => Ok(Signal::Stop),
+            _ = self.hangup.recv() => Ok(Signal::Reload),
         }
         #[cfg(not(unix))]
-        tokio::signal::ctrl_c().await?;
-        Ok(())
+        {
+            tokio::signal::ctrl_c().await?;
+            Ok(Signal::Stop)
+        }
     }
 }

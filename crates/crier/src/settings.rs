@@ -102,9 +102,16 @@ serve_args! {
     port: u16 = 4000, env "CRIER_PORT";
     /// Address to bind [default: 0.0.0.0].
     bind: IpAddr = IpAddr::from([0, 0, 0, 0]), env "CRIER_BIND";
-    /// Secret that verifies client JWTs (HS256/384/512). Without one, a development
-    /// secret is generated and printed with ready-made keys.
+    /// Secret that verifies client JWTs (HS256/384/512). Without one (and without
+    /// --jwt-jwks), a development secret is generated and printed with ready-made keys.
     jwt_secret: String = String::new(), env "CRIER_JWT_SECRET";
+    /// A second HS secret also accepted, while tokens move to a new secret.
+    jwt_secret_next: String = String::new(), env "CRIER_JWT_SECRET_NEXT";
+    /// A JWK set (a file, or an http(s) URL) that verifies RS256/384/512, PS*, ES256/384
+    /// and EdDSA tokens by their `kid`; HS tokens still verify with --jwt-secret. A file is
+    /// read again on SIGHUP; a URL again when a token names an unknown kid (at most every
+    /// 10 s).
+    jwt_jwks: String = String::new(), env "CRIER_JWT_JWKS";
     /// Tenant name, shown in logs and metrics [default: realtime-dev].
     tenant: String = "realtime-dev".to_owned(), env "CRIER_TENANT";
     /// Log filter: a level (`info`, `debug`) or tracing directives [default: info].
@@ -185,6 +192,12 @@ impl Settings {
     pub(crate) fn server_config(&self, jwt_secret: String) -> crier_server::Config {
         let mut config = crier_server::Config::new(jwt_secret);
         config.tenant = self.tenant.clone();
+        if !self.jwt_secret_next.is_empty() {
+            config.jwt_secret_next = Some(self.jwt_secret_next.clone());
+        }
+        if !self.jwt_jwks.is_empty() {
+            config.jwks = Some(crier_server::auth::JwksSource::parse(&self.jwt_jwks));
+        }
         config.shutdown_timeout = self.shutdown_timeout.0;
         let limits = &mut config.limits;
         limits.max_connections = self.max_connections;

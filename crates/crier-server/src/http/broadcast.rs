@@ -36,7 +36,7 @@ use crate::registry::topic_key;
 
 /// Verifies the caller's JWT: the bearer token wins over the `apikey` header, because
 /// realtime-js sends the anon key as `apikey` and the signed-in user's token as bearer.
-fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
+async fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -46,9 +46,15 @@ fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
         });
     let apikey = headers.get("apikey").and_then(|v| v.to_str().ok());
     let token = bearer.or(apikey).ok_or(AuthError::Missing)?;
+    let clock = &node.shared.clock;
     node.shared
         .verifier
-        .verify(token, node.shared.clock.unix_now())
+        .verify_fresh(
+            token,
+            || clock.unix_now(),
+            super::socket::KEY_ROTATION_PATIENCE,
+        )
+        .await
 }
 
 /// Whether the caller may broadcast to private channel `name`. `Ok(false)` as well when
@@ -157,7 +163,7 @@ pub(crate) async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let claims = match authenticate(&node, &headers) {
+    let claims = match authenticate(&node, &headers).await {
         Ok(claims) => claims,
         Err(err) => return unauthorized(&err),
     };
@@ -284,7 +290,7 @@ fn rate_limited(node: &Node, count: u64) -> Option<Response> {
 /// `POST /api/broadcast`: `{"messages":[{"topic","event","payload","private"?,"id"?}]}`.
 /// Invalid messages get 422 with per-message errors, shaped like Supabase's.
 pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Body) -> Response {
-    let claims = match authenticate(&node, &headers) {
+    let claims = match authenticate(&node, &headers).await {
         Ok(claims) => claims,
         Err(err) => return unauthorized(&err),
     };

@@ -40,6 +40,10 @@ fn refuse(node: &Node, status: StatusCode, message: impl Into<String>) -> Respon
 
 /// The parts of a WebSocket upgrade request (RFC 6455 §4.2.1) a server must check, or
 /// what is wrong with it.
+/// How long a connect whose token names an unknown `kid` waits for the JWK set to be
+/// fetched again.
+pub(crate) const KEY_ROTATION_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 fn websocket_key(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|value| {
@@ -117,10 +121,14 @@ pub(crate) async fn upgrade(
             AuthError::Missing.connect_message(),
         );
     };
+    // A token naming a key the JWK set does not have yet waits a moment for a re-fetch
+    // (a key rotation) instead of failing at once.
+    let clock = &node.shared.clock;
     let claims = match node
         .shared
         .verifier
-        .verify(&token, node.shared.clock.unix_now())
+        .verify_fresh(&token, || clock.unix_now(), KEY_ROTATION_PATIENCE)
+        .await
     {
         Ok(claims) => claims,
         Err(err) => return refuse(&node, StatusCode::UNAUTHORIZED, err.connect_message()),

@@ -10,6 +10,7 @@ mod embedding;
 mod flow_control;
 mod http;
 mod http_edge;
+mod jwks;
 mod postgres_changes;
 mod presence;
 mod private_channels;

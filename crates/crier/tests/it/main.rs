@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod client_cli;
 mod flow;
+mod jwks;
 mod postgres_restart;
 mod restart;
 mod support;
