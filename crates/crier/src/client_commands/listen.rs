@@ -56,6 +56,10 @@ pub(crate) struct ListenArgs {
     /// Subscribe to postgres changes: EVENT:SCHEMA[.TABLE][:FILTER], repeatable.
     #[arg(long = "postgres", value_name = "SPEC")]
     postgres: Vec<String>,
+    /// A private channel: the server checks its policies (on Supabase and on Crier with
+    /// a database: row level security on `realtime.messages`).
+    #[arg(long)]
+    private: bool,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -129,6 +133,7 @@ pub(super) async fn run(args: ListenArgs) -> Result<(), Exit> {
 
     let mut options = ChannelOptions::default().wait_for_postgres(true);
     options.presence = args.presence;
+    options.private = args.private;
     let channel = client.channel_with(&args.topic, options);
     for filter in filters {
         // Registers the filter; its changes are read from `events` with everything else,

@@ -33,6 +33,10 @@ pub(crate) struct PresenceArgs {
     /// The presence key (the server picks a UUID when unset).
     #[arg(long)]
     key: Option<String>,
+    /// A private channel: the server checks its policies (on Supabase and on Crier with
+    /// a database: row level security on `realtime.messages`).
+    #[arg(long)]
+    private: bool,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -53,6 +57,7 @@ pub(super) async fn run(args: PresenceArgs) -> Result<(), Exit> {
 
     let mut options = ChannelOptions {
         presence: true,
+        private: args.private,
         ..ChannelOptions::default()
     };
     if let Some(key) = &args.key {

@@ -15,7 +15,11 @@ only once the server has accepted it. With --http it goes through the REST API
   crier send room1 cursor '{"x":1}' --http
 
 A server that cannot be reached, a refused key or join, or a payload that is not
-valid JSON prints one line on stderr and exits non-zero."#;
+valid JSON prints one line on stderr and exits non-zero.
+
+With --private, a broadcast the channel's write policy denies is dropped by the server
+without a reply (Supabase does the same), so over the WebSocket the command fails when
+its wait for the acknowledgement times out; --http is told at once (403)."#;
 
 /// Arguments of `crier send`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +34,10 @@ pub(crate) struct SendArgs {
     /// Send through the REST API instead of the WebSocket.
     #[arg(long)]
     http: bool,
+    /// A private channel: the server checks its policies (on Supabase and on Crier with
+    /// a database: row level security on `realtime.messages`).
+    #[arg(long)]
+    private: bool,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -39,7 +47,7 @@ pub(super) async fn run(args: SendArgs) -> Result<(), Exit> {
     if args.http {
         let client = args.connection.client()?;
         return client
-            .channel(&args.topic)
+            .channel_with(&args.topic, ChannelOptions::default().private(args.private))
             .http_send(&args.event, &payload)
             .await
             .map_err(|err| {
@@ -47,7 +55,10 @@ pub(super) async fn run(args: SendArgs) -> Result<(), Exit> {
             });
     }
     let client = args.connection.connect().await?;
-    let channel = client.channel_with(&args.topic, ChannelOptions::default().broadcast_ack(true));
+    let options = ChannelOptions::default()
+        .broadcast_ack(true)
+        .private(args.private);
+    let channel = client.channel_with(&args.topic, options);
     channel
         .subscribe()
         .await

@@ -228,6 +228,32 @@ fn a_refused_key_or_join_fails_with_the_servers_reason() {
     let line = one_error_line(&output);
     assert!(line.contains("cannot join channel"), "{line}");
     assert!(line.contains("InvalidTopic"), "{line}");
+
+    // --private: this server has no database to authorize private channels with, so
+    // every private join (listen, send, presence) is refused with Supabase's reason.
+    for command in [
+        vec!["listen", "room", "--private"],
+        vec!["send", "room", "hello", "{}", "--private"],
+        vec!["presence", "room", "--track", "{}", "--private"],
+    ] {
+        let line = one_error_line(&run(&server.args(&command)));
+        assert!(
+            line.contains(
+                "Unauthorized: You do not have permissions to read from this Channel topic: room"
+            ),
+            "{command:?}: {line}"
+        );
+    }
+    // Over HTTP, a private message nobody may write is refused with 403.
+    let line = one_error_line(&run(&server.args(&[
+        "send",
+        "room",
+        "hello",
+        "{}",
+        "--http",
+        "--private",
+    ])));
+    assert!(line.contains("403"), "{line}");
 }
 
 #[test]
