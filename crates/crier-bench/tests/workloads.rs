@@ -249,3 +249,46 @@ async fn pgchanges_with_rls_needs_a_token_per_user() {
         .expect_err("one anon token cannot stand for three users");
     assert!(matches!(error, BenchError::Settings(_)), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_storm_reports_every_answer_and_the_servers_checks() {
+    use crier_server::authz::{Access, Extension, FnAuthorizer};
+    // Read on `storm` only: a private join elsewhere is refused, and both show up.
+    let node = crier_server::Node::builder({
+        let mut config = crier_server::Config::new(crier_testkit::prelude::SECRET);
+        config.limits.max_connections = 1000;
+        config.limits.max_joins_per_second = 100_000;
+        config
+    })
+    .channel_authorizer(std::sync::Arc::new(FnAuthorizer::new(|check, access| {
+        Ok(check.topic == "storm" && access == Access::Read(Extension::Broadcast))
+    })))
+    .build()
+    .unwrap();
+    let server = TestServer::start_node(node).await;
+    let storm = |topic: &str| workload::JoinStormOptions {
+        url: format!("ws://{}/socket/websocket", server.addr),
+        metrics_url: Some(server.http("/metrics")),
+        tokens: vec![token(json!({"role": "authenticated"}))],
+        clients: 50,
+        topic: topic.to_owned(),
+        private: true,
+        connect_concurrency: 10,
+        timeout: std::time::Duration::from_secs(10),
+    };
+    let report = workload::join_storm(&storm("storm")).await.unwrap();
+    assert_eq!((report.joined, report.errors.len()), (50, 0));
+    assert_eq!(report.authorization_checks, Some(50.0));
+    let queries = report.authorization_queries.unwrap();
+    assert!((1.0..=50.0).contains(&queries), "{queries}");
+    assert!(report.p50_ms <= report.p99_ms && report.p99_ms <= report.max_ms);
+
+    let refused = workload::join_storm(&storm("elsewhere")).await.unwrap();
+    assert_eq!(refused.joined, 0);
+    assert_eq!(
+        refused.errors.get(
+            "Unauthorized: You do not have permissions to read from this Channel topic: elsewhere"
+        ),
+        Some(&50)
+    );
+}

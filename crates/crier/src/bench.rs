@@ -53,6 +53,111 @@ enum Workload {
     /// B3: rows written to PostgreSQL, delivered as postgres changes (Crier only).
     #[command(long_about = PGCHANGES_LONG_ABOUT)]
     Pgchanges(PgChangesArgs),
+    /// A reconnect storm: N connected clients join one (private) channel at once
+    /// (Crier only); reports the time until all are answered, refusals, and the
+    /// authorization checks and database round trips from /metrics.
+    JoinStorm(JoinStormArgs),
+}
+
+#[derive(Debug, Args)]
+struct JoinStormArgs {
+    /// The WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:4000/socket/websocket")]
+    url: String,
+    /// The server's /metrics URL [default: from --url].
+    #[arg(long)]
+    metrics_url: Option<String>,
+    /// The JWT secret to mint the clients' tokens with.
+    #[arg(long, env = "CRIER_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    /// How many clients.
+    #[arg(long, default_value_t = 5000)]
+    clients: usize,
+    /// The channel name.
+    #[arg(long, default_value = "storm")]
+    topic: String,
+    /// The tokens' role.
+    #[arg(long, default_value = "authenticated")]
+    role: String,
+    /// One token per client (`sub` user-N) instead of one shared by all: no two checks
+    /// are alike, so none can be shared.
+    #[arg(long)]
+    distinct_users: bool,
+    /// Join the public channel instead of the private one.
+    #[arg(long)]
+    public: bool,
+    /// How long a join may wait for its answer.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+}
+
+fn run_join_storm(args: JoinStormArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
+    let now = unix_now();
+    let mint = |sub: String| {
+        let mut claims = serde_json::Map::new();
+        claims.insert("role".into(), args.role.clone().into());
+        claims.insert("sub".into(), sub.into());
+        claims.insert("iat".into(), now.into());
+        claims.insert("exp".into(), (now + 3600).into());
+        sign_token(&args.jwt_secret, &claims)
+    };
+    let tokens = if args.distinct_users {
+        (0..args.clients)
+            .map(|n| mint(format!("user-{n}")))
+            .collect()
+    } else {
+        vec![mint("storm-user".to_owned())]
+    };
+    // ws://host:port/socket/websocket -> http://host:port/metrics
+    let metrics_url = args.metrics_url.clone().or_else(|| {
+        let (scheme, rest) = args.url.split_once("://")?;
+        let host = rest.split('/').next()?;
+        let scheme = if scheme == "wss" { "https" } else { "http" };
+        Some(format!("{scheme}://{host}/metrics"))
+    });
+    let options = workload::JoinStormOptions {
+        url: args.url.clone(),
+        metrics_url,
+        tokens,
+        clients: args.clients,
+        topic: args.topic.clone(),
+        private: !args.public,
+        connect_concurrency: 200,
+        timeout: args.timeout,
+    };
+    let report = runtime.block_on(workload::join_storm(&options))?;
+    println!(
+        "join storm: {} clients ({}), {} joined, {} refused, all answered in {:.3} s; join latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        report.clients,
+        if args.distinct_users {
+            "one token each"
+        } else {
+            "one shared token"
+        },
+        report.joined,
+        report.errors.values().sum::<usize>(),
+        report.seconds_until_all_answered,
+        report.p50_ms,
+        report.p99_ms,
+        report.max_ms,
+    );
+    if let (Some(checks), Some(queries)) =
+        (report.authorization_checks, report.authorization_queries)
+    {
+        println!(
+            "authorization: {checks} checks, {queries} database round trips ({:.1} % of the joins)",
+            100.0 * queries / report.clients as f64
+        );
+    }
+    for (reason, count) in &report.errors {
+        println!("  {count} x {reason}");
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 const PGCHANGES_LONG_ABOUT: &str = "\
@@ -451,6 +556,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             (args.common, runs)
         }
         Workload::Pgchanges(args) => return run_pgchanges(args, &runtime),
+        Workload::JoinStorm(args) => return run_join_storm(args, &runtime),
     };
     let runs: Vec<Run> = runs?;
     crier_bench::report::print_table(&runs, &mut std::io::stdout())?;

@@ -3,6 +3,7 @@
 
 mod fanout;
 mod idle;
+mod join_storm;
 pub mod pgchanges;
 mod vus;
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use fanout::{FanoutOptions, fanout};
 pub use idle::{IdleOptions, idle};
+pub use join_storm::{JoinStormOptions, JoinStormReport, join_storm};
 pub use pgchanges::{PgChangesOptions, pgchanges};
 pub use vus::{VuOptions, vus};
 
