@@ -154,6 +154,34 @@ impl Lease<'_> {
     }
 }
 
+/// A [`Catalog`] opened on first use and kept: a database that is down when the server
+/// starts only fails the calls made while it is down (the pool reconnects its
+/// connections itself once it is open).
+#[derive(Debug)]
+pub struct LazyCatalog {
+    database_url: String,
+    connections: usize,
+    catalog: tokio::sync::OnceCell<Catalog>,
+}
+
+impl LazyCatalog {
+    /// A pool of `connections` to `database_url`, not opened yet.
+    pub fn new(database_url: &str, connections: usize) -> Self {
+        LazyCatalog {
+            database_url: database_url.to_owned(),
+            connections,
+            catalog: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The pool, opened now if it is not yet.
+    pub async fn get(&self) -> Result<&Catalog, CatalogError> {
+        self.catalog
+            .get_or_try_init(|| Catalog::connect(&self.database_url, self.connections))
+            .await
+    }
+}
+
 impl Catalog {
     /// Opens a pool of `connections` connections to `database_url` (a `postgres://`
     /// URL or a key=value string). All of them are opened now, so bad settings fail here.

@@ -41,8 +41,8 @@ const PRESENT: &str = "select
     current_user::text,
     pg_catalog.current_database()::text";
 
-/// The table, its key, constraint and index, as Supabase's; the grants go to the
-/// Supabase roles that exist here (a plain PostgreSQL may have none of them).
+/// The table, its key, constraint and index, as Supabase's (its grants are added by
+/// [`grant_to_supabase_roles`]).
 const CREATE_MESSAGES: &str = "
 create table realtime.messages (
     topic text not null,
@@ -60,18 +60,7 @@ create table realtime.messages (
 create index messages_inserted_at_topic_index on only realtime.messages
     using btree (inserted_at desc, topic)
     where extension = 'broadcast' and private is true;
-alter table realtime.messages enable row level security;
-do $grants$
-declare
-    r text;
-begin
-    for r in select rolname from pg_catalog.pg_roles
-             where rolname in ('anon', 'authenticated', 'service_role', 'postgres')
-    loop
-        execute pg_catalog.format('grant select, insert, update on realtime.messages to %I', r);
-    end loop;
-end
-$grants$;";
+alter table realtime.messages enable row level security;";
 
 /// `realtime.topic()`: the channel being authorized, set by the server per check.
 const CREATE_TOPIC: &str = "
@@ -79,19 +68,23 @@ create function realtime.topic() returns text
     language sql stable
     as $topic$ select nullif(pg_catalog.current_setting('realtime.topic', true), '')::text $topic$;";
 
-/// Lets the Supabase roles that exist see the schema's objects.
-const GRANT_USAGE: &str = "
-do $grants$
+/// A `DO` block that runs `grant` (with `%I` for the role) for each of Supabase's roles
+/// that exists here: a plain PostgreSQL may have none of them.
+fn grant_to_supabase_roles(grant: &str) -> String {
+    format!(
+        "do $grants$
 declare
     r text;
 begin
     for r in select rolname from pg_catalog.pg_roles
              where rolname in ('anon', 'authenticated', 'service_role', 'postgres')
     loop
-        execute pg_catalog.format('grant usage on schema realtime to %I', r);
+        execute pg_catalog.format('{grant}', r);
     end loop;
 end
-$grants$;";
+$grants$;"
+    )
+}
 
 /// Creates what is missing of the `realtime` schema (module docs). Safe to run on every
 /// start and from several nodes at once: each object is created in its own transaction,
@@ -115,13 +108,19 @@ async fn ensure_on(
         (
             has_schema,
             "schema realtime",
-            format!("create schema if not exists realtime;{GRANT_USAGE}"),
+            format!(
+                "create schema if not exists realtime;{}",
+                grant_to_supabase_roles("grant usage on schema realtime to %I")
+            ),
             format!("GRANT CREATE ON DATABASE \"{database}\" TO \"{user}\""),
         ),
         (
             has_messages,
             "table realtime.messages",
-            CREATE_MESSAGES.to_owned(),
+            format!(
+                "{CREATE_MESSAGES}{}",
+                grant_to_supabase_roles("grant select, insert, update on realtime.messages to %I")
+            ),
             format!("GRANT CREATE ON SCHEMA realtime TO \"{user}\""),
         ),
         (

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use crier_postgres::catalog::{Catalog, CatalogError};
+use crier_postgres::catalog::{Catalog, CatalogError, LazyCatalog};
 use crier_postgres::channel_access::{self, AccessError};
 use crier_postgres::realtime_schema::{self, SchemaError};
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 use super::{AuthorizationError, ChannelAuthorizer, ChannelCheck, Extension, ReadAccess};
@@ -16,24 +15,20 @@ use super::{AuthorizationError, ChannelAuthorizer, ChannelCheck, Extension, Read
 /// database that is down at start only fails the checks made while it is down).
 #[derive(Debug)]
 pub struct PgAuthorizer {
-    database_url: String,
-    pool_size: usize,
-    catalog: OnceCell<Catalog>,
+    catalog: LazyCatalog,
 }
 
 impl PgAuthorizer {
     /// An authorizer for the database at `database_url`.
     pub fn new(database_url: &str, pool_size: usize) -> Self {
         PgAuthorizer {
-            database_url: database_url.to_owned(),
-            pool_size,
-            catalog: OnceCell::new(),
+            catalog: LazyCatalog::new(database_url, pool_size),
         }
     }
 
     async fn catalog(&self) -> Result<&Catalog, AuthorizationError> {
         self.catalog
-            .get_or_try_init(|| Catalog::connect(&self.database_url, self.pool_size))
+            .get()
             .await
             .map_err(|err| AuthorizationError::Unavailable(err.to_string()))
     }

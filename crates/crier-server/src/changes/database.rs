@@ -12,9 +12,8 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use crier_postgres::catalog::{Catalog, CatalogError, PrimaryKeyColumn, TableInfo};
+use crier_postgres::catalog::{Catalog, CatalogError, LazyCatalog, PrimaryKeyColumn, TableInfo};
 use crier_postgres::rls;
-use tokio::sync::OnceCell;
 
 /// Facts about tables, and the moment a transaction counts as ended.
 #[async_trait]
@@ -75,28 +74,21 @@ pub(crate) trait ChangeDatabase: TableCatalog + RowAuthorizer {}
 
 impl<T: TableCatalog + RowAuthorizer> ChangeDatabase for T {}
 
-/// PostgreSQL, through a pool connected on first use and kept (the pool reconnects its
-/// connections itself).
+/// PostgreSQL, through a pool connected on first use and kept.
 #[derive(Debug)]
 pub(crate) struct PgDatabase {
-    database_url: String,
-    pool_size: usize,
-    catalog: OnceCell<Catalog>,
+    catalog: LazyCatalog,
 }
 
 impl PgDatabase {
     pub(crate) fn new(database_url: &str, pool_size: usize) -> Self {
         PgDatabase {
-            database_url: database_url.to_owned(),
-            pool_size,
-            catalog: OnceCell::new(),
+            catalog: LazyCatalog::new(database_url, pool_size),
         }
     }
 
     async fn catalog(&self) -> Result<&Catalog, CatalogError> {
-        self.catalog
-            .get_or_try_init(|| Catalog::connect(&self.database_url, self.pool_size))
-            .await
+        self.catalog.get().await
     }
 }
 

@@ -27,6 +27,8 @@ const POLICIES: &str = "
             or (extension = 'presence' and auth_sub() in ('writer', 'tracker'))));
     create policy boom on realtime.messages for select to anon
         using (case when realtime.topic() = 'boom' then 1 / (length(topic) - 4) = 1 else false end);
+    create policy boom_write on realtime.messages for insert to anon
+        with check (case when realtime.topic() = 'boom' then 1 / (length(topic) - 4) = 1 else false end);
 ";
 
 const AUTH_SUB: &str = "
@@ -396,6 +398,12 @@ async fn rest_private_messages_are_checked_per_topic() {
     );
     let got = reader.event("realtime:room-1", "broadcast").await;
     assert_eq!(json_payload(&got)["payload"], json!({"n": 3}));
+    let failed = single(anon(), "boom").await.unwrap();
+    assert_eq!(failed.status(), 422);
+    assert_eq!(
+        failed.json::<Value>().await.unwrap()["message"],
+        "The write policy of this private channel failed"
+    );
 }
 
 #[tokio::test]

@@ -7,5 +7,6 @@ mod client_cli;
 mod flow;
 mod jwks;
 mod postgres_restart;
+mod private_channels;
 mod restart;
 mod support;
