@@ -42,7 +42,10 @@ async fn ready() -> (TestPostgres, Catalog) {
         [
             "schema realtime",
             "table realtime.messages",
-            "function realtime.topic()"
+            "function realtime.topic()",
+            "function realtime.send()",
+            "function realtime.send_binary()",
+            "function realtime.broadcast_changes()",
         ]
     );
     maintain_partitions(&catalog).await.unwrap();
@@ -270,5 +273,109 @@ async fn a_role_that_may_not_create_the_schema_is_told_which_grant_it_needs() {
         message.contains("schema realtime is missing")
             && message.contains(r#"GRANT CREATE ON DATABASE "postgres" TO "crier""#),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn send_and_send_binary_store_one_broadcast_row_each() {
+    let (pg, _catalog) = ready().await;
+    pg.psql(
+        r#"select realtime.send('{"a": 1}', 'ev', 'room-1');
+           select realtime.send('{"id": "mine"}', 'ev', 'room-1', false);
+           select realtime.send_binary('\x0102ff', 'bin', 'room-2');"#,
+    )
+    .unwrap();
+    let rows = pg
+        .psql(
+            "select topic, extension, event, private, payload - 'id', payload->>'id' = id::text,
+                    payload->>'id', encode(binary_payload, 'hex')
+             from realtime.messages order by event, private",
+        )
+        .unwrap();
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0], "room-2|broadcast|bin|t||||0102ff");
+    // Without an id of its own the payload gets the row's; with one it keeps it.
+    assert!(
+        rows[1].starts_with("room-1|broadcast|ev|f|{}|f|mine|"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[2].starts_with(r#"room-1|broadcast|ev|t|{"a": 1}|t|"#),
+        "{}",
+        rows[2]
+    );
+}
+
+#[tokio::test]
+async fn broadcast_changes_sends_a_trigger_row_change_in_realtime_js_shape() {
+    let (pg, _catalog) = ready().await;
+    pg.psql(
+        "create table todos (id int primary key, title text);
+         create function todos_broadcast() returns trigger language plpgsql as $$
+         begin
+             perform realtime.broadcast_changes('todos:' || coalesce(new.id, old.id)::text,
+                 tg_op, tg_op, tg_table_name, tg_table_schema, new, old);
+             return null;
+         end $$;
+         create trigger todos_broadcast after insert or update or delete on todos
+             for each row execute function todos_broadcast();
+         insert into todos values (1, 'a');
+         update todos set title = 'b' where id = 1;
+         delete from todos where id = 1;",
+    )
+    .unwrap();
+    let rows = pg
+        .psql(
+            "select topic, event, private, payload->>'operation', payload->>'schema',
+                    payload->>'table', payload->'record', payload->'old_record',
+                    (payload->>'id')::uuid = id
+             from realtime.messages",
+        )
+        .unwrap();
+    let mut rows: Vec<&str> = rows.lines().collect();
+    rows.sort_unstable();
+    assert_eq!(
+        rows,
+        [
+            r#"todos:1|DELETE|t|DELETE|public|todos|null|{"id": 1, "title": "b"}|t"#,
+            r#"todos:1|INSERT|t|INSERT|public|todos|{"id": 1, "title": "a"}|null|t"#,
+            r#"todos:1|UPDATE|t|UPDATE|public|todos|{"id": 1, "title": "b"}|{"id": 1, "title": "a"}|t"#,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn errors_inside_the_functions_are_warnings_and_the_callers_write_goes_on() {
+    let (pg, _catalog) = ready().await;
+    // anon has no INSERT policy on realtime.messages: its send is refused by row level
+    // security, which becomes a warning; its own transaction commits.
+    pg.psql(
+        "create table notes (id int primary key);
+         grant insert on notes to anon;
+         begin;
+         set local role anon;
+         insert into notes values (1);
+         select realtime.send('{}', 'e', 'room-1');
+         select realtime.broadcast_changes('t', 'e', 'TRUNCATE', 'notes', 'public', null::record, null::record);
+         commit;",
+    )
+    .unwrap();
+    assert_eq!(pg.psql("select count(*) from notes").unwrap().trim(), "1");
+    assert_eq!(
+        pg.psql("select count(*) from realtime.messages")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    let log = pg.log();
+    assert!(
+        log.contains("ErrorSendingBroadcastMessage: new row violates row-level security policy"),
+        "{log}"
+    );
+    assert!(
+        log.contains("ErrorSendingBroadcastMessage: unexpected operation TRUNCATE"),
+        "{log}"
     );
 }

@@ -12,6 +12,8 @@
 //! ahead, and drops the partitions whose day ended more than 72 hours ago (Supabase
 //! keeps messages that long). The node runs it at start and then every hour.
 
+mod objects;
+
 use crate::catalog::{Catalog, CatalogError};
 
 /// What [`ensure_schema`] found or did.
@@ -33,59 +35,6 @@ pub enum SchemaError {
     Database(#[from] CatalogError),
 }
 
-/// Which objects exist: one round trip.
-const PRESENT: &str = "select
-    exists (select 1 from pg_catalog.pg_namespace where nspname = 'realtime'),
-    pg_catalog.to_regclass('realtime.messages') is not null,
-    pg_catalog.to_regprocedure('realtime.topic()') is not null,
-    current_user::text,
-    pg_catalog.current_database()::text";
-
-/// The table, its key, constraint and index, as Supabase's (its grants are added by
-/// [`grant_to_supabase_roles`]).
-const CREATE_MESSAGES: &str = "
-create table realtime.messages (
-    topic text not null,
-    extension text not null,
-    payload jsonb,
-    event text,
-    private boolean default false,
-    updated_at timestamp without time zone not null default now(),
-    inserted_at timestamp without time zone not null default now(),
-    id uuid not null default gen_random_uuid(),
-    binary_payload bytea,
-    constraint messages_payload_exclusive check (payload is null or binary_payload is null),
-    constraint messages_pkey primary key (id, inserted_at)
-) partition by range (inserted_at);
-create index messages_inserted_at_topic_index on only realtime.messages
-    using btree (inserted_at desc, topic)
-    where extension = 'broadcast' and private is true;
-alter table realtime.messages enable row level security;";
-
-/// `realtime.topic()`: the channel being authorized, set by the server per check.
-const CREATE_TOPIC: &str = "
-create function realtime.topic() returns text
-    language sql stable
-    as $topic$ select nullif(pg_catalog.current_setting('realtime.topic', true), '')::text $topic$;";
-
-/// A `DO` block that runs `grant` (with `%I` for the role) for each of Supabase's roles
-/// that exists here: a plain PostgreSQL may have none of them.
-fn grant_to_supabase_roles(grant: &str) -> String {
-    format!(
-        "do $grants$
-declare
-    r text;
-begin
-    for r in select rolname from pg_catalog.pg_roles
-             where rolname in ('anon', 'authenticated', 'service_role', 'postgres')
-    loop
-        execute pg_catalog.format('{grant}', r);
-    end loop;
-end
-$grants$;"
-    )
-}
-
 /// Creates what is missing of the `realtime` schema (module docs). Safe to run on every
 /// start and from several nodes at once: each object is created in its own transaction,
 /// and one that another node created meanwhile counts as present.
@@ -99,44 +48,19 @@ pub async fn ensure_schema(catalog: &Catalog) -> Result<SchemaStatus, SchemaErro
 async fn ensure_on(
     client: &tokio_postgres::Client,
 ) -> Result<Result<SchemaStatus, String>, CatalogError> {
-    let row = client.query_one(PRESENT, &[]).await?;
-    let (has_schema, has_messages, has_topic): (bool, bool, bool) =
-        (row.get(0), row.get(1), row.get(2));
-    let (user, database): (String, String) = (row.get(3), row.get(4));
+    let row = client.query_one(&objects::presence_query(), &[]).await?;
+    let (user, database): (String, String) = (row.get(0), row.get(1));
     let mut created = Vec::new();
-    let steps: [(bool, &str, String, String); 3] = [
-        (
-            has_schema,
-            "schema realtime",
-            format!(
-                "create schema if not exists realtime;{}",
-                grant_to_supabase_roles("grant usage on schema realtime to %I")
-            ),
-            format!("GRANT CREATE ON DATABASE \"{database}\" TO \"{user}\""),
-        ),
-        (
-            has_messages,
-            "table realtime.messages",
-            format!(
-                "{CREATE_MESSAGES}{}",
-                grant_to_supabase_roles("grant select, insert, update on realtime.messages to %I")
-            ),
-            format!("GRANT CREATE ON SCHEMA realtime TO \"{user}\""),
-        ),
-        (
-            has_topic,
-            "function realtime.topic()",
-            CREATE_TOPIC.to_owned(),
-            format!("GRANT CREATE ON SCHEMA realtime TO \"{user}\""),
-        ),
-    ];
-    for (present, what, sql, grant) in steps {
+    for (index, object) in objects::OBJECTS.iter().enumerate() {
+        let present: bool = row.get(index + 2);
         if present {
             continue;
         }
-        let outcome = client.batch_execute(&format!("begin;{sql}commit;")).await;
+        let outcome = client
+            .batch_execute(&format!("begin;{}commit;", object.create()))
+            .await;
         match outcome {
-            Ok(()) => created.push(what.to_owned()),
+            Ok(()) => created.push(object.name.to_owned()),
             Err(err) => {
                 let _ = client.batch_execute("rollback").await;
                 let code = err.as_db_error().map(|db| db.code().code().to_owned());
@@ -144,9 +68,11 @@ async fn ensure_on(
                     // Created by another node meanwhile.
                     Some("42P06" | "42P07" | "42723") => {}
                     Some("42501") => {
+                        let grant = object.needs.grant(&user, &database);
                         return Ok(Err(format!(
-                            "{what} is missing and role \"{user}\" may not create it: \
-                             {grant}, or create it as described in docs/PRIVATE_CHANNELS.md"
+                            "{} is missing and role \"{user}\" may not create it: \
+                             {grant}, or create it as described in docs/PRIVATE_CHANNELS.md",
+                            object.name
                         )));
                     }
                     _ => return Err(err.into()),
