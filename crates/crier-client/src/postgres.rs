@@ -63,6 +63,9 @@ pub struct PostgresChangesFilter {
     pub table: Option<String>,
     /// A `column=op.value` filter.
     pub filter: Option<String>,
+    /// Only these columns (and the primary key) in `new` and `old` (`select: [...]`);
+    /// `None` for every column. Needs a named schema and table.
+    pub select: Option<Vec<String>>,
 }
 
 impl PostgresChangesFilter {
@@ -73,6 +76,7 @@ impl PostgresChangesFilter {
             schema: schema.into(),
             table: None,
             filter: None,
+            select: None,
         }
     }
 
@@ -88,13 +92,23 @@ impl PostgresChangesFilter {
         self
     }
 
+    /// Receives only `columns` (and the primary key) of each row.
+    pub fn select<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.select = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
     pub(crate) fn binding(&self) -> PostgresChangeBinding {
-        PostgresChangeBinding::new(
+        let mut binding = PostgresChangeBinding::new(
             self.event.as_str(),
             &self.schema,
             self.table.as_deref(),
             self.filter.as_deref(),
-        )
+        );
+        if let Some(columns) = &self.select {
+            binding.raw.insert("select".into(), columns.clone().into());
+        }
+        binding
     }
 
     /// Whether the server's echo of this filter matches it (realtime-js's strict check:

@@ -187,6 +187,25 @@ fn kind<T>(change: &PostgresChange<T>) -> &'static str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_select_gets_only_its_columns_and_the_key() {
+    let setup = Setup::start().await;
+    let client = client(&setup, None);
+    let room = client.channel("titles");
+    let mut changes = room.postgres_changes::<Value>(todos(ChangeEvent::Insert).select(["title"]));
+    room.subscribe().await.unwrap();
+    setup
+        .sql("insert into todos values (7, 'only the title', true)")
+        .await;
+    match next_change(&mut changes).await {
+        PostgresChange::Insert { new, meta } => {
+            assert_eq!(new, json!({"id": 7, "title": "only the title"}));
+            assert_eq!(meta.columns.len(), 2, "{meta:?}");
+        }
+        other => panic!("expected the insert, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_typed_stream_gets_inserts_updates_and_deletes_written_right_after_subscribe() {
     let setup = Setup::start().await;
     let client = client(&setup, None);

@@ -1,6 +1,6 @@
 //! The `data` object of one role, assembled from a [`RenderedChange`]'s fragments.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use super::json::write_json_string;
 use super::{
@@ -30,7 +30,7 @@ impl RenderedChange {
     pub fn data_for_selection(
         &self,
         selectable: Option<&HashSet<String>>,
-        selected: Option<&HashSet<String>>,
+        selected: Option<&BTreeSet<String>>,
         max_record_bytes: usize,
     ) -> String {
         if self.kind != ChangeKind::Delete {

@@ -270,7 +270,7 @@ fn only_selectable_columns_are_shown() {
     // column the role cannot select.
     let data = rendered.data_for_selection(
         Some(&set(&["id", "done", "title"])),
-        Some(&set(&["done", "body"])),
+        Some(&["done", "body"].map(String::from).into()),
         DEFAULT_MAX_RECORD_BYTES,
     );
     let data: Value = serde_json::from_str(&data).unwrap();

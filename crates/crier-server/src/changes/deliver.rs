@@ -16,7 +16,7 @@
 //! A change's `data` object is serialized once per role (roles see different columns);
 //! subscribers of one channel topic whose bindings matched the same ids share one frame.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use super::Feed;
 use super::cache::CatalogCache;
 use super::capture::{CaptureError, Captured};
 use super::database::ChangeDatabase;
-use super::subscriptions::{Identity, Subscription};
+use super::subscriptions::{Identity, Selection, Subscription};
 use crate::fanout::Outgoing;
 use crate::outbound::{ConnHandle, Outbound, PushError, Pushed};
 
@@ -53,10 +53,14 @@ struct Work {
     targets: Vec<Target>,
 }
 
-/// One subscriber of one change.
+/// A binding's `select`, borrowed (`None`: every column).
+type Columns<'a> = Option<&'a BTreeSet<String>>;
+
+/// One subscriber of one change (one per selection of columns its bindings make).
 struct Target {
     subscription: Arc<Subscription>,
     ids: Vec<u32>,
+    select: Option<Selection>,
     identity: Arc<Identity>,
 }
 
@@ -93,21 +97,19 @@ pub(super) async fn deliver(
         let rendered = RenderedChange::new(change, captured.commit_time_micros, types, &table);
         let targets: Vec<Target> = candidates
             .into_iter()
-            .filter_map(|subscription| {
-                let ids = subscription.matching_ids(
+            .flat_map(|subscription| {
+                let groups = subscription.matching_ids(
                     &relation.namespace,
                     &relation.name,
                     change.kind,
                     rendered.filter_row(),
                 );
-                if ids.is_empty() {
-                    return None;
-                }
                 let identity = subscription.identity();
-                Some(Target {
-                    subscription,
+                groups.into_iter().map(move |(select, ids)| Target {
+                    subscription: Arc::clone(&subscription),
                     ids,
-                    identity,
+                    select,
+                    identity: Arc::clone(&identity),
                 })
             })
             .collect();
@@ -303,8 +305,9 @@ fn queue(
     let empty = Arc::new(HashSet::new());
     let mut lagging: HashMap<u64, Arc<ConnHandle>> = HashMap::new();
     for (position, item) in work.iter().enumerate().skip(from) {
-        let mut data_by_role: HashMap<&str, String> = HashMap::new();
-        let mut frames: HashMap<(&str, &[u32], &str), Outgoing> = HashMap::new();
+        // One `data` per (role, selection), one frame per (topic, ids, role, selection).
+        let mut data_by_role: HashMap<(&str, Columns<'_>), String> = HashMap::new();
+        let mut frames: HashMap<(&str, &[u32], &str, Columns<'_>), Outgoing> = HashMap::new();
         for target in &item.targets {
             if item.needs_rls {
                 let visible = answers
@@ -318,16 +321,18 @@ fn queue(
                 }
             }
             let role = target.identity.role.as_str();
-            let data = data_by_role.entry(role).or_insert_with(|| {
+            let select = target.select.as_deref();
+            let data = data_by_role.entry((role, select)).or_insert_with(|| {
                 let columns = answers
                     .selectable
                     .get(&(item.relation, role.to_owned()))
                     .unwrap_or(&empty);
-                item.rendered.data_for(Some(columns), max_record_bytes)
+                item.rendered
+                    .data_for_selection(Some(columns), select, max_record_bytes)
             });
             let subscription = &target.subscription;
             let outgoing = frames
-                .entry((&subscription.topic, &target.ids, role))
+                .entry((&subscription.topic, &target.ids, role, select))
                 .or_insert_with(|| {
                     Outgoing::raw(
                         &subscription.topic,

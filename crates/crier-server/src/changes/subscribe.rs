@@ -89,12 +89,13 @@ async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
         if !in_publication {
             return Err(not_enabled(binding));
         }
-        let Some(filter) = &binding.filter else {
+        if binding.filter.is_none() && binding.select.is_none() {
             continue;
-        };
+        }
         if binding.table == "*" || binding.schema == "*" {
             // A wildcard names no table whose columns could be checked; a condition on a
-            // column a table lacks simply never matches its rows.
+            // column a table lacks simply never matches its rows. (`select` on a wildcard
+            // was refused when the binding was parsed.)
             continue;
         }
         let columns = catalog
@@ -102,13 +103,25 @@ async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
             .await
             .map_err(unreachable)?
             .unwrap_or_default();
-        if let Some(missing) = filter
-            .columns()
-            .into_iter()
-            .find(|column| !columns.iter().any(|c| c == column))
+        let known = |column: &str| columns.iter().any(|c| c == column);
+        if let Some(missing) = binding
+            .filter
+            .iter()
+            .flat_map(|filter| filter.columns())
+            .find(|column| !known(column))
         {
             return Err(format!(
                 "{UNABLE} Exception: ERROR P0001 (raise_exception) invalid column for filter {missing}"
+            ));
+        }
+        if let Some(missing) = binding
+            .select
+            .iter()
+            .flat_map(|s| s.iter())
+            .find(|c| !known(c.as_str()))
+        {
+            return Err(format!(
+                "{UNABLE} Exception: ERROR P0001 (raise_exception) invalid column for select {missing}"
             ));
         }
     }
@@ -118,9 +131,16 @@ async fn check(feed: &Feed, subscription: &Subscription) -> Result<(), String> {
 /// Supabase's message for a binding that names no table of the publication.
 fn not_enabled(binding: &Binding) -> String {
     let filters = supabase_inspect_conditions(binding.filter_text.as_deref().unwrap_or(""));
+    let select = match &binding.select {
+        None => "nil".to_owned(),
+        Some(columns) => {
+            let quoted: Vec<String> = columns.iter().map(|c| format!("{c:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        }
+    };
     format!(
         "{UNABLE} Please check Realtime is enabled for the given connect parameters: \
-         [event: {}, schema: {}, table: {}, filters: {filters}, select: nil]",
+         [event: {}, schema: {}, table: {}, filters: {filters}, select: {select}]",
         binding.event.label(),
         binding.schema,
         binding.table,

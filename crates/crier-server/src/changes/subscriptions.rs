@@ -5,7 +5,7 @@
 //! so the capture loop finds a change's candidates with three hash lookups whatever the
 //! number of subscribers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -71,6 +71,34 @@ pub(crate) struct Binding {
     /// The filter text as sent, for error messages.
     pub(crate) filter_text: Option<String>,
     pub(crate) filter: Option<Filter>,
+    /// `select: [...]`: the columns `record` and `old_record` are cut to (with the
+    /// primary key); `None` for every column.
+    pub(crate) select: Option<Selection>,
+}
+
+/// The columns a binding selects, shared by the changes it matches.
+pub(crate) type Selection = Arc<BTreeSet<String>>;
+
+/// Supabase's message for a `select` that is not a list.
+const SELECT_NOT_A_LIST: &str = "Error parsing `select` params: expected a list of column name strings, e.g. select: [\"col1\", \"col2\"]";
+/// Supabase's message for a `select` on a wildcard schema or table.
+const SELECT_ON_WILDCARD: &str = "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name.";
+
+/// `select` as Supabase reads it: the strings of a list (none: every column); a string
+/// is an error; anything else is ignored.
+fn parse_select(raw: &Map<String, Value>) -> Result<Option<Selection>, String> {
+    match raw.get("select") {
+        Some(Value::Array(items)) => {
+            let columns: BTreeSet<String> = items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            Ok((!columns.is_empty()).then(|| Arc::new(columns)))
+        }
+        Some(Value::String(_)) => Err(SELECT_NOT_A_LIST.to_owned()),
+        _ => Ok(None),
+    }
 }
 
 impl Binding {
@@ -88,7 +116,8 @@ impl Binding {
                     .map_err(|_| crier_postgres::filter::supabase_error_message(text))?,
             ),
         };
-        Ok(Binding {
+        let select = parse_select(&binding.raw)?;
+        let parsed = Binding {
             id: binding.id(),
             event: EventFilter::parse(binding.event.as_deref()),
             schema: binding
@@ -98,7 +127,12 @@ impl Binding {
             table: binding.table.clone().unwrap_or_else(|| ANY.to_owned()),
             filter_text: binding.filter.clone(),
             filter,
-        })
+            select,
+        };
+        if parsed.select.is_some() && !parsed.names_table() {
+            return Err(SELECT_ON_WILDCARD.to_owned());
+        }
+        Ok(parsed)
     }
 
     fn names_table(&self) -> bool {
@@ -179,23 +213,33 @@ impl Subscription {
         self.active.load(Ordering::Acquire)
     }
 
-    /// The ids of the bindings a change matches, in binding order without repeats.
+    /// The ids of the bindings a change matches, in binding order without repeats,
+    /// grouped by the columns they select: each group is one message (usually there is
+    /// one group; bindings of one channel that select differently get a message each).
     pub(crate) fn matching_ids(
         &self,
         schema: &str,
         table: &str,
         kind: ChangeKind,
         row: &Map<String, Value>,
-    ) -> Vec<u32> {
-        let mut ids: Vec<u32> = Vec::new();
+    ) -> Vec<(Option<Selection>, Vec<u32>)> {
+        let mut groups: Vec<(Option<Selection>, Vec<u32>)> = Vec::new();
         for binding in &self.bindings {
             let names = (binding.schema == ANY || binding.schema == schema)
                 && (binding.table == ANY || binding.table == table);
-            if names && binding.matches(kind, row) && !ids.contains(&binding.id) {
-                ids.push(binding.id);
+            if !names || !binding.matches(kind, row) {
+                continue;
+            }
+            match groups
+                .iter_mut()
+                .find(|(select, _)| *select == binding.select)
+            {
+                Some((_, ids)) if ids.contains(&binding.id) => {}
+                Some((_, ids)) => ids.push(binding.id),
+                None => groups.push((binding.select.clone(), vec![binding.id])),
             }
         }
-        ids
+        groups
     }
 }
 
@@ -417,15 +461,62 @@ mod tests {
         let two = row(json!({"id": 2}));
         assert_eq!(
             sub.matching_ids("public", "todos", ChangeKind::Insert, &one),
-            [all.id(), inserts.id(), filtered.id()]
+            [(None, vec![all.id(), inserts.id(), filtered.id()])]
         );
         assert_eq!(
             sub.matching_ids("public", "todos", ChangeKind::Update, &two),
-            [all.id()]
+            [(None, vec![all.id()])]
         );
         assert!(
             sub.matching_ids("public", "notes", ChangeKind::Update, &one)
                 .is_empty()
+        );
+    }
+
+    fn with_select(event: &str, select: Value) -> PostgresChangeBinding {
+        let mut binding = PostgresChangeBinding::new(event, "public", Some("todos"), None);
+        binding.raw.insert("select".into(), select);
+        binding
+    }
+
+    #[test]
+    fn bindings_that_select_differently_are_grouped_apart() {
+        let plain = PostgresChangeBinding::new("*", "public", Some("todos"), None);
+        let title = with_select("*", json!(["title", "done", "title"]));
+        let same = with_select("INSERT", json!(["done", "title", 7]));
+        let other = with_select("UPDATE", json!(["owner"]));
+        let sub = subscription(
+            1,
+            &[plain.clone(), title.clone(), same.clone(), other.clone()],
+        );
+        let groups = sub.matching_ids("public", "todos", ChangeKind::Insert, &row(json!({})));
+        let selection: BTreeSet<String> = ["done".into(), "title".into()].into();
+        assert_eq!(
+            groups,
+            [
+                (None, vec![plain.id()]),
+                (Some(Arc::new(selection)), vec![title.id(), same.id()]),
+            ]
+        );
+        // An empty list, or one of no strings, selects everything (as Supabase reads it).
+        let parsed =
+            Binding::parse_all(&[with_select("*", json!([])), with_select("*", json!([1]))])
+                .unwrap();
+        assert!(parsed.iter().all(|binding| binding.select.is_none()));
+    }
+
+    #[test]
+    fn a_select_that_is_not_a_list_or_names_a_wildcard_is_refused_with_supabases_text() {
+        let err = Binding::parse_all(&[with_select("*", json!("title"))]).unwrap_err();
+        assert_eq!(
+            err,
+            r#"Error parsing `select` params: expected a list of column name strings, e.g. select: ["col1", "col2"]"#
+        );
+        let mut wildcard = PostgresChangeBinding::new("*", "public", Some("*"), None);
+        wildcard.raw.insert("select".into(), json!(["id"]));
+        assert_eq!(
+            Binding::parse_all(&[wildcard]).unwrap_err(),
+            "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name."
         );
     }
 }

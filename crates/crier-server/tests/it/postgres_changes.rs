@@ -641,6 +641,62 @@ async fn column_privileges_limit_what_a_role_sees() {
 }
 
 #[tokio::test]
+async fn a_select_limits_the_records_to_its_columns_and_the_key() {
+    let setup = setup().await;
+    setup
+        .pg
+        .psql("alter table todos replica identity full")
+        .unwrap();
+    let mut c = anon(&setup).await;
+    let topic = "realtime:selected";
+    subscribe(
+        &mut c,
+        topic,
+        json!([{"event": "*", "schema": "public", "table": "todos", "select": ["title", "title"]}]),
+    )
+    .await;
+    setup
+        .pg
+        .psql("insert into todos (id, title, done) values (1, 'a', true); update todos set title = 'b' where id = 1")
+        .unwrap();
+    let insert = change(&mut c, topic).await;
+    assert_eq!(insert["data"]["record"], json!({"id": 1, "title": "a"}));
+    assert_eq!(
+        insert["data"]["columns"],
+        json!([{"name": "id", "type": "int8"}, {"name": "title", "type": "text"}])
+    );
+    let update = change(&mut c, topic).await;
+    assert_eq!(update["data"]["record"], json!({"id": 1, "title": "b"}));
+    assert_eq!(update["data"]["old_record"], json!({"id": 1, "title": "a"}));
+
+    // An unknown column, a select that is not a list, a select on a wildcard table.
+    for (bindings, expected) in [
+        (
+            json!([{"event": "*", "schema": "public", "table": "todos", "select": ["nope"]}]),
+            "Unable to subscribe to changes with given parameters. Exception: ERROR P0001 (raise_exception) invalid column for select nope",
+        ),
+        (
+            json!([{"event": "*", "schema": "public", "table": "todos", "select": "title"}]),
+            r#"Error parsing `select` params: expected a list of column name strings, e.g. select: ["col1", "col2"]"#,
+        ),
+        (
+            json!([{"event": "*", "schema": "public", "table": "*", "select": ["id"]}]),
+            "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name.",
+        ),
+    ] {
+        let topic = format!("realtime:bad-select-{}", expected.len());
+        c.join_ok(&topic, json!({"postgres_changes": bindings}))
+            .await;
+        let error = system(&mut c, &topic).await;
+        assert_eq!(error["status"], "error", "{error}");
+        assert!(
+            error["message"].as_str().unwrap().contains(expected),
+            "{error} should say {expected}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_table_without_a_primary_key_reports_the_error_supabase_does() {
     let setup = setup().await;
     let mut c = anon(&setup).await;
