@@ -52,6 +52,10 @@ pub struct ChannelOptions {
     pub presence: bool,
     /// A private channel (authorized by the server's policies).
     pub private: bool,
+    /// On a private channel, replay the stored database broadcasts at join:
+    /// `(since, limit)`, `since` in Unix milliseconds, `limit` 1..=25 (`None`: 25). Sent
+    /// with every join, a rejoin after a reconnect included, as realtime-js does.
+    pub replay: Option<(i64, Option<i64>)>,
     /// `subscribe()` waits until the server confirms postgres changes are live (on by
     /// default, so no change made right after subscribing is missed).
     pub wait_for_postgres: bool,
@@ -65,6 +69,7 @@ impl Default for ChannelOptions {
             presence_key: None,
             presence: false,
             private: false,
+            replay: None,
             wait_for_postgres: true,
         }
     }
@@ -93,6 +98,14 @@ impl ChannelOptions {
     /// A private channel.
     pub fn private(mut self, on: bool) -> Self {
         self.private = on;
+        self
+    }
+
+    /// Replays the stored messages sent at or after `since_ms` (Unix milliseconds), at
+    /// most `limit`, when the (private) channel joins. Replayed broadcasts carry
+    /// `meta: {"replayed": true, "id": ...}`.
+    pub fn replay(mut self, since_ms: i64, limit: Option<i64>) -> Self {
+        self.replay = Some((since_ms, limit));
         self
     }
 

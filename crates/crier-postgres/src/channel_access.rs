@@ -299,3 +299,70 @@ fn policy_refusal(
     ended?;
     Ok(Err(AccessError::Policy(db.message().to_owned())))
 }
+
+/// A broadcast stored in `realtime.messages` (by `realtime.send`, `send_binary` or
+/// `broadcast_changes`), as a replay hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// The row's id.
+    pub id: String,
+    /// The event name.
+    pub event: String,
+    /// The JSON payload, as JSON text (`None` for a binary one).
+    pub payload: Option<String>,
+    /// The binary payload (`send_binary`).
+    pub binary: Option<Vec<u8>>,
+}
+
+/// The newest `limit` private broadcasts stored for channel `topic` at or after
+/// `since_ms` (Unix milliseconds, UTC: what `inserted_at` holds on a server in UTC, as
+/// Supabase's are), oldest first. Rows of one transaction share their `inserted_at`;
+/// they come in the order they were inserted (their place in the table), where Supabase
+/// reverses them.
+pub async fn replay(
+    catalog: &Catalog,
+    topic: &str,
+    since_ms: i64,
+    limit: i64,
+) -> Result<Vec<StoredMessage>, CatalogError> {
+    const SQL: &str = "
+        select m.id::text, coalesce(m.event, ''), m.payload::text, m.binary_payload
+        from (
+            select id, event, payload, binary_payload, inserted_at, ctid
+            from realtime.messages
+            where topic = $1 and private is true and extension = 'broadcast'
+              and inserted_at >= (pg_catalog.to_timestamp($2::float8 / 1000) at time zone 'UTC')
+            order by inserted_at desc, ctid desc
+            limit $3
+        ) as m
+        order by m.inserted_at, m.ctid";
+    if topic.contains('\0') {
+        return Err(CatalogError::InvalidInput("NUL in a topic".into()));
+    }
+    let since = since_ms as f64;
+    let params: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&topic, Type::TEXT),
+        (&since, Type::FLOAT8),
+        (&limit, Type::INT8),
+    ];
+    let lease = catalog.lease().await?;
+    let result = lease
+        .client()
+        .query_typed(SQL, &params)
+        .await
+        .map_err(CatalogError::from)
+        .and_then(|rows| {
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredMessage {
+                        id: row.try_get(0)?,
+                        event: row.try_get(1)?,
+                        payload: row.try_get(2)?,
+                        binary: row.try_get(3)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+                .map_err(CatalogError::from)
+        });
+    lease.finish(result)
+}

@@ -70,13 +70,37 @@ pub struct BroadcastConfig {
     pub replication_ready: bool,
 }
 
-/// `config.broadcast.replay`.
+/// `config.broadcast.replay`, as sent. Whether it is usable is the server's question
+/// ([`ReplayConfig::checked`]): Supabase answers every unusable one with the same
+/// reason, so a wrong type is not a payload error here.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReplayConfig {
-    /// Unix milliseconds; messages inserted at or after this time are replayed.
-    pub since: i64,
-    /// How many messages at most.
+    /// Unix milliseconds; messages inserted at or after this time are replayed. `None`
+    /// when absent or not an integer.
+    pub since: Option<i64>,
+    /// How many messages at most. `None` when absent.
     pub limit: Option<i64>,
+    /// A field had the wrong type (`since: "yesterday"`, `limit: "5"`).
+    pub malformed: bool,
+}
+
+impl ReplayConfig {
+    /// The most messages a replay returns, and the default.
+    pub const MAX_LIMIT: i64 = 25;
+
+    /// `(since, limit)` when usable: `since` present and not negative; `limit` clamped
+    /// to 1..=25, 25 when absent.
+    pub fn checked(&self) -> Option<(i64, i64)> {
+        match self.since {
+            Some(since) if since >= 0 && !self.malformed => Some((
+                since,
+                self.limit
+                    .unwrap_or(Self::MAX_LIMIT)
+                    .clamp(1, Self::MAX_LIMIT),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// `config.presence`.
@@ -262,10 +286,15 @@ fn parse_config(map: &Map<String, Value>) -> Result<JoinConfig, JoinError> {
             )?,
             replay: match sub_map(b, "replay", "config.broadcast.replay")? {
                 None => None,
-                Some(r) => Some(ReplayConfig {
-                    since: integer(r, "since", "config.broadcast.replay.since")?.unwrap_or(0),
-                    limit: integer(r, "limit", "config.broadcast.replay.limit")?,
-                }),
+                Some(r) => {
+                    let since = integer(r, "since", "config.broadcast.replay.since");
+                    let limit = integer(r, "limit", "config.broadcast.replay.limit");
+                    Some(ReplayConfig {
+                        malformed: since.is_err() || limit.is_err(),
+                        since: since.ok().flatten(),
+                        limit: limit.ok().flatten(),
+                    })
+                }
             },
         },
     };

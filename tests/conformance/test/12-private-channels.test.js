@@ -104,6 +104,32 @@ describe('private channels', () => {
     })
   }
 
+  it('a private join replays the stored messages, oldest first', async () => {
+    const name = uniqueName('room')
+    await db.sql(`
+      select realtime.send('{"n": 1}', 'note', '${name}');
+      select realtime.send('{"n": 2}', 'note', '${name}');
+      select realtime.send('{"n": 3}', 'note', '${name}');
+    `)
+    const client = pool.realtime(server, { vsn: '2.0.0', token: member('reader') })
+    const got = new Recorder('replayed broadcast')
+    const channel = privateChannel(client, name, { broadcast: { replay: { since: 0, limit: 2 } } }).on(
+      'broadcast',
+      { event: 'note' },
+      got.push
+    )
+    await subscribeOk(channel)
+    const replayed = await got.waitForCount(2, 'two replayed messages')
+    assert.deepEqual(
+      replayed.map((m) => m.payload.n),
+      [2, 3]
+    )
+    for (const message of replayed) {
+      assert.equal(message.meta.replayed, true)
+      assert.equal(message.meta.id, message.payload.id)
+    }
+  })
+
   it('phoenix.js joins a private channel with the Supabase payload', async () => {
     const socket = pool.phoenix(server, { token: member('carol') })
     const channel = socket.channel(`realtime:${uniqueName('room')}`, {

@@ -6,7 +6,9 @@
 //! need only the channel itself live here; those that send or arm timers are driver
 //! operations (`join.rs`, `leave.rs`).
 
-use crier_protocol::join::{BroadcastConfig, JoinConfig, JoinRequest, PresenceConfig};
+use crier_protocol::join::{
+    BroadcastConfig, JoinConfig, JoinRequest, PresenceConfig, ReplayConfig,
+};
 use crier_protocol::presence::PresenceView;
 use serde_json::{Map, Value};
 use tokio::sync::{broadcast, oneshot, watch};
@@ -204,6 +206,11 @@ impl ChannelState {
                 broadcast: BroadcastConfig {
                     ack: self.options.broadcast_ack,
                     self_broadcast: self.options.broadcast_self,
+                    replay: self.options.replay.map(|(since, limit)| ReplayConfig {
+                        since: Some(since),
+                        limit,
+                        malformed: false,
+                    }),
                     ..Default::default()
                 },
                 presence: PresenceConfig {

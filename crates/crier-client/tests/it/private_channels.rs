@@ -115,3 +115,28 @@ async fn a_track_the_policy_denies_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_private_channel_replays_what_the_database_sent() {
+    let (pg, server) = setup().await;
+    pg.psql(
+        "select realtime.send('{\"n\": 1}', 'note', 'team-9');
+         select realtime.send('{\"n\": 2}', 'note', 'team-9');",
+    )
+    .unwrap();
+    let member = client(&server, "authenticated").await;
+    let channel = member.channel_with("team-9", private().replay(0, Some(10)));
+    let mut received = channel.broadcasts();
+    channel.subscribe().await.unwrap();
+    for n in [1, 2] {
+        let message = next(WAIT, &mut received).await;
+        assert_eq!(message.event, "note");
+        let meta = message.meta.expect("replayed messages carry meta");
+        assert_eq!(meta["replayed"], true);
+        let crier_client::BroadcastPayload::Json(payload) = message.payload else {
+            panic!("a JSON payload");
+        };
+        assert_eq!(payload["n"], n);
+        assert_eq!(payload["id"], meta["id"]);
+    }
+}

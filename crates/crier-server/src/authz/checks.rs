@@ -115,6 +115,26 @@ impl Checks {
         }
     }
 
+    /// The stored broadcasts a private join replays (not shared: each join has its own
+    /// `since`; bounded by the same permits and timeout as the checks).
+    pub(crate) fn replay(
+        &self,
+        topic: String,
+        since_ms: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<super::StoredMessage>, AuthorizationError>> + Send + 'static
+    {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            tokio::time::timeout(inner.timeout, async {
+                let _permit = inner.permits.acquire().await.expect("never closed");
+                inner.authorizer.replay(&topic, since_ms, limit).await
+            })
+            .await
+            .unwrap_or(Err(AuthorizationError::TimedOut(inner.timeout)))
+        }
+    }
+
     /// Whether the caller may write `extension` messages.
     pub(crate) fn write(
         &self,

@@ -21,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-pub use crier_postgres::channel_access::{ChannelCheck, Extension, ReadAccess};
+pub use crier_postgres::channel_access::{ChannelCheck, Extension, ReadAccess, StoredMessage};
 
 pub(crate) use checks::CheckMetrics;
 pub(crate) use checks::Checks;
@@ -57,6 +57,19 @@ pub trait ChannelAuthorizer: Send + Sync + fmt::Debug {
         check: &ChannelCheck,
         extension: Extension,
     ) -> Result<bool, AuthorizationError>;
+
+    /// The newest `limit` broadcasts stored for private channel `topic` since `since_ms`
+    /// (Unix milliseconds), oldest first: what a join's `replay` sends. An authorizer
+    /// with no store of messages has none (the default).
+    async fn replay(
+        &self,
+        topic: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, AuthorizationError> {
+        let _ = (topic, since_ms, limit);
+        Ok(Vec::new())
+    }
 }
 
 /// The question about channel `name` (the topic without `realtime:`) for a token's

@@ -9,7 +9,9 @@ use crier_postgres::channel_access::{self, AccessError};
 use crier_postgres::realtime_schema::{self, SchemaError};
 use tokio_util::sync::CancellationToken;
 
-use super::{AuthorizationError, ChannelAuthorizer, ChannelCheck, Extension, ReadAccess};
+use super::{
+    AuthorizationError, ChannelAuthorizer, ChannelCheck, Extension, ReadAccess, StoredMessage,
+};
 
 /// Asks PostgreSQL, over a pool of `pool_size` connections opened on first use (a
 /// database that is down at start only fails the checks made while it is down).
@@ -99,6 +101,18 @@ impl ChannelAuthorizer for PgAuthorizer {
         channel_access::write_access(catalog, check, extension)
             .await
             .map_err(to_authorization_error)
+    }
+
+    async fn replay(
+        &self,
+        topic: &str,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, AuthorizationError> {
+        let catalog = self.catalog().await?;
+        channel_access::replay(catalog, topic, since_ms, limit)
+            .await
+            .map_err(|err| AuthorizationError::Unavailable(err.to_string()))
     }
 }
 

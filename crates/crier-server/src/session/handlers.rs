@@ -177,8 +177,13 @@ impl Session {
             Err(err) => return self.join_error(&to, err.join_reason()),
         };
         let config = request.config.unwrap_or_default();
-        if !config.private && config.broadcast.replay.is_some() {
-            return self.join_error(&to, Reason::replay_on_public_channel());
+        if let Some(replay) = &config.broadcast.replay {
+            if replay.checked().is_none() {
+                return self.join_error(&to, Reason::invalid_replay_params());
+            }
+            if !config.private {
+                return self.join_error(&to, Reason::replay_on_public_channel());
+            }
         }
         let joining = Joining {
             name: name.to_owned(),

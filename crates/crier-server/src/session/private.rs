@@ -10,23 +10,26 @@
 //! Only the first broadcast and the first track of a channel (and the first after a
 //! token refresh) wait like this.
 
-use crier_protocol::Message;
-use crier_protocol::codes::{Reason, shutdown};
+use crier_protocol::codes::{ErrorCode, Reason, shutdown};
+use crier_protocol::events::BROADCAST;
+use crier_protocol::{Message, PayloadEncoding, UserBroadcast};
 use futures_util::FutureExt;
 use serde_json::json;
 
 use super::{ReplyAddress, Session};
 use crate::auth::Claims;
-use crate::authz::{AuthorizationError, ChannelCheck, Extension, ReadAccess};
+use crate::authz::{AuthorizationError, ChannelCheck, Extension, ReadAccess, StoredMessage};
+use crate::fanout::Outgoing;
 use crate::session::handlers::Joining;
 
 /// An answer the session's loop hands back to [`Session::on_check`].
 pub(crate) enum CheckDone {
-    /// The read check of a join.
+    /// The read check of a join, and the messages it replays when it asked to.
     Join {
         topic: String,
         join_ref: Option<String>,
         result: Result<ReadAccess, AuthorizationError>,
+        replayed: Option<Result<Vec<StoredMessage>, AuthorizationError>>,
     },
     /// A write check, with the message that waited for it.
     Write {
@@ -69,15 +72,33 @@ impl Session {
         };
         let check = self.channel_check(&joining.name, &joining.claims);
         let (topic, join_ref) = (to.topic.clone(), to.join_ref.clone());
+        // Checked at the join already: `checked()` is `Some` here.
+        let replay = joining
+            .config
+            .broadcast
+            .replay
+            .as_ref()
+            .and_then(|replay| replay.checked());
+        let name = joining.name.clone();
+        let read = checks.read(check);
         super::checks_of(&mut self.checks).push(
-            checks
-                .read(check)
-                .map(move |result| CheckDone::Join {
+            async move {
+                let result = read.await;
+                // Stored messages are read only for a join that may read broadcasts.
+                let replayed = match (&result, replay) {
+                    (Ok(access), Some((since, limit))) if access.broadcast => {
+                        Some(checks.replay(name, since, limit).await)
+                    }
+                    _ => None,
+                };
+                CheckDone::Join {
                     topic,
                     join_ref,
                     result,
-                })
-                .boxed(),
+                    replayed,
+                }
+            }
+            .boxed(),
         );
         self.pending_joins
             .insert(to.topic.clone(), PendingJoin { to, joining });
@@ -135,7 +156,8 @@ impl Session {
                 topic,
                 join_ref,
                 result,
-            } => self.on_join_check(&topic, join_ref, result),
+                replayed,
+            } => self.on_join_check(&topic, join_ref, result, replayed),
             CheckDone::Write {
                 extension,
                 result,
@@ -157,6 +179,7 @@ impl Session {
         topic: &str,
         join_ref: Option<String>,
         result: Result<ReadAccess, AuthorizationError>,
+        replayed: Option<Result<Vec<StoredMessage>, AuthorizationError>>,
     ) {
         // Left, or joined again, meanwhile: this answer is for nobody.
         if self.pending_joins.get(topic).map(|p| &p.to.join_ref) != Some(&join_ref) {
@@ -164,10 +187,28 @@ impl Session {
         }
         let PendingJoin { to, joining } = self.pending_joins.remove(topic).expect("just found");
         let presence_enabled = joining.config.presence.enabled;
+        let wants_replay = joining.config.broadcast.replay.is_some();
         match result {
-            Ok(access) if may_read(access, presence_enabled) => {
-                self.complete_join(&to, joining, access);
+            // A replay is of broadcasts: it needs broadcast read, presence read is not enough.
+            Ok(access) if wants_replay && !access.broadcast => {
+                self.join_error(&to, Reason::unauthorized_read(&joining.name));
             }
+            Ok(access) if may_read(access, presence_enabled) => match replayed {
+                Some(Err(err)) => {
+                    tracing::warn!(conn = self.conn.id, topic, error = %err, "replay failed");
+                    let reason = Reason::new(
+                        ErrorCode::UnableToReplayMessages,
+                        "Realtime was unable to read the stored messages",
+                    );
+                    self.join_error(&to, reason);
+                }
+                replayed => {
+                    self.complete_join(&to, joining, access);
+                    for message in replayed.and_then(Result::ok).unwrap_or_default() {
+                        self.push_replayed(topic, message);
+                    }
+                }
+            },
             Ok(_) => self.join_error(&to, Reason::unauthorized_read(&joining.name)),
             Err(AuthorizationError::Refused(why)) => {
                 tracing::warn!(conn = self.conn.id, topic, role = %joining.claims.role, error = %why, "read policy error: join refused");
@@ -177,6 +218,36 @@ impl Session {
                 tracing::warn!(conn = self.conn.id, topic, error = %err, "private join: authorization check failed");
                 self.join_error(&to, Reason::unable_to_connect());
             }
+        }
+    }
+
+    /// Queues one replayed message, right after the join reply: a JSON payload as the
+    /// broadcast any client reads, a binary one as a kind-4 frame (2.0.0 sockets only, as
+    /// 1.0.0 has no binary broadcast). Both carry `meta: {"replayed": true, "id": ...}`.
+    fn push_replayed(&mut self, topic: &str, message: StoredMessage) {
+        let meta = json!({"replayed": true, "id": message.id});
+        let outgoing = match (message.payload, message.binary) {
+            (Some(payload), _) => {
+                let Ok(payload) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                    return;
+                };
+                let body = json!({"type": BROADCAST, "event": message.event,
+                                  "payload": payload, "meta": meta});
+                Outgoing::json(topic, BROADCAST, &body)
+            }
+            (None, Some(bytes)) => Outgoing::binary(
+                topic,
+                UserBroadcast {
+                    event: message.event,
+                    metadata: meta.to_string().into_bytes().into(),
+                    encoding: PayloadEncoding::Binary,
+                    payload: bytes.into(),
+                },
+            ),
+            (None, None) => return,
+        };
+        if let Some(frame) = outgoing.frame(&self.conn) {
+            self.out.push(frame.clone());
         }
     }
 

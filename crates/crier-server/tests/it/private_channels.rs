@@ -25,6 +25,8 @@ const POLICIES: &str = "
         with check (realtime.topic() like 'room-%' and (
             (extension = 'broadcast' and auth_sub() = 'writer')
             or (extension = 'presence' and auth_sub() in ('writer', 'tracker'))));
+    create policy lobby_presence on realtime.messages for select to authenticated
+        using (realtime.topic() like 'lobby-%' and extension = 'presence');
     create policy boom on realtime.messages for select to anon
         using (case when realtime.topic() = 'boom' then 1 / (length(topic) - 4) = 1 else false end);
     create policy boom_write on realtime.messages for insert to anon
@@ -509,4 +511,165 @@ async fn without_a_database_private_joins_are_refused() {
         reason(&response),
         "Unauthorized: You do not have permissions to read from this Channel topic: room-1"
     );
+}
+
+/// Stores broadcasts for `topic` the way a trigger would, one transaction per string.
+fn send_from_the_database(pg: &TestPostgres, statements: &[&str]) {
+    for sql in statements {
+        pg.psql(sql).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_private_join_replays_the_newest_stored_messages_oldest_first() {
+    let setup = setup().await;
+    send_from_the_database(
+        &setup._pg,
+        &[
+            "select realtime.send('{\"n\": 1}', 'e', 'room-1')",
+            "select realtime.send('{\"n\": 2}', 'e', 'room-1')",
+            // One transaction: they replay in the order they were sent.
+            "begin; select realtime.send('{\"n\": 3}', 'e', 'room-1');
+                    select realtime.send('{\"n\": 4}', 'e', 'room-1'); commit;",
+            "select realtime.send('{\"n\": 9}', 'e', 'room-2')",
+            "select realtime.send('{\"n\": 10}', 'e', 'room-1', false)",
+        ],
+    );
+    let mut member = connect(&setup, &user("u1")).await;
+    let replay = |since: Value, limit: Value| json!({"config": {"private": true, "broadcast": {"replay": {"since": since, "limit": limit}}}});
+    let (_, status, response) = member
+        .join("realtime:room-1", replay(json!(0), json!(3)))
+        .await;
+    assert_eq!(status, "ok", "{response}");
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        let message = member.event("realtime:room-1", "broadcast").await;
+        let body = json_payload(&message).clone();
+        assert_eq!(body["meta"]["replayed"], true, "{body}");
+        assert_eq!(body["meta"]["id"], body["payload"]["id"], "{body}");
+        replayed.push(body["payload"]["n"].as_i64().unwrap());
+    }
+    assert_eq!(
+        replayed,
+        [2, 3, 4],
+        "the newest 3 of room-1's private messages, oldest first"
+    );
+    assert!(
+        until_heartbeat(&mut member).await.is_empty(),
+        "nothing else"
+    );
+
+    // Since in the future: nothing. limit 0 and 26 are clamped to 1 and 25.
+    let future = crier_server::auth::unix_now() * 1000 + 60_000;
+    let (_, status, _) = member
+        .join("realtime:room-1", replay(json!(future), json!(5)))
+        .await;
+    assert_eq!(status, "ok");
+    assert!(
+        until_heartbeat(&mut member)
+            .await
+            .iter()
+            .all(|m| m.event != "broadcast")
+    );
+    let (_, status, _) = member
+        .join("realtime:room-1", replay(json!(0), json!(0)))
+        .await;
+    assert_eq!(status, "ok");
+    let only = member.event("realtime:room-1", "broadcast").await;
+    assert_eq!(json_payload(&only)["payload"]["n"], 4);
+    assert!(
+        until_heartbeat(&mut member)
+            .await
+            .iter()
+            .all(|m| m.event != "broadcast")
+    );
+}
+
+#[tokio::test]
+async fn replay_params_are_checked_and_need_broadcast_read() {
+    let setup = setup().await;
+    let mut member = connect(&setup, &user("u1")).await;
+    for (config, expected) in [
+        (
+            json!({"private": true, "broadcast": {"replay": {"limit": 5}}}),
+            "UnableToReplayMessages: Replay params are not valid",
+        ),
+        (
+            json!({"private": true, "broadcast": {"replay": {"since": -1}}}),
+            "UnableToReplayMessages: Replay params are not valid",
+        ),
+        (
+            json!({"private": true, "broadcast": {"replay": {"since": "yesterday"}}}),
+            "UnableToReplayMessages: Replay params are not valid",
+        ),
+        (
+            json!({"private": true, "broadcast": {"replay": {"since": 0, "limit": "5"}}}),
+            "UnableToReplayMessages: Replay params are not valid",
+        ),
+        (
+            json!({"broadcast": {"replay": {"since": 0}}}),
+            "UnableToReplayMessages: Replay is not allowed for public channels",
+        ),
+    ] {
+        let (_, status, response) = member
+            .join("realtime:room-1", json!({"config": config}))
+            .await;
+        assert_eq!(status, "error", "{config}");
+        assert_eq!(reason(&response), expected, "{config}");
+    }
+    // Presence read only: the join would pass, its replay may not.
+    let (_, status, response) = member
+        .join(
+            "realtime:lobby-1",
+            json!({"config": {"private": true, "presence": {"enabled": true},
+                              "broadcast": {"replay": {"since": 0}}}}),
+        )
+        .await;
+    assert_eq!(status, "error");
+    assert_eq!(
+        reason(&response),
+        "Unauthorized: You do not have permissions to read from this Channel topic: lobby-1"
+    );
+    member
+        .join_ok(
+            "realtime:lobby-1",
+            json!({"private": true, "presence": {"enabled": true}}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_binary_message_replays_as_a_binary_frame() {
+    let setup = setup().await;
+    send_from_the_database(
+        &setup._pg,
+        &["select realtime.send_binary('\\x00ff10', 'bytes', 'room-1')"],
+    );
+    let mut member = connect(&setup, &user("u1")).await;
+    let (_, status, _) = member
+        .join(
+            "realtime:room-1",
+            json!({"config": {"private": true, "broadcast": {"replay": {"since": 0}}}}),
+        )
+        .await;
+    assert_eq!(status, "ok");
+    let frame = loop {
+        match member.recv().await {
+            crier_testkit::prelude::Received::Binary(bytes) => break bytes,
+            crier_testkit::prelude::Received::Message(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    let decoded = crier_server::protocol::serializer::decode_from_server(
+        Vsn::V2,
+        crier_server::protocol::serializer::FrameRef::Binary(&frame),
+    )
+    .unwrap();
+    let crier_server::protocol::Payload::UserBroadcast(broadcast) = decoded.payload else {
+        panic!("{decoded:?}");
+    };
+    assert_eq!(broadcast.event, "bytes");
+    assert_eq!(&broadcast.payload[..], [0x00, 0xff, 0x10]);
+    let meta: Value = serde_json::from_slice(&broadcast.metadata).unwrap();
+    assert_eq!(meta["replayed"], true);
 }

@@ -60,6 +60,10 @@ pub(crate) struct ListenArgs {
     /// a database: row level security on `realtime.messages`).
     #[arg(long)]
     private: bool,
+    /// With --private: first print the messages the database stored for the channel
+    /// since this Unix time in milliseconds (at most 25, `meta.replayed` set).
+    #[arg(long, value_name = "UNIX_MS", requires = "private")]
+    replay_since: Option<i64>,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -134,6 +138,7 @@ pub(super) async fn run(args: ListenArgs) -> Result<(), Exit> {
     let mut options = ChannelOptions::default().wait_for_postgres(true);
     options.presence = args.presence;
     options.private = args.private;
+    options.replay = args.replay_since.map(|since| (since, None));
     let channel = client.channel_with(&args.topic, options);
     for filter in filters {
         // Registers the filter; its changes are read from `events` with everything else,

@@ -74,6 +74,25 @@ fn listen_and_send_go_through_the_databases_policies() {
         listener.until(|line| line["type"] == "broadcast"),
         json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
     );
+    // What the database sent before a listener came is replayed to it.
+    pg.psql("select realtime.send('{\"stored\": true}', 'kept', 'crew')")
+        .unwrap();
+    let replaying = Running::spawn(&[
+        "listen",
+        "crew",
+        "--private",
+        "--replay-since",
+        "0",
+        "--url",
+        &socket,
+        "--apikey",
+        &member,
+    ]);
+    let line = replaying.until(|line| line["type"] == "broadcast");
+    assert_eq!(line["event"], "kept", "{line}");
+    assert_eq!(line["payload"]["stored"], true, "{line}");
+    assert_eq!(line["meta"]["replayed"], true, "{line}");
+    assert!(replaying.terminate().success());
     // An anon key may not read the channel.
     let refused = run(&[
         "listen",
