@@ -341,13 +341,12 @@ impl Session {
     /// A `broadcast` push: a JSON map from any client, or a kind-3 binary frame from
     /// realtime-js (JSON or binary user payload).
     fn broadcast(&mut self, message: Message) {
-        if self.channels[&message.topic].private {
-            match self.channels[&message.topic].write.broadcast {
-                None => return self.start_write_check(message, Extension::Broadcast),
-                // Dropped with no reply, even with ack, as Supabase does.
-                Some(false) => return,
-                Some(true) => {}
-            }
+        let channel = &self.channels[&message.topic];
+        match (channel.private, channel.write.broadcast) {
+            (true, None) => return self.start_write_check(message, Extension::Broadcast),
+            // Dropped with no reply, even with ack, as Supabase does.
+            (true, Some(false)) => return,
+            _ => {}
         }
         let to = ReplyAddress::of(&message);
         let topic = message.topic.as_str();
@@ -388,8 +387,7 @@ impl Session {
         // Over the events limit the message is still delivered and every channel it
         // reaches is shut down (Supabase's rule); so is the sending channel, which
         // Supabase leaves open to keep flooding.
-        let key = std::sync::Arc::clone(&channel.topic);
-        let delivery = self.node.publish(key.key(), &outgoing, exclude);
+        let delivery = self.node.publish(channel.topic.key(), &outgoing, exclude);
         if !delivery.lagging.is_empty() || shared.ledger.is_over_budget() {
             // Read nothing more from this client until they have room (see `serve`).
             self.backpressure

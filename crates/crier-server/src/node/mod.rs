@@ -17,20 +17,23 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{JwksError, JwksSource, JwtVerifier, keep_jwks_fresh, load_jwks, read_file};
-use crate::authz::{ChannelAuthorizer, Checks, PgAuthorizer};
-use crate::broker::{Broker, LocalDelivery, MemoryBus, Publication};
-use crate::changes::{ChangeMetrics, PostgresChanges};
-use crate::clock::{Clock, SystemClock};
+use crate::auth::{JwksError, JwtVerifier, load_jwks};
+use crate::authz::Checks;
+use crate::broker::{Broker, LocalDelivery, Publication};
+use crate::changes::PostgresChanges;
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::fanout::Outgoing;
 use crate::flow::{Ledger, Overloaded};
-use crate::hooks::{ConnectionInfo, Hooks};
+use crate::hooks::Hooks;
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, ConnId, Outbound};
-use crate::presence::{MemoryPresence, PresenceStore};
 use crate::registry::{Delivery, Registry, wire_topic};
+
+mod builder;
+
+pub use builder::NodeBuilder;
 
 /// A Crier server node.
 ///
@@ -83,169 +86,6 @@ pub(crate) struct Shared {
     next_ref: AtomicU64,
 }
 
-/// Builds a [`Node`] with hooks.
-#[derive(Debug)]
-pub struct NodeBuilder {
-    config: Config,
-    hooks: Hooks,
-    broker: Option<Arc<dyn Broker>>,
-    presence: Option<Arc<dyn PresenceStore>>,
-    clock: Option<Arc<dyn Clock>>,
-    authorizer: Option<Arc<dyn ChannelAuthorizer>>,
-}
-
-impl NodeBuilder {
-    /// Calls `hook` on the connection's task once a WebSocket connection is accepted.
-    pub fn on_connect(mut self, hook: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
-        self.hooks.on_connect.push(Arc::new(hook));
-        self
-    }
-
-    /// Calls `hook` once a WebSocket connection has closed and left all its channels.
-    pub fn on_disconnect(mut self, hook: impl Fn(&ConnectionInfo) + Send + Sync + 'static) -> Self {
-        self.hooks.on_disconnect.push(Arc::new(hook));
-        self
-    }
-
-    /// Carries broadcasts between this node and others through `broker` (for example
-    /// nodes in one process sharing a [`MemoryBus`]). Without one, the node has a bus of
-    /// its own.
-    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
-        self.broker = Some(broker);
-        self
-    }
-
-    /// Keeps presence in `store` (without one, in this node's memory).
-    pub fn presence_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
-        self.presence = Some(store);
-        self
-    }
-
-    /// Reads the wall time (for token claims) from `clock` instead of the system's; a
-    /// [`crate::clock::TokioClock`] lets tests on paused time see tokens expire.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Authorizes private channels with `authorizer` instead of the database of
-    /// [`Config::authorization`](crate::AuthorizationConfig) (for example an
-    /// [`FnAuthorizer`](crate::authz::FnAuthorizer), with no database at all).
-    pub fn channel_authorizer(mut self, authorizer: Arc<dyn ChannelAuthorizer>) -> Self {
-        self.authorizer = Some(authorizer);
-        self
-    }
-
-    /// Builds the node, or says which setting is unusable.
-    pub fn build(self) -> Result<Node, ConfigError> {
-        let NodeBuilder {
-            config,
-            hooks,
-            broker,
-            presence,
-            clock,
-            authorizer,
-        } = self;
-        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let presence = presence.unwrap_or_else(|| Arc::new(MemoryPresence));
-        let broker = broker.unwrap_or_else(|| MemoryBus::new().broker());
-        config.validate()?;
-        let metrics = Metrics::new();
-        let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let ledger = Ledger::new(config.flow.max_queued_bytes);
-        let changes = match &config.postgres_changes {
-            None => None,
-            Some(changes) => {
-                if tokio::runtime::Handle::try_current().is_err() {
-                    return Err(ConfigError::NoRuntime);
-                }
-                Some(PostgresChanges::start(
-                    changes.clone(),
-                    config.flow.clone(),
-                    Arc::clone(&ledger),
-                    ChangeMetrics::of(&metrics),
-                    shutdown.clone(),
-                    tasks.clone(),
-                ))
-            }
-        };
-        let authorizer = match (authorizer, &config.authorization.database_url) {
-            (Some(authorizer), _) => Some(authorizer),
-            (None, None) => None,
-            (None, Some(url)) => {
-                if tokio::runtime::Handle::try_current().is_err() {
-                    return Err(ConfigError::NoRuntime);
-                }
-                let pg = Arc::new(PgAuthorizer::new(url, config.authorization.pool_size));
-                let maintained = Arc::clone(&pg);
-                let stop = shutdown.clone();
-                tasks.spawn(async move { maintained.maintain(stop).await });
-                Some(pg as Arc<dyn ChannelAuthorizer>)
-            }
-        };
-        let checks = authorizer.map(|authorizer| {
-            Checks::new(
-                authorizer,
-                config.authorization.pool_size,
-                config.authorization.check_timeout,
-                metrics.authorization.clone(),
-            )
-        });
-        let secrets = [
-            config.jwt_secret.as_str(),
-            config.jwt_secret_next.as_deref().unwrap_or_default(),
-        ];
-        let verifier = JwtVerifier::with_secrets(&secrets);
-        if let Some(source) = &config.jwks {
-            match source {
-                JwksSource::File(path) => verifier.set_jwks(read_file(path)?),
-                // Until the first fetch, connects that need it wait for it.
-                JwksSource::Url(url) => {
-                    verifier.set_jwks_problem(Some(format!("{url} has not been fetched yet")));
-                }
-            }
-            match tokio::runtime::Handle::try_current() {
-                Ok(_) => {
-                    tasks.spawn(keep_jwks_fresh(
-                        verifier.clone(),
-                        source.clone(),
-                        shutdown.clone(),
-                    ));
-                }
-                // A file read once serves without a runtime; a URL needs one.
-                Err(_) if matches!(source, JwksSource::File(_)) => {}
-                Err(_) => return Err(ConfigError::NoRuntime),
-            }
-        }
-        let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
-            let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
-            broker.attach(delivery);
-            Shared {
-                verifier,
-                registry: Registry::new(Arc::clone(&broker), presence),
-                counters: TenantCounters::new(&config.limits),
-                connections: ConnectionLimiter::new(config.limits.max_connections),
-                metrics,
-                hooks,
-                shutdown,
-                sockets: DashMap::new(),
-                ledger,
-                tasks,
-                changes,
-                next_conn_id: AtomicU64::new(1),
-                ref_nonce: rand::random(),
-                next_ref: AtomicU64::new(1),
-                broker,
-                clock,
-                checks,
-                config,
-            }
-        });
-        Ok(Node { shared })
-    }
-}
-
 /// Why a publish from Rust code was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -277,14 +117,7 @@ impl Node {
 
     /// A builder, to register hooks.
     pub fn builder(config: Config) -> NodeBuilder {
-        NodeBuilder {
-            config,
-            hooks: Hooks::default(),
-            broker: None,
-            presence: None,
-            clock: None,
-            authorizer: None,
-        }
+        NodeBuilder::new(config)
     }
 
     /// Reads the JWK set again from its file or URL (`crier serve` calls this on
