@@ -73,6 +73,24 @@ pub struct Broadcast {
     pub meta: Option<Value>,
 }
 
+impl Broadcast {
+    /// The message's id (`meta.id`): every broadcast from the database has one (the
+    /// `realtime.messages` row's id), and so has a REST message sent with an `id`.
+    pub fn id(&self) -> Option<&str> {
+        self.meta.as_ref()?.get("id")?.as_str()
+    }
+
+    /// Whether it was replayed from storage at the join (`meta.replayed`), rather than
+    /// sent live.
+    pub fn is_replayed(&self) -> bool {
+        self.meta
+            .as_ref()
+            .and_then(|meta| meta.get("replayed"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+}
+
 /// A presence event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PresenceEvent {

@@ -56,6 +56,11 @@ pub struct ChannelOptions {
     /// `(since, limit)`, `since` in Unix milliseconds, `limit` 1..=25 (`None`: 25). Sent
     /// with every join, a rejoin after a reconnect included, as realtime-js does.
     pub replay: Option<(i64, Option<i64>)>,
+    /// Ask the server to say when broadcasts from the database are live for the channel
+    /// (`replication_ready`): a [`SystemMessage`](crate::SystemMessage) "Replication
+    /// connection established" then arrives on [`Channel::events`](crate::Channel::events),
+    /// or the channel is shut down when they do not start within a minute.
+    pub replication_ready: bool,
     /// `subscribe()` waits until the server confirms postgres changes are live (on by
     /// default, so no change made right after subscribing is missed).
     pub wait_for_postgres: bool,
@@ -70,6 +75,7 @@ impl Default for ChannelOptions {
             presence: false,
             private: false,
             replay: None,
+            replication_ready: false,
             wait_for_postgres: true,
         }
     }
@@ -106,6 +112,12 @@ impl ChannelOptions {
     /// `meta: {"replayed": true, "id": ...}`.
     pub fn replay(mut self, since_ms: i64, limit: Option<i64>) -> Self {
         self.replay = Some((since_ms, limit));
+        self
+    }
+
+    /// Ask to be told when broadcasts from the database are live (see the field).
+    pub fn replication_ready(mut self, on: bool) -> Self {
+        self.replication_ready = on;
         self
     }
 

@@ -20,6 +20,7 @@
 
 pub mod catalog;
 pub mod channel_access;
+pub mod database_broadcast;
 pub mod filter;
 pub mod pgoutput;
 mod pgtext;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use tokio_postgres::config::Host;
 
+use crate::database_broadcast::{self, PublicationState};
 use crate::pgoutput::{self, Message, OldTuple, Relation, Tuple};
 
 /// Session settings pinned on the replication connection, so the text values pgoutput
@@ -56,13 +57,18 @@ pub struct CaptureSettings {
     pub publication: String,
     /// The logical replication slot (`crier_realtime`).
     pub slot: String,
+    /// Also capture broadcasts from the database (`realtime.messages`, through
+    /// [`crate::database_broadcast::PUBLICATION`]).
+    pub database_broadcasts: bool,
 }
 
 /// What [`prepare`] found or made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SlotState {
     /// The slot was created now (so there is no backlog from before).
     pub created: bool,
+    /// Whether broadcasts from the database are captured; `None` when not asked for.
+    pub broadcasts: Option<PublicationState>,
 }
 
 /// Creates the publication (empty: users add tables with `ALTER PUBLICATION ... ADD
@@ -101,8 +107,14 @@ pub async fn prepare(
             )
             .await?;
     }
+    let broadcasts = if settings.database_broadcasts {
+        Some(database_broadcast::ensure_publication(client).await?)
+    } else {
+        None
+    };
     Ok(SlotState {
         created: !slot_exists,
+        broadcasts,
     })
 }
 
@@ -189,8 +201,13 @@ impl std::fmt::Debug for ChangeStream {
 }
 
 impl ChangeStream {
-    /// Connects and starts streaming from the slot's confirmed position.
-    pub async fn connect(settings: &CaptureSettings) -> Result<ChangeStream, CdcError> {
+    /// Connects and starts streaming from the slot's confirmed position: the changes of
+    /// the settings' publication, and with `broadcasts` those of
+    /// [`database_broadcast::PUBLICATION`] too (which must exist, see [`prepare`]).
+    pub async fn connect(
+        settings: &CaptureSettings,
+        broadcasts: bool,
+    ) -> Result<ChangeStream, CdcError> {
         let config = tokio_postgres::Config::from_str(&settings.database_url)
             .map_err(|err| CdcError::Config(err.to_string()))?;
         let host = match config.get_hosts().first() {
@@ -205,13 +222,17 @@ impl ChangeStream {
             .map(|p| String::from_utf8_lossy(p).into_owned())
             .unwrap_or_default();
         let database = config.get_dbname().unwrap_or(&user).to_owned();
+        let mut publications = vec![settings.publication.clone()];
+        if broadcasts {
+            publications.push(database_broadcast::PUBLICATION.to_owned());
+        }
         let mut replication = ReplicationConfig::new(
             host,
             user,
             password,
             database,
             settings.slot.clone(),
-            settings.publication.clone(),
+            publications,
         );
         replication.port = port;
         replication.start_lsn = Lsn(0);

@@ -239,6 +239,10 @@ pub mod shutdown {
     pub const MISSING_CLAIMS: &str = "Fields `role` and `exp` are required in JWT";
     /// A private channel's authorization could not be checked.
     pub const UNABLE_TO_CONNECT: &str = "Realtime was unable to connect to the project database";
+    /// A join asked for `broadcast.replication_ready` and broadcasts from the database
+    /// did not start streaming within 60 s.
+    pub const REPLICATION_NOT_ESTABLISHED: &str =
+        "Replication connection was not established in time";
 
     /// A refreshed token may no longer read the private channel `channel`.
     pub fn read_revoked(channel: &str) -> String {
@@ -250,6 +254,10 @@ pub mod shutdown {
         format!("Token has expired {seconds_ago} seconds ago")
     }
 }
+
+/// The `system` message (`extension: "system"`, `status: "ok"`) a join that asked for
+/// `broadcast.replication_ready` gets once broadcasts from the database are streaming.
+pub const REPLICATION_ESTABLISHED: &str = "Replication connection established";
 
 /// The `system` message sent to every channel before a graceful shutdown closes the socket.
 pub const SERVER_REQUESTED_DISCONNECT: &str = "Server requested disconnect";

@@ -115,6 +115,10 @@ pub struct PostgresChangesConfig {
     pub max_record_bytes: usize,
     /// Ordinary connections for catalog lookups and row level security checks.
     pub pool_size: usize,
+    /// Also deliver broadcasts from the database: rows inserted into `realtime.messages`
+    /// (`realtime.send`, `realtime.broadcast_changes`) go to their topic's subscribers,
+    /// read from the same slot.
+    pub database_broadcasts: bool,
 }
 
 impl PostgresChangesConfig {
@@ -127,6 +131,7 @@ impl PostgresChangesConfig {
             resume_grace: Duration::from_secs(10),
             max_record_bytes: 1_048_576,
             pool_size: 4,
+            database_broadcasts: true,
         }
     }
 }

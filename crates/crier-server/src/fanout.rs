@@ -20,6 +20,7 @@ use crier_protocol::serializer::{Direction, Envelope, binary, text};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use crate::authz::StoredMessage;
 use crate::broker::Publication;
 use crate::frame::Frame;
 use crate::outbound::ConnHandle;
@@ -39,6 +40,9 @@ pub(crate) struct Outgoing {
     topic: String,
     event: &'static str,
     body: Body,
+    /// The `realtime.messages` id of a broadcast from the database, so that a subscriber
+    /// it was replayed to at its join does not get it again.
+    stored_id: Option<Box<str>>,
     v1: OnceCell<Option<Frame>>,
     v2: OnceCell<Option<Frame>>,
 }
@@ -57,6 +61,66 @@ impl Outgoing {
     /// A binary user broadcast.
     pub(crate) fn binary(topic: &str, broadcast: UserBroadcast) -> Self {
         Outgoing::new(topic, BROADCAST, Body::Binary(broadcast))
+    }
+
+    /// A broadcast stored in `realtime.messages`, with `meta: {"id": ...}` (and
+    /// `"replayed": true` when `replayed`): a JSON payload as the broadcast any client
+    /// reads, a binary one as a kind-4 frame with that metadata. `None` when the row's
+    /// JSON payload does not parse or a binary one's event name is over 255 bytes.
+    pub(crate) fn stored(topic: &str, message: &StoredMessage, replayed: bool) -> Option<Self> {
+        #[derive(serde::Serialize)]
+        struct Meta<'a> {
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            replayed: bool,
+            id: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct Stored<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            event: &'a str,
+            payload: &'a RawValue,
+            meta: Meta<'a>,
+        }
+        let meta = Meta {
+            replayed,
+            id: &message.id,
+        };
+        let mut outgoing = match (&message.payload, &message.binary) {
+            (Some(payload), _) => {
+                let payload: &RawValue = serde_json::from_str(payload).ok()?;
+                let body = Stored {
+                    kind: BROADCAST,
+                    event: &message.event,
+                    payload,
+                    meta,
+                };
+                Outgoing::raw(topic, BROADCAST, to_raw(&body))
+            }
+            (None, Some(bytes)) => {
+                if message.event.len() > 255 {
+                    return None;
+                }
+                let metadata = serde_json::to_vec(&meta).expect("serializable");
+                Outgoing::binary(
+                    topic,
+                    UserBroadcast {
+                        event: message.event.clone(),
+                        metadata: metadata.into(),
+                        encoding: crier_protocol::PayloadEncoding::Binary,
+                        payload: bytes.clone().into(),
+                    },
+                )
+            }
+            (None, None) => return None,
+        };
+        outgoing.stored_id = Some(message.id.as_str().into());
+        Some(outgoing)
+    }
+
+    /// The `realtime.messages` id of a broadcast from the database.
+    pub(crate) fn stored_id(&self) -> Option<&str> {
+        self.stored_id.as_deref()
     }
 
     /// A broadcast from another node.
@@ -84,6 +148,7 @@ impl Outgoing {
             topic: topic.to_owned(),
             event,
             body,
+            stored_id: None,
             v1: OnceCell::new(),
             v2: OnceCell::new(),
         }

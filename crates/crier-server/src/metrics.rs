@@ -30,6 +30,8 @@ pub(crate) struct Metrics {
     pub(crate) changes_captured: Counter,
     pub(crate) changes_delivered: Counter,
     pub(crate) capture_reconnects: Counter,
+    pub(crate) database_broadcasts: Counter,
+    pub(crate) database_broadcasts_skipped: Counter,
     pub(crate) queued_bytes: Gauge,
     pub(crate) publisher_waits: Counter,
     pub(crate) overloaded: Counter,
@@ -53,6 +55,8 @@ impl Metrics {
         let changes_captured = Counter::default();
         let changes_delivered = Counter::default();
         let capture_reconnects = Counter::default();
+        let database_broadcasts = Counter::default();
+        let database_broadcasts_skipped = Counter::default();
         let queued_bytes = Gauge::default();
         let publisher_waits = Counter::default();
         let overloaded = Counter::default();
@@ -119,6 +123,16 @@ impl Metrics {
             capture_reconnects.clone(),
         );
         registry.register(
+            "database_broadcasts",
+            "Broadcasts from the database (realtime.messages rows) published to their topic",
+            database_broadcasts.clone(),
+        );
+        registry.register(
+            "database_broadcasts_skipped",
+            "realtime.messages rows not delivered: over the payload limit, or unreadable",
+            database_broadcasts_skipped.clone(),
+        );
+        registry.register(
             "queued_bytes",
             "Bytes held by outbound queues: each shared frame once, plus queue slots",
             queued_bytes.clone(),
@@ -170,6 +184,8 @@ impl Metrics {
             changes_captured,
             changes_delivered,
             capture_reconnects,
+            database_broadcasts,
+            database_broadcasts_skipped,
             queued_bytes,
             publisher_waits,
             overloaded,

@@ -118,13 +118,27 @@ impl TestPostgres {
 
     /// Runs SQL with `psql` as the superuser (stops at the first error); returns stdout.
     pub fn psql(&self, sql: &str) -> Result<String, HarnessError> {
+        let output = self.psql_command(sql).output()?;
+        checked(&format!("psql -c {sql:?}"), output)
+    }
+
+    /// Runs SQL like [`TestPostgres::psql`]; returns its warnings and notices (stderr).
+    pub fn psql_warnings(&self, sql: &str) -> Result<String, HarnessError> {
+        let output = self.psql_command(sql).output()?;
+        let warnings = String::from_utf8_lossy(&output.stderr).into_owned();
+        checked(&format!("psql -c {sql:?}"), output)?;
+        Ok(warnings)
+    }
+
+    fn psql_command(&self, sql: &str) -> Command {
         let psql = self.bindir.join("psql");
         let psql = if psql.exists() {
             psql
         } else {
             PathBuf::from("psql")
         };
-        let output = Command::new(&psql)
+        let mut command = Command::new(&psql);
+        command
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .args([
                 "-h",
@@ -136,9 +150,8 @@ impl TestPostgres {
                 "-d",
                 "postgres",
             ])
-            .args(["-c", sql])
-            .output()?;
-        checked(&format!("psql -c {sql:?}"), output)
+            .args(["-c", sql]);
+        command
     }
 
     /// Restarts the server; `mode` is `fast` (clean) or `immediate` (crash-like).

@@ -160,6 +160,10 @@ serve_args! {
     /// streaming, so subscribers that reconnect in time get what was committed while
     /// Crier was down [default: 10s].
     cdc_resume_grace: HumanDuration = HumanDuration(Duration::from_secs(10)), env "CRIER_CDC_RESUME_GRACE";
+    /// Deliver broadcasts from the database (rows realtime.send and
+    /// realtime.broadcast_changes insert into realtime.messages), read from the same slot
+    /// as postgres changes [default: true].
+    database_broadcasts: bool = true, env "CRIER_DATABASE_BROADCASTS";
     /// Refuse public channels: every join must be `private: true` [default: false].
     private_only: bool = false, env "CRIER_PRIVATE_ONLY";
     /// Database connections for private-channel checks, and so the most checks that run
@@ -220,6 +224,7 @@ impl Settings {
             changes.publication = self.publication.clone();
             changes.slot = self.slot.clone();
             changes.resume_grace = self.cdc_resume_grace.0;
+            changes.database_broadcasts = self.database_broadcasts;
             config.postgres_changes = Some(changes);
         }
         config

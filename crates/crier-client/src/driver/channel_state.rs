@@ -211,7 +211,7 @@ impl ChannelState {
                         limit,
                         malformed: false,
                     }),
-                    ..Default::default()
+                    replication_ready: self.options.replication_ready,
                 },
                 presence: PresenceConfig {
                     enabled: self.presence_enabled,

@@ -28,7 +28,10 @@ async fn setup() -> (TestPostgres, TestServer) {
     .unwrap();
     let url = pg.url();
     let server = TestServer::start_with(|config: &mut Config| {
-        config.authorization.database_url = Some(url);
+        config.authorization.database_url = Some(url.clone());
+        let mut changes = crier_server::PostgresChangesConfig::new(url);
+        changes.resume_grace = Duration::ZERO;
+        config.postgres_changes = Some(changes);
     })
     .await;
     (pg, server)
@@ -125,18 +128,36 @@ async fn a_private_channel_replays_what_the_database_sent() {
     )
     .unwrap();
     let member = client(&server, "authenticated").await;
-    let channel = member.channel_with("team-9", private().replay(0, Some(10)));
+    let options = private().replay(0, Some(10)).replication_ready(true);
+    let channel = member.channel_with("team-9", options);
     let mut received = channel.broadcasts();
+    let mut events = channel.events();
     channel.subscribe().await.unwrap();
     for n in [1, 2] {
         let message = next(WAIT, &mut received).await;
         assert_eq!(message.event, "note");
-        let meta = message.meta.expect("replayed messages carry meta");
-        assert_eq!(meta["replayed"], true);
+        assert!(message.is_replayed(), "{message:?}");
+        let id = message.id().expect("stored messages have an id").to_owned();
         let crier_client::BroadcastPayload::Json(payload) = message.payload else {
             panic!("a JSON payload");
         };
         assert_eq!(payload["n"], n);
-        assert_eq!(payload["id"], meta["id"]);
+        assert_eq!(payload["id"], id.as_str());
     }
+    // Then live, once the server says database broadcasts are streaming.
+    loop {
+        if let crier_client::ChannelEvent::System(system) = next(WAIT, &mut events).await
+            && system.message == "Replication connection established"
+        {
+            break;
+        }
+    }
+    pg.psql("select realtime.send('{\"n\": 3}', 'note', 'team-9')")
+        .unwrap();
+    let live = next(WAIT, &mut received).await;
+    assert!(!live.is_replayed());
+    let stored = pg
+        .psql("select id from realtime.messages where payload->>'n' = '3'")
+        .unwrap();
+    assert!(stored.contains(live.id().expect("an id")), "{stored}");
 }

@@ -169,7 +169,11 @@ begin
              else payload || pg_catalog.jsonb_build_object('id', message_id) end
     );
 exception when others then
-    raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    if sqlerrm like 'no partition of relation%' then
+        raise warning 'ErrorSendingBroadcastMessage: MissingPartition: realtime.messages has no partition for %; Crier creates them a day back to three days ahead, every hour while it runs', pg_catalog.now()::date;
+    else
+        raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    end if;
 end
 $send$;";
 
@@ -184,7 +188,11 @@ begin
     insert into realtime.messages (topic, extension, event, private, binary_payload)
     values (topic, 'broadcast', event, private, payload);
 exception when others then
-    raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    if sqlerrm like 'no partition of relation%' then
+        raise warning 'ErrorSendingBroadcastMessage: MissingPartition: realtime.messages has no partition for %; Crier creates them a day back to three days ahead, every hour while it runs', pg_catalog.now()::date;
+    else
+        raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    end if;
 end
 $send$;";
 

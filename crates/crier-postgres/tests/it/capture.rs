@@ -27,6 +27,7 @@ async fn setup() -> (TestPostgres, tokio_postgres::Client, CaptureSettings) {
         database_url: pg.url(),
         publication: "supabase_realtime".into(),
         slot: "crier_test".into(),
+        database_broadcasts: false,
     };
     let state = replication::prepare(&client, &settings).await.unwrap();
     assert!(state.created);
@@ -70,7 +71,7 @@ async fn changes(stream: &mut ChangeStream, count: usize) -> (Vec<RowChange>, u6
 #[tokio::test]
 async fn inserts_updates_and_deletes_stream_in_commit_order() {
     let (pg, _client, settings) = setup().await;
-    let mut stream = ChangeStream::connect(&settings).await.unwrap();
+    let mut stream = ChangeStream::connect(&settings, false).await.unwrap();
     pg.psql(
         "insert into todos (id, title) values (1, 'write tests');
          update todos set done = true where id = 1;
@@ -115,7 +116,7 @@ async fn replica_identity_full_sends_the_whole_old_row() {
         "alter table todos replica identity full; insert into todos (id, title) values (2, 'a')",
     )
     .unwrap();
-    let mut stream = ChangeStream::connect(&settings).await.unwrap();
+    let mut stream = ChangeStream::connect(&settings, false).await.unwrap();
     pg.psql("update todos set title = 'b' where id = 2")
         .unwrap();
     let (changes, _) = changes(&mut stream, 2).await;
@@ -132,7 +133,7 @@ async fn replica_identity_full_sends_the_whole_old_row() {
 #[tokio::test]
 async fn what_is_not_acknowledged_comes_again_and_what_is_does_not() {
     let (pg, client, settings) = setup().await;
-    let mut stream = ChangeStream::connect(&settings).await.unwrap();
+    let mut stream = ChangeStream::connect(&settings, false).await.unwrap();
     pg.psql("insert into todos (id, title) values (10, 'first')")
         .unwrap();
     let (first, end) = changes(&mut stream, 1).await;
@@ -185,7 +186,7 @@ async fn what_is_not_acknowledged_comes_again_and_what_is_does_not() {
 async fn connect_when_slot_free(settings: &CaptureSettings) -> ChangeStream {
     timeout(WAIT, async {
         loop {
-            match ChangeStream::connect(settings).await {
+            match ChangeStream::connect(settings, false).await {
                 Ok(stream) => return stream,
                 Err(err) if err.to_string().contains("is active") => {
                     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -159,6 +159,41 @@ async fn partitions_cover_yesterday_to_three_days_ahead_and_old_ones_go() {
 }
 
 #[tokio::test]
+async fn a_send_without_todays_partition_warns_missing_partition_and_the_caller_goes_on() {
+    let (pg, catalog) = ready().await;
+    let today = pg
+        .psql("select 'realtime.messages_' || to_char(now(), 'YYYY_MM_DD')")
+        .unwrap();
+    pg.psql(&format!("drop table {}", today.trim())).unwrap();
+    let warnings = pg
+        .psql_warnings(
+            "begin; select realtime.send('{}', 'e', 't'); \
+             select realtime.send_binary('\\x00', 'e', 't'); \
+             create table still_committed (); commit;",
+        )
+        .unwrap();
+    assert_eq!(
+        warnings
+            .matches("ErrorSendingBroadcastMessage: MissingPartition")
+            .count(),
+        2,
+        "{warnings}"
+    );
+    // The caller's transaction committed.
+    pg.psql("select * from still_committed").unwrap();
+    // The hourly maintenance puts the partition back, and sends work again.
+    let report = maintain_partitions(&catalog).await.unwrap();
+    assert_eq!(
+        report.created,
+        [today.trim().trim_start_matches("realtime.").to_owned()]
+    );
+    let warnings = pg
+        .psql_warnings("select realtime.send('{}', 'e', 't')")
+        .unwrap();
+    assert!(warnings.is_empty(), "{warnings}");
+}
+
+#[tokio::test]
 async fn read_follows_the_select_policies_per_extension() {
     let (pg, catalog) = ready().await;
     let cases = [

@@ -43,11 +43,12 @@ async fn setup(sql: &str) -> Setup {
         database_url: pg.url(),
         publication: "supabase_realtime".into(),
         slot: "crier_render".into(),
+        database_broadcasts: false,
     };
     replication::prepare(&client, &settings).await.unwrap();
     pg.psql("alter publication supabase_realtime add tables in schema public")
         .unwrap();
-    let stream = ChangeStream::connect(&settings).await.unwrap();
+    let stream = ChangeStream::connect(&settings, false).await.unwrap();
     let types = TypeCatalog::load(&client).await.unwrap();
     let catalog = Catalog::connect(&pg.url(), 1).await.unwrap();
     Setup {

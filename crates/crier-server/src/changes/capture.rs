@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crier_postgres::catalog::CatalogError;
+use crier_postgres::database_broadcast::{self, DatabaseBroadcast, PublicationState};
 use crier_postgres::replication::{CdcError, RowChange, StreamEvent};
 use futures_util::FutureExt;
 
-use super::Feed;
 use super::cache::CatalogCache;
-use super::deliver;
+use super::{Feed, broadcasts, deliver};
 
 /// Most changes delivered in one batch. Batches are cut earlier whenever the stream has
 /// nothing more ready, so a quiet database gets each change at once. After each batch
@@ -86,6 +86,14 @@ async fn capture(
     let config = &feed.config;
     let mut stream = feed.source.open().await?;
     feed.slot_ready.send_replace(true);
+    let broadcasts = match stream.broadcasts() {
+        Some(PublicationState::Ready) => true,
+        Some(PublicationState::Unavailable(why)) => {
+            tracing::warn!(%why, "broadcasts from the database are off");
+            false
+        }
+        None => false,
+    };
     if *first_start && !stream.slot_created() && !config.resume_grace.is_zero() {
         // The slot holds what was committed while no Crier was streaming from it. Give
         // the subscribers that were connected then a moment to come back for it.
@@ -94,10 +102,13 @@ async fn capture(
     }
     *first_start = false;
     stream.start().await?;
-    tracing::info!(slot = %config.slot, publication = %config.publication, "postgres changes streaming");
+    tracing::info!(slot = %config.slot, publication = %config.publication, broadcasts, "postgres changes streaming");
     *streamed = true;
+    // Off again whenever this attempt ends, until the next one streams.
+    let _live = LiveWhileStreaming::new(&feed.broadcasts_live, broadcasts);
 
     let mut batch: Vec<Captured> = Vec::new();
+    let mut stored: Vec<DatabaseBroadcast> = Vec::new();
     let mut cache = CatalogCache::default();
     let mut commit_time_micros = 0;
     let mut xid = 0;
@@ -112,6 +123,18 @@ async fn capture(
                     commit_time_micros: at,
                     xid: id,
                 } => (commit_time_micros, xid) = (at, id),
+                StreamEvent::Change(change)
+                    if broadcasts && database_broadcast::is_messages_table(&change.relation) =>
+                {
+                    match database_broadcast::read_row(&change) {
+                        Ok(Some(broadcast)) => stored.push(broadcast),
+                        Ok(None) => {}
+                        Err(err) => {
+                            feed.metrics.database_broadcasts_skipped.inc();
+                            tracing::warn!(error = %err, "database broadcast skipped");
+                        }
+                    }
+                }
                 StreamEvent::Change(change) => {
                     feed.metrics.captured.inc();
                     batch.push(Captured {
@@ -129,7 +152,7 @@ async fn capture(
                 }
                 StreamEvent::Type { oid, .. } => stream.learn_type(oid).await?,
             }
-            if batch.len() >= MAX_BATCH {
+            if batch.len() + stored.len() >= MAX_BATCH {
                 break;
             }
             // Unconstrained: tokio's cooperative budget would otherwise report buffered
@@ -145,8 +168,28 @@ async fn capture(
             batch.clear();
             cache.prune();
         }
+        if !stored.is_empty() {
+            broadcasts::deliver(feed, &stored).await;
+            stored.clear();
+        }
         if let Some(lsn) = ack {
             stream.ack(lsn);
         }
+    }
+}
+
+/// Says broadcasts from the database are live for as long as it is held.
+struct LiveWhileStreaming<'a>(&'a tokio::sync::watch::Sender<bool>);
+
+impl<'a> LiveWhileStreaming<'a> {
+    fn new(live: &'a tokio::sync::watch::Sender<bool>, streaming: bool) -> Self {
+        live.send_replace(streaming);
+        LiveWhileStreaming(live)
+    }
+}
+
+impl Drop for LiveWhileStreaming<'_> {
+    fn drop(&mut self) {
+        self.0.send_replace(false);
     }
 }

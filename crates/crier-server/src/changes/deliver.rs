@@ -165,7 +165,7 @@ pub(super) async fn deliver(
 /// filling queues, and never gets a subscriber disconnected for being sent a lot at once.
 /// A subscriber whose write has waited on its socket past the patience is not waited for
 /// (it is left to the slow-consumer rules), so it cannot hold everyone else's changes back.
-async fn let_queues_drain(feed: &Feed, lagging: Vec<Arc<ConnHandle>>) {
+pub(super) async fn let_queues_drain(feed: &Feed, lagging: Vec<Arc<ConnHandle>>) {
     let flow = &feed.flow;
     let started = tokio::time::Instant::now();
     while feed

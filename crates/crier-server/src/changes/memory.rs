@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use crier_postgres::catalog::{CatalogError, PrimaryKeyColumn, TableInfo};
+use crier_postgres::database_broadcast::PublicationState;
 use crier_postgres::replication::StreamEvent;
 use crier_postgres::types::TypeCatalog;
 use parking_lot::Mutex;
@@ -144,6 +145,11 @@ impl SlotStream for MemoryStream {
 
     fn types(&self) -> &TypeCatalog {
         &self.types
+    }
+
+    fn broadcasts(&self) -> Option<&PublicationState> {
+        // Whatever is committed to a memory slot streams.
+        Some(&PublicationState::Ready)
     }
 }
 

@@ -8,11 +8,14 @@
 //! - `capture`: the loop that streams changes from the replication slot, in batches, and
 //!   moves the slot only after a batch has been queued to its subscribers.
 //! - `deliver`: one batch rendered, filtered, authorized and queued.
+//! - `broadcasts`: broadcasts from the database (`realtime.messages` rows), published
+//!   through the node's broadcast funnel from the same loop.
 //! - `cache`: table facts and column privileges, remembered for a second.
 //!
 //! The session talks to this module through [`PostgresChanges`], and only at join, token
 //! refresh and leave; the capture loop never touches a socket, only its outbound queue.
 
+mod broadcasts;
 mod cache;
 mod capture;
 mod database;
@@ -25,8 +28,8 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crier_postgres::replication::CaptureSettings;
 use crier_protocol::events::{EXTENSION_POSTGRES_CHANGES, PHX_REPLY, SYSTEM};
@@ -35,6 +38,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use broadcasts::{BroadcastSink, Skipped};
 pub(crate) use subscriptions::{Binding, Identity, SubscriptionId};
 
 use self::database::{ChangeDatabase, PgDatabase};
@@ -63,6 +67,11 @@ struct Feed {
     /// subscription is confirmed only then: before, a row written right after the
     /// confirmation could commit before the slot's start and never be captured.
     slot_ready: tokio::sync::watch::Sender<bool>,
+    /// Whether broadcasts from the database are streaming now (the slot streams with
+    /// their publication). `config.broadcast.replication_ready` waits for it.
+    broadcasts_live: tokio::sync::watch::Sender<bool>,
+    /// Where database broadcasts are published (the node, attached once it is built).
+    sink: OnceLock<Weak<dyn BroadcastSink>>,
     /// Where changes come from (the replication slot).
     source: Arc<dyn ChangeSource>,
     /// Table facts and row level security checks.
@@ -101,6 +110,8 @@ pub(crate) struct ChangeMetrics {
     pub(crate) captured: prometheus_client::metrics::counter::Counter,
     pub(crate) delivered: prometheus_client::metrics::counter::Counter,
     pub(crate) reconnects: prometheus_client::metrics::counter::Counter,
+    pub(crate) database_broadcasts: prometheus_client::metrics::counter::Counter,
+    pub(crate) database_broadcasts_skipped: prometheus_client::metrics::counter::Counter,
 }
 
 impl ChangeMetrics {
@@ -109,6 +120,8 @@ impl ChangeMetrics {
             captured: metrics.changes_captured.clone(),
             delivered: metrics.changes_delivered.clone(),
             reconnects: metrics.capture_reconnects.clone(),
+            database_broadcasts: metrics.database_broadcasts.clone(),
+            database_broadcasts_skipped: metrics.database_broadcasts_skipped.clone(),
         }
     }
 }
@@ -128,6 +141,7 @@ impl PostgresChanges {
             database_url: config.database_url.clone(),
             publication: config.publication.clone(),
             slot: config.slot.clone(),
+            database_broadcasts: config.database_broadcasts,
         }));
         let database = Arc::new(PgDatabase::new(&config.database_url, config.pool_size));
         let backends = Backends { source, database };
@@ -150,6 +164,8 @@ impl PostgresChanges {
             source: backends.source,
             database: backends.database,
             slot_ready: tokio::sync::watch::Sender::new(false),
+            broadcasts_live: tokio::sync::watch::Sender::new(false),
+            sink: OnceLock::new(),
             next_id: AtomicU64::new(1),
             flow,
             ledger,
@@ -159,6 +175,23 @@ impl PostgresChanges {
         });
         feed.tasks.spawn(capture::run(Arc::clone(&feed)));
         PostgresChanges { inner: feed }
+    }
+
+    /// Connects the node's broadcast funnel: database broadcasts are published to it
+    /// from now on. Called once, when the node is built.
+    pub(crate) fn attach(&self, sink: Weak<dyn BroadcastSink>) {
+        let _ = self.inner.sink.set(sink);
+    }
+
+    /// Waits until broadcasts from the database are streaming; false if the node shuts
+    /// down first or `limit` passes.
+    pub(crate) async fn broadcasts_live(&self, limit: std::time::Duration) -> bool {
+        let mut live = self.inner.broadcasts_live.subscribe();
+        tokio::select! {
+            outcome = live.wait_for(|live| *live) => outcome.is_ok(),
+            () = self.inner.shutdown.cancelled() => false,
+            () = tokio::time::sleep(limit) => false,
+        }
     }
 
     /// Registers a channel's bindings. The subscription goes live once the database has

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use crier_postgres::database_broadcast::PublicationState;
 use crier_postgres::replication::{self, CaptureSettings, ChangeStream, StreamEvent};
 use crier_postgres::types::TypeCatalog;
 use tokio_util::task::AbortOnDropHandle;
@@ -43,6 +44,10 @@ pub(crate) trait SlotStream: Send {
 
     /// The types known so far, to render values with.
     fn types(&self) -> &TypeCatalog;
+
+    /// Whether the stream carries broadcasts from the database; `None` when they were
+    /// not asked for.
+    fn broadcasts(&self) -> Option<&PublicationState>;
 }
 
 /// PostgreSQL's persistent slot over the streaming replication protocol.
@@ -60,6 +65,13 @@ impl PgSource {
 #[async_trait]
 impl ChangeSource for PgSource {
     async fn open(&self) -> Result<Box<dyn SlotStream>, CaptureError> {
+        if self.settings.database_broadcasts {
+            // Database broadcasts need realtime.messages and today's partition, also on a
+            // node without private channels; creating them is idempotent.
+            if let Err(err) = crate::authz::prepare_database(&self.settings.database_url).await {
+                tracing::warn!(error = %err, "the realtime schema is not ready for database broadcasts");
+            }
+        }
         let (client, connection) =
             tokio_postgres::connect(&self.settings.database_url, tokio_postgres::NoTls).await?;
         // Stops the catalog connection's task with the capture attempt that made it.
@@ -71,6 +83,7 @@ impl ChangeSource for PgSource {
             client,
             _connection: connection,
             created: state.created,
+            broadcasts: state.broadcasts,
             types,
             stream: None,
         }))
@@ -83,6 +96,7 @@ struct PgSlotStream {
     client: tokio_postgres::Client,
     _connection: AbortOnDropHandle<Result<(), tokio_postgres::Error>>,
     created: bool,
+    broadcasts: Option<PublicationState>,
     types: TypeCatalog,
     stream: Option<ChangeStream>,
 }
@@ -94,7 +108,8 @@ impl SlotStream for PgSlotStream {
     }
 
     async fn start(&mut self) -> Result<(), CaptureError> {
-        self.stream = Some(ChangeStream::connect(&self.settings).await?);
+        let broadcasts = self.broadcasts == Some(PublicationState::Ready);
+        self.stream = Some(ChangeStream::connect(&self.settings, broadcasts).await?);
         Ok(())
     }
 
@@ -118,5 +133,9 @@ impl SlotStream for PgSlotStream {
 
     fn types(&self) -> &TypeCatalog {
         &self.types
+    }
+
+    fn broadcasts(&self) -> Option<&PublicationState> {
+        self.broadcasts.as_ref()
     }
 }

@@ -12,7 +12,7 @@ use super::{Node, Shared};
 use crate::auth::{JwksSource, JwtVerifier, keep_jwks_fresh, read_file};
 use crate::authz::{ChannelAuthorizer, Checks, PgAuthorizer};
 use crate::broker::{Broker, LocalDelivery, MemoryBus};
-use crate::changes::{ChangeMetrics, PostgresChanges};
+use crate::changes::{BroadcastSink, ChangeMetrics, PostgresChanges};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::flow::Ledger;
@@ -135,6 +135,18 @@ impl NodeBuilder {
                 Some(pg as Arc<dyn ChannelAuthorizer>)
             }
         };
+        // Database broadcasts without private channels: their partitions still need
+        // keeping (with private channels, the authorizer above keeps them).
+        if config.authorization.database_url.is_none()
+            && let Some(changes) = config
+                .postgres_changes
+                .as_ref()
+                .filter(|changes| changes.database_broadcasts)
+        {
+            let keeper = PgAuthorizer::new(&changes.database_url, 1);
+            let stop = shutdown.clone();
+            tasks.spawn(async move { keeper.maintain(stop).await });
+        }
         let checks = authorizer.map(|authorizer| {
             Checks::new(
                 authorizer,
@@ -172,6 +184,10 @@ impl NodeBuilder {
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
+            if let Some(changes) = &changes {
+                let sink: std::sync::Weak<dyn BroadcastSink> = shared.clone();
+                changes.attach(sink);
+            }
             Shared {
                 verifier,
                 registry: Registry::new(Arc::clone(&broker), presence),

@@ -32,6 +32,7 @@ use crate::outbound::{ConnHandle, ConnId, Outbound};
 use crate::registry::{Delivery, Registry, wire_topic};
 
 mod builder;
+mod database_broadcasts;
 
 pub use builder::NodeBuilder;
 
@@ -374,25 +375,14 @@ impl Node {
         Ok(())
     }
 
-    /// The funnel every broadcast goes through, whoever publishes it: counts the event,
-    /// queues `message` to this node's subscribers of the topic with key `key` (the
-    /// wire topic for a public channel: `registry::topic_key`) except `exclude`, then
-    /// hands it to the broker for the other nodes. Returns the local delivery.
+    /// The funnel every broadcast goes through (see [`Shared::publish`]).
     pub(crate) fn publish(
         &self,
         key: &str,
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
-        let shared = &self.shared;
-        shared.counters.events.add(1);
-        let delivery = shared.deliver_local(key, message, exclude);
-        if let Some(publication) = message.publication()
-            && let Err(err) = shared.broker.publish(key, publication)
-        {
-            tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
-        }
-        delivery
+        self.shared.publish(key, message, exclude)
     }
 
     pub(crate) fn next_conn_id(&self) -> ConnId {
@@ -410,6 +400,26 @@ impl Node {
 }
 
 impl Shared {
+    /// The funnel every broadcast goes through, whoever publishes it: counts the event,
+    /// queues `message` to this node's subscribers of the topic with key `key` (the
+    /// wire topic for a public channel: `registry::topic_key`) except `exclude`, then
+    /// hands it to the broker for the other nodes. Returns the local delivery.
+    pub(crate) fn publish(
+        &self,
+        key: &str,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
+        self.counters.events.add(1);
+        let delivery = self.deliver_local(key, message, exclude);
+        if let Some(publication) = message.publication()
+            && let Err(err) = self.broker.publish(key, publication)
+        {
+            tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
+        }
+        delivery
+    }
+
     /// Queues `message` to this node's subscribers of `topic` except `exclude`, counting
     /// each delivery towards the events-per-second limit. When that limit has tripped,
     /// receiving channels are shut down after the message (Supabase's rule).

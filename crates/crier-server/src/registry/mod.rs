@@ -73,12 +73,14 @@ impl Registry {
     /// Subscribes `conn` to the topic with this key ([`topic_key`]). When it receives
     /// presence, `state_frame` encodes the current presence state, which is queued to
     /// `conn` atomically with the subscription so that it sees every later diff and no
-    /// earlier one.
+    /// earlier one. `replayed`: ids of stored messages `conn` was replayed at its join,
+    /// which it must not get again live.
     pub(crate) fn subscribe(
         &self,
         key: &str,
         conn: &Arc<ConnHandle>,
         receives: Receives,
+        replayed: Option<Box<[String]>>,
         state_frame: impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame,
     ) -> Arc<Topic> {
         let entry = match self.topics.entry(Arc::from(key)) {
@@ -88,7 +90,7 @@ impl Registry {
                 entry.insert(Arc::new(Topic::new(key, &*self.presence)))
             }
         };
-        entry.add(conn, receives, state_frame);
+        entry.add(conn, receives, replayed, state_frame);
         Arc::clone(&entry)
     }
 

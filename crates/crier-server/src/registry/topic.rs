@@ -28,6 +28,17 @@ struct Subscriber {
     /// Receives `presence_diff` (presence enabled at join, or by tracking; on a private
     /// channel, only with presence read).
     presence: bool,
+    /// Ids of the stored messages replayed to it at its join (at most 25): their live
+    /// copies are skipped.
+    replayed: Option<Box<[String]>>,
+}
+
+impl Subscriber {
+    fn was_replayed(&self, stored_id: &str) -> bool {
+        self.replayed
+            .as_ref()
+            .is_some_and(|ids| ids.iter().any(|id| id == stored_id))
+    }
 }
 
 /// What one delivery did.
@@ -76,6 +87,7 @@ impl Topic {
         &self,
         conn: &Arc<ConnHandle>,
         receives: Receives,
+        replayed: Option<Box<[String]>>,
         state_frame: impl FnOnce(&PresenceGroups) -> Frame,
     ) {
         let presences = self.presence.lock();
@@ -85,6 +97,7 @@ impl Topic {
                 conn: Arc::clone(conn),
                 broadcasts: receives.broadcasts,
                 presence: receives.presence,
+                replayed,
             },
         );
         if receives.presence {
@@ -173,10 +186,16 @@ impl Topic {
         exclude: Option<ConnId>,
         then_shutdown: Option<&'static str>,
     ) -> Delivery {
+        let stored_id = message.stored_id();
         let subscribers = self.subscribers.read();
         let mut delivery = Delivery::default();
         for (id, subscriber) in subscribers.iter() {
             if exclude == Some(*id) || !subscriber.broadcasts {
+                continue;
+            }
+            if let Some(stored_id) = stored_id
+                && subscriber.was_replayed(stored_id)
+            {
                 continue;
             }
             let Some(frame) = message.frame(&subscriber.conn) else {

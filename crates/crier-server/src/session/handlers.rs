@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
+use crier_protocol::codes::{CloseCode, ErrorCode, REPLICATION_ESTABLISHED, Reason, shutdown};
 use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
     PHX_JOIN, PHX_LEAVE, PRESENCE, PRESENCE_STATE, PRESENCE_TRACK, PRESENCE_UNTRACK, SYSTEM,
@@ -23,6 +23,7 @@ use crate::authz::{Extension, ReadAccess};
 use crate::changes::{Binding, DeferredJoin, Identity};
 use crate::fanout::{Outgoing, encode_one, json_broadcast_body, to_raw};
 use crate::limits::PresenceWindow;
+use crate::outbound::Outbound;
 use crate::registry::{Receives, topic_key};
 
 /// Phoenix's reason for a push to a topic the socket has not joined.
@@ -30,6 +31,9 @@ const UNMATCHED_TOPIC: &str = "unmatched topic";
 /// How long a join that waits for its postgres changes may wait, unless it says (the
 /// default realtime-js gives itself).
 const DEFAULT_WAIT: Duration = Duration::from_secs(15);
+/// How long `broadcast.replication_ready` waits for broadcasts from the database to
+/// stream before it shuts the channel down (Supabase's limit).
+const REPLICATION_READY_LIMIT: Duration = Duration::from_secs(60);
 /// The `system` message a join with postgres_changes gets while no database is configured.
 const NO_DATABASE: &str =
     "Postgres changes are unavailable: no database is configured on this server";
@@ -198,7 +202,7 @@ impl Session {
             broadcast: true,
             presence: true,
         };
-        self.complete_join(&to, joining, everything);
+        self.complete_join(&to, joining, everything, None);
     }
 
     /// Encodes the `presence_state` a channel of `topic` gets when it starts receiving
@@ -222,7 +226,15 @@ impl Session {
     }
 
     /// Subscribes a join that passed every check, and answers it.
-    pub(super) fn complete_join(&mut self, to: &ReplyAddress, joining: Joining, read: ReadAccess) {
+    /// Subscribes a channel whose join passed its checks, and answers the join.
+    /// `replayed`: ids of the stored messages replayed to it, not to be delivered again.
+    pub(super) fn complete_join(
+        &mut self,
+        to: &ReplyAddress,
+        joining: Joining,
+        read: ReadAccess,
+        replayed: Option<Box<[String]>>,
+    ) {
         let shared = std::sync::Arc::clone(&self.node.shared);
         let Joining {
             config,
@@ -238,9 +250,10 @@ impl Session {
         };
         let state_frame = self.state_frame_for(topic, to.join_ref.clone());
         let key = topic_key(topic, config.private);
-        let registry_topic = shared
-            .registry
-            .subscribe(&key, &self.conn, receives, state_frame);
+        let registry_topic =
+            shared
+                .registry
+                .subscribe(&key, &self.conn, receives, replayed, state_frame);
         if receives.presence {
             shared.counters.presence_events.add(1);
         }
@@ -272,6 +285,9 @@ impl Session {
 
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
         let response = json!({"postgres_changes": bindings});
+        if config.broadcast.replication_ready {
+            self.watch_replication(to);
+        }
         if config.postgres_changes.is_empty() {
             return self.reply(to, "ok", &response);
         }
@@ -287,6 +303,42 @@ impl Session {
             self.reply(to, "ok", &response);
         }
         self.subscribe_to_changes(to, &config.postgres_changes, deferred);
+    }
+
+    /// `config.broadcast.replication_ready`: tells the channel with a `system` message
+    /// once broadcasts from the database are streaming, or shuts it down when they are
+    /// not within [`REPLICATION_READY_LIMIT`] (at once when no database is configured,
+    /// as they never will be), as Supabase does.
+    fn watch_replication(&self, to: &ReplyAddress) {
+        let shared = &self.node.shared;
+        let changes = shared.changes.clone();
+        let conn = std::sync::Arc::clone(&self.conn);
+        let topic: std::sync::Arc<str> = std::sync::Arc::from(to.topic.as_str());
+        let join_ref = to.join_ref.clone();
+        shared.tasks.spawn(async move {
+            let live = match &changes {
+                Some(changes) => changes.broadcasts_live(REPLICATION_READY_LIMIT).await,
+                None => false,
+            };
+            if !live {
+                conn.queue.push_own(Outbound::ShutdownChannel {
+                    topic,
+                    message: shutdown::REPLICATION_NOT_ESTABLISHED,
+                });
+                return;
+            }
+            let envelope = Envelope {
+                join_ref: join_ref.as_deref(),
+                msg_ref: None,
+                topic: &topic,
+                event: SYSTEM,
+            };
+            let body = json!({"extension": "system", "status": "ok",
+                              "message": REPLICATION_ESTABLISHED});
+            // Queued after the join reply, which the session writes before it next reads.
+            let frame = encode_one(conn.vsn, &envelope, &body);
+            conn.queue.push_own(Outbound::Frame(frame));
+        });
     }
 
     /// Subscribes a just-joined channel to postgres changes. How the subscription went

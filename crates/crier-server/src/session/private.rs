@@ -10,9 +10,8 @@
 //! Only the first broadcast and the first track of a channel (and the first after a
 //! token refresh) wait like this.
 
+use crier_protocol::Message;
 use crier_protocol::codes::{ErrorCode, Reason, shutdown};
-use crier_protocol::events::BROADCAST;
-use crier_protocol::{Message, PayloadEncoding, UserBroadcast};
 use futures_util::FutureExt;
 use serde_json::json;
 
@@ -203,8 +202,11 @@ impl Session {
                     self.join_error(&to, reason);
                 }
                 replayed => {
-                    self.complete_join(&to, joining, access);
-                    for message in replayed.and_then(Result::ok).unwrap_or_default() {
+                    let replayed = replayed.and_then(Result::ok).unwrap_or_default();
+                    // A live copy of a replayed message is not delivered again.
+                    let ids: Box<[String]> = replayed.iter().map(|m| m.id.clone()).collect();
+                    self.complete_join(&to, joining, access, (!ids.is_empty()).then_some(ids));
+                    for message in &replayed {
                         self.push_replayed(topic, message);
                     }
                 }
@@ -221,30 +223,12 @@ impl Session {
         }
     }
 
-    /// Queues one replayed message, right after the join reply: a JSON payload as the
-    /// broadcast any client reads, a binary one as a kind-4 frame (2.0.0 sockets only, as
-    /// 1.0.0 has no binary broadcast). Both carry `meta: {"replayed": true, "id": ...}`.
-    fn push_replayed(&mut self, topic: &str, message: StoredMessage) {
-        let meta = json!({"replayed": true, "id": message.id});
-        let outgoing = match (message.payload, message.binary) {
-            (Some(payload), _) => {
-                let Ok(payload) = serde_json::from_str::<serde_json::Value>(&payload) else {
-                    return;
-                };
-                let body = json!({"type": BROADCAST, "event": message.event,
-                                  "payload": payload, "meta": meta});
-                Outgoing::json(topic, BROADCAST, &body)
-            }
-            (None, Some(bytes)) => Outgoing::binary(
-                topic,
-                UserBroadcast {
-                    event: message.event,
-                    metadata: meta.to_string().into_bytes().into(),
-                    encoding: PayloadEncoding::Binary,
-                    payload: bytes.into(),
-                },
-            ),
-            (None, None) => return,
+    /// Queues one replayed message, right after the join reply (see
+    /// `Outgoing::stored`; a binary one reaches 2.0.0 sockets only, as 1.0.0 has no
+    /// binary broadcast).
+    fn push_replayed(&mut self, topic: &str, message: &StoredMessage) {
+        let Some(outgoing) = Outgoing::stored(topic, message, true) else {
+            return;
         };
         if let Some(frame) = outgoing.frame(&self.conn) {
             self.out.push(frame.clone());

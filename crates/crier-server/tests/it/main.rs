@@ -6,6 +6,7 @@ mod bad_input;
 mod broadcast;
 mod channels;
 mod connect;
+mod database_broadcasts;
 mod embedding;
 mod flow_control;
 mod http;

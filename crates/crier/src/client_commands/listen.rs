@@ -64,6 +64,11 @@ pub(crate) struct ListenArgs {
     /// since this Unix time in milliseconds (at most 25, `meta.replayed` set).
     #[arg(long, value_name = "UNIX_MS", requires = "private")]
     replay_since: Option<i64>,
+    /// Print a `system` line once broadcasts from the database are live for the channel
+    /// ("Replication connection established"); the server shuts the channel down when
+    /// they are not within a minute.
+    #[arg(long)]
+    replication_ready: bool,
     #[command(flatten)]
     connection: ConnectionArgs,
 }
@@ -139,6 +144,7 @@ pub(super) async fn run(args: ListenArgs) -> Result<(), Exit> {
     options.presence = args.presence;
     options.private = args.private;
     options.replay = args.replay_since.map(|since| (since, None));
+    options.replication_ready = args.replication_ready;
     let channel = client.channel_with(&args.topic, options);
     for filter in filters {
         // Registers the filter; its changes are read from `events` with everything else,

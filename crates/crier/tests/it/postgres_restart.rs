@@ -42,6 +42,19 @@ fn read_inserts(listener: &Running, expected: &BTreeSet<i64>, seen: &mut BTreeSe
     }
 }
 
+/// Reads the listener's lines until every `n` in `expected` has been printed in a
+/// broadcast line; returns every `n` seen.
+fn read_broadcasts(listener: &Running, expected: &BTreeSet<i64>, seen: &mut BTreeSet<i64>) {
+    while !expected.is_subset(seen) {
+        let line = listener.next_json();
+        if line["type"] == "broadcast" {
+            assert_eq!(line["event"], "note", "{line}");
+            assert_eq!(line["meta"]["id"], line["payload"]["id"], "{line}");
+            seen.insert(line["payload"]["n"].as_i64().expect("an n"));
+        }
+    }
+}
+
 fn ids(range: std::ops::RangeInclusive<i64>) -> BTreeSet<i64> {
     range.collect()
 }
@@ -87,4 +100,46 @@ fn changes_committed_while_crier_was_down_reach_the_subscriber_that_comes_back()
         .unwrap();
     read_inserts(&listener, &ids(1..=300), &mut seen);
     assert_eq!(seen, ids(1..=300), "no committed row lost");
+}
+
+#[test]
+fn database_broadcasts_committed_while_crier_was_down_are_delivered_when_it_is_back() {
+    let pg = TestPostgres::start().expect("postgres");
+    pg.psql("create role anon nologin;").unwrap();
+    let port = free_port();
+    let server = start_server(port, &pg.url());
+    let url = format!("ws://127.0.0.1:{port}/socket");
+    let listener = Running::spawn(&[
+        "listen",
+        "feed",
+        "--replication-ready",
+        "--url",
+        &url,
+        "--apikey",
+        &token(SECRET),
+    ]);
+    listener.until(|line| {
+        line["type"] == "system" && line["message"] == "Replication connection established"
+    });
+    let send = |range: std::ops::RangeInclusive<i64>| {
+        pg.psql(&format!(
+            "select realtime.send(jsonb_build_object('n', g), 'note', 'feed', false)
+             from generate_series({}, {}) g",
+            range.start(),
+            range.end()
+        ))
+        .unwrap();
+    };
+
+    let mut seen = BTreeSet::new();
+    send(1..=100);
+    read_broadcasts(&listener, &ids(1..=100), &mut seen);
+
+    server.kill();
+    // Supabase's temporary slot would lose these: Crier's persistent one keeps them.
+    send(101..=200);
+    let _server = start_server(port, &pg.url());
+    send(201..=300);
+    read_broadcasts(&listener, &ids(1..=300), &mut seen);
+    assert_eq!(seen, ids(1..=300), "no committed broadcast lost");
 }

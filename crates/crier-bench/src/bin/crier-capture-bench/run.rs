@@ -32,7 +32,7 @@ async fn start_consumer(
     let (progress_tx, progress) = watch::channel(0);
     let (task, backend_pid) = match args.mode {
         Mode::Stream => {
-            let stream = ChangeStream::connect(settings).await?;
+            let stream = ChangeStream::connect(settings, false).await?;
             let pid = walsender_pid(admin).await?;
             (
                 tokio::spawn(consume_stream(stream, stop_rx, progress_tx)),
@@ -103,6 +103,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<(), BoxError> {
         database_url: pg.url(),
         publication: PUBLICATION.into(),
         slot: STREAM_SLOT.into(),
+        database_broadcasts: false,
     };
     replication::prepare(&admin, &settings).await?;
     admin
