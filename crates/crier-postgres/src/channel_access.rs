@@ -357,7 +357,9 @@ pub async fn replay(
                     Ok(StoredMessage {
                         id: row.try_get(0)?,
                         event: row.try_get(1)?,
-                        payload: row.try_get(2)?,
+                        payload: row
+                            .try_get::<_, Option<String>>(2)?
+                            .map(|json| crate::database_broadcast::compact_json(&json)),
                         binary: row.try_get(3)?,
                     })
                 })

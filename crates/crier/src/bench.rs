@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use crier_bench::worker::Launch;
-use crier_bench::workload::pgchanges::{self, RlsMode};
+use crier_bench::workload::pgchanges::{self, RlsMode, Via};
 use crier_bench::workload::{self, FanoutOptions, IdleOptions, PgChangesOptions, VuOptions};
 use crier_bench::{Options, Rate, Run, ServerKind, Target, Vsn};
 use crier_server::auth::{sign_token, unix_now};
@@ -334,6 +334,11 @@ struct PgChangesArgs {
     /// Row level security: off, all or per-user.
     #[arg(long, default_value = "off")]
     rls: RlsMode,
+    /// How rows reach the subscribers: postgres-changes (a binding on the table), or
+    /// database-broadcasts (a trigger calls realtime.broadcast_changes into the private
+    /// topic bench; needs --rls off).
+    #[arg(long, default_value = "postgres-changes")]
+    via: Via,
     /// Distinct users (sub claims user-0, ...): subscriber i is user-<i % users>, row
     /// seq belongs to user-<seq % users> [default: one per subscriber].
     #[arg(long)]
@@ -443,7 +448,10 @@ fn sign_for_a_day(secret: &str, mut claims: Map<String, Value>) -> String {
 /// `crier bench pgchanges`: its setup modes, its tokens, the run and its report.
 fn run_pgchanges(args: PgChangesArgs, runtime: &Runtime) -> anyhow::Result<ExitCode> {
     if args.print_setup {
-        println!("{}", pgchanges::setup_sql(&args.publication, args.rls));
+        println!(
+            "{}",
+            pgchanges::setup_sql(&args.publication, args.rls, args.via)
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let database_url = args.database_url.context("--database-url is required")?;
@@ -452,8 +460,14 @@ fn run_pgchanges(args: PgChangesArgs, runtime: &Runtime) -> anyhow::Result<ExitC
             &database_url,
             &args.publication,
             args.rls,
+            args.via,
         ))?;
-        println!("setup: table public.{}, rls {}", pgchanges::TABLE, args.rls);
+        println!(
+            "setup: table public.{}, rls {}, via {}",
+            pgchanges::TABLE,
+            args.rls,
+            args.via
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut shape = PgChangesOptions::new(database_url);
@@ -461,6 +475,7 @@ fn run_pgchanges(args: PgChangesArgs, runtime: &Runtime) -> anyhow::Result<ExitC
     shape.subscribers = args.subscribers;
     shape.topic_per_subscriber = args.topic_per_subscriber;
     shape.rls = args.rls;
+    shape.via = args.via;
     shape.users = args.users;
     shape.rate = args.rate;
     shape.rows_per_tx = args.rows_per_tx;

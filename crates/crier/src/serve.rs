@@ -141,6 +141,14 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
         ),
         None => say!("  postgres changes: off (no --database-url)"),
     }
+    match &config.postgres_changes {
+        Some(changes) if changes.database_broadcasts => say!(
+            "  database broadcasts: realtime.messages rows, from slot {}",
+            changes.slot
+        ),
+        Some(_) => say!("  database broadcasts: off (--database-broadcasts false)"),
+        None => say!("  database broadcasts: off (no --database-url)"),
+    }
     let authorization = &config.authorization;
     match (&authorization.database_url, authorization.private_only) {
         (Some(_), only) => say!(

@@ -62,7 +62,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 pub use report::{PgChangesFigures, PgChangesReport};
-pub use setup::{RlsMode, TABLE, apply_setup, setup_sql, user_claims};
+pub use setup::{RlsMode, TABLE, Via, apply_setup, setup_sql, user_claims};
 
 use super::{Options, wait_showing};
 use crate::BenchError;
@@ -96,6 +96,9 @@ pub struct PgChangesOptions {
     pub topic_per_subscriber: bool,
     /// The row level security variant.
     pub rls: RlsMode,
+    /// How rows reach the subscribers: postgres changes, or broadcasts from the database
+    /// sent by a trigger (then `rls` must be off and the topic shared).
+    pub via: Via,
     /// Distinct users: subscriber i is `user-<i % users>`, row `seq` belongs to
     /// `user-<seq % users>`. `None`: one per subscriber.
     pub users: Option<usize>,
@@ -131,6 +134,7 @@ impl PgChangesOptions {
             subscribers: 100,
             topic_per_subscriber: false,
             rls: RlsMode::Off,
+            via: Via::PostgresChanges,
             users: None,
             rate: 1000,
             rows_per_tx: 1,
@@ -255,11 +259,27 @@ pub async fn pgchanges(
     shape: &PgChangesOptions,
 ) -> Result<PgChangesReport, BenchError> {
     let progress = Progress::new(options.progress);
+    if shape.via == Via::DatabaseBroadcasts
+        && (shape.rls != RlsMode::Off || shape.topic_per_subscriber)
+    {
+        return Err(BenchError::Settings(
+            "database broadcasts go to one topic for everyone: use --rls off and no --topic-per-subscriber".into(),
+        ));
+    }
     let users = shape.user_count();
     let tokens = tokens(options, shape, users)?;
     if shape.setup {
-        apply_setup(&shape.database_url, &shape.publication, shape.rls).await?;
-        progress.println(format!("setup: table public.{TABLE}, rls {}", shape.rls));
+        apply_setup(
+            &shape.database_url,
+            &shape.publication,
+            shape.rls,
+            shape.via,
+        )
+        .await?;
+        progress.println(format!(
+            "setup: table public.{TABLE}, rls {}, via {}",
+            shape.rls, shape.via
+        ));
     }
     let mut dialers = Vec::with_capacity(tokens.len());
     for token in tokens {
@@ -293,7 +313,10 @@ pub async fn pgchanges(
     let gate = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let (joined_tx, mut joined_rx) = mpsc::unbounded_channel::<Option<usize>>();
     let started = Instant::now();
-    progress.stage(shape.subscribers as u64, "subscribing to postgres changes");
+    progress.stage(
+        shape.subscribers as u64,
+        format!("subscribing ({})", shape.via),
+    );
     let mut subs = Vec::with_capacity(shape.subscribers);
     for i in 0..shape.subscribers {
         let user = i % users;
@@ -303,6 +326,7 @@ pub async fn pgchanges(
             TABLE.to_owned()
         };
         let dialer = dialers[user % dialers.len()].clone();
+        let via = shape.via;
         let (failures, gate, stop, shared, joined_tx) = (
             failures.clone(),
             gate.clone(),
@@ -312,7 +336,7 @@ pub async fn pgchanges(
         );
         subs.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await.expect("semaphore open");
-            let subscribed = match subscribers::subscribe(&dialer, &topic).await {
+            let subscribed = match subscribers::subscribe(&dialer, &topic, via).await {
                 Ok(subscribed) => subscribed,
                 Err(e) => {
                     failures.lock().expect("not poisoned").record(e);

@@ -22,6 +22,10 @@ pub struct PgChangesFigures {
     pub subscribers: u64,
     /// The RLS variant: `off`, `all` or `per-user`.
     pub rls: String,
+    /// How rows reached the subscribers: `postgres-changes` or `database-broadcasts`
+    /// (absent in results from before the choice existed).
+    #[serde(default = "postgres_changes")]
+    pub via: String,
     /// Distinct users (claims groups).
     pub users: u64,
     /// Whether each subscriber had a topic of its own.
@@ -228,6 +232,7 @@ impl PgChangesReport {
         let figures = PgChangesFigures {
             subscribers: totals.joined,
             rls: shape.rls.name().to_owned(),
+            via: shape.via.name().to_owned(),
             users,
             topic_per_subscriber: shape.topic_per_subscriber,
             rate: shape.rate,
@@ -363,8 +368,8 @@ impl PgChangesReport {
         writeln!(out)?;
         writeln!(
             out,
-            "pgchanges: {} subscribers ({topics}), rls {}, {} users, rate {rate_label}, {} rows/tx, {} writers, {} s measured ({:.2} s actual)",
-            f.subscribers, f.rls, f.users, f.rows_per_tx, f.writers, f.seconds, f.window_s
+            "pgchanges: {} subscribers ({topics}), via {}, rls {}, {} users, rate {rate_label}, {} rows/tx, {} writers, {} s measured ({:.2} s actual)",
+            f.subscribers, f.via, f.rls, f.users, f.rows_per_tx, f.writers, f.seconds, f.window_s
         )?;
         writeln!(
             out,
@@ -496,4 +501,8 @@ fn print_failures(out: &mut dyn Write, label: &str, failures: &Failures) -> io::
         writeln!(out, "  {n:>6} x {message}")?;
     }
     Ok(())
+}
+
+fn postgres_changes() -> String {
+    "postgres-changes".to_owned()
 }

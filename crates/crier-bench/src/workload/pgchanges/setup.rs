@@ -54,6 +54,73 @@ impl FromStr for RlsMode {
     }
 }
 
+/// How rows reach the subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// Postgres changes: a binding on the table, rows rendered by the server.
+    PostgresChanges,
+    /// Broadcast from the database: a trigger calls `realtime.broadcast_changes` for
+    /// each row, into the private topic `bench`, which the subscribers join.
+    DatabaseBroadcasts,
+}
+
+impl Via {
+    /// Both, in the order a comparison runs them.
+    pub const ALL: [Via; 2] = [Via::PostgresChanges, Via::DatabaseBroadcasts];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::PostgresChanges => "postgres-changes",
+            Via::DatabaseBroadcasts => "database-broadcasts",
+        }
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Via {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Via::ALL
+            .into_iter()
+            .find(|via| via.name() == s)
+            .ok_or_else(|| {
+                format!("unknown delivery {s:?}; expected postgres-changes or database-broadcasts")
+            })
+    }
+}
+
+/// The trigger of [`Via::DatabaseBroadcasts`] and the policy that lets every subscriber
+/// read the `bench` topic; for [`Via::PostgresChanges`], no trigger (the rows pay for
+/// nothing they do not use). The policy needs `realtime.messages`, which a node with a
+/// database creates at start.
+fn via_sql(via: Via) -> &'static str {
+    match via {
+        Via::PostgresChanges => "drop trigger if exists bench_broadcast on public.bench;",
+        Via::DatabaseBroadcasts => {
+            "create or replace function public.bench_broadcast() returns trigger
+  language plpgsql as $f$
+begin
+  perform realtime.broadcast_changes('bench', TG_OP, TG_OP, TG_TABLE_NAME, TG_TABLE_SCHEMA, NEW, null);
+  return null;
+end $f$;
+drop trigger if exists bench_broadcast on public.bench;
+create trigger bench_broadcast after insert on public.bench
+  for each row execute function public.bench_broadcast();
+grant usage on schema realtime to anon, authenticated;
+grant select on realtime.messages to anon, authenticated;
+drop policy if exists bench_topic_read on realtime.messages;
+create policy bench_topic_read on realtime.messages for select to anon, authenticated
+  using (realtime.topic() = 'bench');"
+        }
+    }
+}
+
 /// The harness SQL for one RLS variant. Idempotent: every run may apply it, and applying
 /// another variant switches the table's policy.
 ///
@@ -61,7 +128,8 @@ impl FromStr for RlsMode {
 /// `bench (id bigserial primary key, owner text, body text, at timestamptz default clock_timestamp())`,
 /// grants `select` on it to both roles, puts the policy of `rls` in place, and adds the
 /// table to `publication` (creating the publication when missing).
-pub fn setup_sql(publication: &str, rls: RlsMode) -> String {
+/// Then it puts the trigger of `via` in place, or removes it.
+pub fn setup_sql(publication: &str, rls: RlsMode, via: Via) -> String {
     let policy = match rls {
         RlsMode::Off => "alter table public.bench disable row level security;".to_owned(),
         RlsMode::All => "alter table public.bench enable row level security;\n\
@@ -94,7 +162,9 @@ do $$ begin
                  where pubname = '{name}' and schemaname = 'public' and tablename = 'bench') then
     alter publication \"{ident}\" add table public.bench;
   end if;
-end $$;"
+end $$;
+{via}",
+        via = via_sql(via)
     )
 }
 
@@ -104,10 +174,11 @@ pub async fn apply_setup(
     database_url: &str,
     publication: &str,
     rls: RlsMode,
+    via: Via,
 ) -> Result<(), BenchError> {
     let client = connect(database_url).await?;
     client
-        .batch_execute(&setup_sql(publication, rls))
+        .batch_execute(&setup_sql(publication, rls, via))
         .await
         .map_err(|e| BenchError::Database(format!("setup SQL: {e}")))
 }
@@ -168,12 +239,14 @@ mod tests {
 
     #[test]
     fn the_sql_switches_policies_and_quotes_the_publication() {
-        let off = setup_sql("supabase_realtime", RlsMode::Off);
+        let off = setup_sql("supabase_realtime", RlsMode::Off, Via::PostgresChanges);
         assert!(off.contains("disable row level security"));
         assert!(!off.contains("create policy"));
-        assert!(setup_sql("p", RlsMode::All).contains("using (true)"));
-        assert!(setup_sql("p", RlsMode::PerUser).contains("jsonb->>'sub'"));
-        let odd = setup_sql(r#"it's "odd""#, RlsMode::Off);
+        assert!(setup_sql("p", RlsMode::All, Via::PostgresChanges).contains("using (true)"));
+        assert!(
+            setup_sql("p", RlsMode::PerUser, Via::DatabaseBroadcasts).contains("jsonb->>'sub'")
+        );
+        let odd = setup_sql(r#"it's "odd""#, RlsMode::Off, Via::PostgresChanges);
         assert!(odd.contains(r#"pubname = 'it''s "odd"'"#), "{odd}");
         assert!(
             odd.contains(r#"create publication "it's ""odd""""#),

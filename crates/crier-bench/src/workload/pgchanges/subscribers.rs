@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{TABLE, Timeline, second_of, wall_us};
+use super::{TABLE, Timeline, Via, second_of, wall_us};
 use crate::client::{Dialer, HEARTBEAT_EVERY, OPEN_TIMEOUT, Ws, truncate};
 use crate::failures::KEEP_ERRORS;
 use crate::stats::latency_histogram;
@@ -163,21 +163,37 @@ pub(super) struct Subscribed {
     wire: Phoenix,
 }
 
-/// The join config: no broadcast or presence, one INSERT binding on the table.
-fn join_config() -> String {
-    format!(
-        r#"{{"broadcast":{{"self":false,"ack":false}},"presence":{{"enabled":false}},"private":false,"postgres_changes":[{{"event":"INSERT","schema":"public","table":"{TABLE}"}}]}}"#
-    )
+/// The join config: for postgres changes one INSERT binding on the table; for database
+/// broadcasts the private channel, asking to be told when they are live.
+fn join_config(via: Via) -> String {
+    match via {
+        Via::PostgresChanges => format!(
+            r#"{{"broadcast":{{"self":false,"ack":false}},"presence":{{"enabled":false}},"private":false,"postgres_changes":[{{"event":"INSERT","schema":"public","table":"{TABLE}"}}]}}"#
+        ),
+        Via::DatabaseBroadcasts => r#"{"broadcast":{"self":false,"ack":false,"replication_ready":true},"presence":{"enabled":false},"private":true,"postgres_changes":[]}"#.to_owned(),
+    }
 }
 
-/// Connects, joins `realtime:<topic>`, and waits for the `system` message
-/// `Subscribed to PostgreSQL`: only from then on does the server deliver changes.
-pub(super) async fn subscribe(dialer: &Dialer, topic: &str) -> Result<Subscribed, String> {
+/// The `system` message after which the server delivers.
+fn live_message(via: Via) -> &'static str {
+    match via {
+        Via::PostgresChanges => "Subscribed to PostgreSQL",
+        Via::DatabaseBroadcasts => "Replication connection established",
+    }
+}
+
+/// Connects, joins `realtime:<topic>`, and waits for the `system` message that says the
+/// server delivers from now on ([`live_message`]).
+pub(super) async fn subscribe(
+    dialer: &Dialer,
+    topic: &str,
+    via: Via,
+) -> Result<Subscribed, String> {
     let attempt = async {
         let mut ws = dialer.connect().await?;
         // Frames are read with v2 (array) substring searches, so the dialer speaks v2.
         let mut wire = Phoenix::new(Vsn::V2);
-        ws.send(wire.join(topic, &join_config()))
+        ws.send(wire.join(topic, &join_config(via)))
             .await
             .map_err(|e| format!("send join: {e}"))?;
         loop {
@@ -190,7 +206,7 @@ pub(super) async fn subscribe(dialer: &Dialer, topic: &str) -> Result<Subscribed
             if let Message::Text(text) = &frame
                 && text.contains(r#","system","#)
             {
-                return if text.contains("Subscribed to PostgreSQL") {
+                return if text.contains(live_message(via)) {
                     Ok(Subscribed { ws, wire })
                 } else {
                     Err(format!("subscription refused: {}", text.as_str()))
@@ -209,7 +225,7 @@ pub(super) async fn subscribe(dialer: &Dialer, topic: &str) -> Result<Subscribed
     };
     tokio::time::timeout(OPEN_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err("timed out waiting for Subscribed to PostgreSQL".into()))
+        .unwrap_or_else(|_| Err(format!("timed out waiting for {}", live_message(via))))
 }
 
 /// Reads one subscriber's socket until `stop`, sending heartbeats, and returns its
@@ -233,7 +249,10 @@ pub(super) async fn receive(
             frame = ws.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let text = text.as_str();
-                    if text.contains(r#","postgres_changes",{"ids""#) {
+                    // A change, or a broadcast_changes row (its payload has the record too).
+                    if text.contains(r#","postgres_changes",{"ids""#)
+                        || text.contains(r#","broadcast",{"type":"broadcast""#)
+                    {
                         stats.on_change(text, &shared, check_owner);
                     } else if !text.contains(r#""phx_reply",{"status":"ok""#) {
                         stats.note(truncate(text, 300).to_owned());
@@ -323,13 +342,25 @@ mod tests {
     #[test]
     fn the_join_asks_for_inserts_on_the_table() {
         let mut wire = Phoenix::new(Vsn::V2);
-        let join = wire.join("bench", &join_config());
+        let join = wire.join("bench", &join_config(Via::PostgresChanges));
         let join: serde_json::Value = serde_json::from_str(join.to_text().unwrap()).unwrap();
         assert_eq!(join[2], "realtime:bench");
         assert_eq!(join[3], "phx_join");
         let binding = &join[4]["config"]["postgres_changes"][0];
         assert_eq!(binding["table"], TABLE);
         assert_eq!(binding["event"], "INSERT");
+    }
+
+    #[test]
+    fn a_broadcast_changes_frame_yields_its_row() {
+        let frame = r#"[null,null,"realtime:bench","broadcast",{"type":"broadcast","event":"INSERT","payload":{"id":"5f0c","old_record":null,"operation":"INSERT","record":{"at":"2026-01-02T03:04:05.678901+00:00","body":"42:17:xxxx","id":5,"owner":"user-3"},"schema":"public","table":"bench"},"meta":{"id":"5f0c"}}]"#;
+        let delivered = parse_delivered(frame).unwrap();
+        assert_eq!((delivered.run, delivered.seq), (42, 17));
+        assert_eq!(delivered.at_us, Some(1_767_323_045_678_901));
+        let join = Phoenix::new(Vsn::V2).join("bench", &join_config(Via::DatabaseBroadcasts));
+        let join: serde_json::Value = serde_json::from_str(join.to_text().unwrap()).unwrap();
+        assert_eq!(join[4]["config"]["private"], true);
+        assert_eq!(join[4]["config"]["broadcast"]["replication_ready"], true);
     }
 
     #[test]
