@@ -165,10 +165,17 @@ pub enum ChannelEvent {
     System(Arc<SystemMessage>),
     /// The channel's status changed.
     Status(ChannelStatus),
-    /// The channel joined again after the connection was lost or the channel errored:
-    /// messages sent meanwhile were missed, so refetch what matters.
+    /// The channel joined again after the connection was lost or the channel errored.
+    /// The client asked the server for what it missed (`resume`): when `recovered`, the
+    /// `missed` broadcasts arrived before this event, in order, and nothing was lost;
+    /// otherwise (history no longer reaches back, the server restarted, or it keeps no
+    /// history) refetch what matters.
     Resumed {
         /// How long the channel was not joined.
         gap: Duration,
+        /// Every broadcast sent meanwhile was delivered.
+        recovered: bool,
+        /// How many broadcasts the server sent again.
+        missed: u64,
     },
 }

@@ -61,6 +61,10 @@ pub struct ChannelOptions {
     /// connection established" then arrives on [`Channel::events`](crate::Channel::events),
     /// or the channel is shut down when they do not start within a minute.
     pub replication_ready: bool,
+    /// Start from this place in the topic's stream, `(epoch, offset)`, as a rejoin would:
+    /// the broadcasts after it come first, then a [`ChannelEvent::Resumed`](crate::ChannelEvent::Resumed)
+    /// says whether they were all still there. Rejoins resume on their own.
+    pub resume_from: Option<(String, u64)>,
     /// `subscribe()` waits until the server confirms postgres changes are live (on by
     /// default, so no change made right after subscribing is missed).
     pub wait_for_postgres: bool,
@@ -76,6 +80,7 @@ impl Default for ChannelOptions {
             private: false,
             replay: None,
             replication_ready: false,
+            resume_from: None,
             wait_for_postgres: true,
         }
     }
@@ -112,6 +117,13 @@ impl ChannelOptions {
     /// `meta: {"replayed": true, "id": ...}`.
     pub fn replay(mut self, since_ms: i64, limit: Option<i64>) -> Self {
         self.replay = Some((since_ms, limit));
+        self
+    }
+
+    /// Resume from `(epoch, offset)` (see the field), e.g. a position the app saved
+    /// before it exited.
+    pub fn resume_from(mut self, epoch: impl Into<String>, offset: u64) -> Self {
+        self.resume_from = Some((epoch.into(), offset));
         self
     }
 

@@ -68,6 +68,18 @@ pub struct BroadcastConfig {
     pub replay: Option<ReplayConfig>,
     /// Notify with a `system` message once replication is ready.
     pub replication_ready: bool,
+    /// Resume the topic's stream after this position: the broadcasts missed since are
+    /// sent right after the join reply.
+    pub resume: Option<ResumeFrom>,
+}
+
+/// `config.broadcast.resume`: the last position a subscriber received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeFrom {
+    /// The stream's epoch, as the server sent it.
+    pub epoch: String,
+    /// The offset of the last broadcast received (0: none yet).
+    pub offset: u64,
 }
 
 /// `config.broadcast.replay`, as sent. Whether it is usable is the server's question
@@ -256,6 +268,9 @@ impl JoinConfig {
         if self.broadcast.replication_ready {
             broadcast["replication_ready"] = true.into();
         }
+        if let Some(resume) = &self.broadcast.resume {
+            broadcast["resume"] = json!({"epoch": resume.epoch, "offset": resume.offset});
+        }
         let mut config = json!({
             "broadcast": broadcast,
             "presence": {"enabled": self.presence.enabled, "key": self.presence.key.clone().unwrap_or_default()},
@@ -284,6 +299,10 @@ fn parse_config(map: &Map<String, Value>) -> Result<JoinConfig, JoinError> {
                 "replication_ready",
                 "config.broadcast.replication_ready",
             )?,
+            resume: match sub_map(b, "resume", "config.broadcast.resume")? {
+                None => None,
+                Some(r) => Some(parse_resume(r)?),
+            },
             replay: match sub_map(b, "replay", "config.broadcast.replay")? {
                 None => None,
                 Some(r) => {
@@ -378,6 +397,21 @@ fn sub_map<'a>(
     }
 }
 
+/// `{"epoch": "<string>", "offset": <integer, 0 or more>}`.
+fn parse_resume(map: &Map<String, Value>) -> Result<ResumeFrom, JoinError> {
+    let epoch = match map.get("epoch") {
+        Some(Value::String(epoch)) if !epoch.is_empty() => epoch.clone(),
+        _ => return Err(error("config.broadcast.resume.epoch", "a non-empty string")),
+    };
+    let offset = match map.get("offset") {
+        Some(Value::Number(n)) => n.as_u64(),
+        _ => None,
+    };
+    let offset =
+        offset.ok_or_else(|| error("config.broadcast.resume.offset", "an integer of 0 or more"))?;
+    Ok(ResumeFrom { epoch, offset })
+}
+
 fn flexible_bool(map: &Map<String, Value>, key: &str, path: &str) -> Result<bool, JoinError> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(false),
@@ -442,6 +476,47 @@ mod tests {
         assert!(config.broadcast.ack);
         assert!(!config.broadcast.self_broadcast);
         assert!(config.postgres_changes.is_empty());
+    }
+
+    #[test]
+    fn resume_needs_an_epoch_and_a_whole_offset() {
+        let config = |resume: Value| json!({"config": {"broadcast": {"resume": resume}}});
+        let parsed = JoinRequest::parse(&config(json!({"epoch": "e1", "offset": 7}))).unwrap();
+        assert_eq!(
+            parsed.config.unwrap().broadcast.resume,
+            Some(ResumeFrom {
+                epoch: "e1".into(),
+                offset: 7
+            })
+        );
+        for (resume, path) in [
+            (json!({"offset": 7}), "config.broadcast.resume.epoch"),
+            (
+                json!({"epoch": "", "offset": 7}),
+                "config.broadcast.resume.epoch",
+            ),
+            (
+                json!({"epoch": 5, "offset": 7}),
+                "config.broadcast.resume.epoch",
+            ),
+            (json!({"epoch": "e1"}), "config.broadcast.resume.offset"),
+            (
+                json!({"epoch": "e1", "offset": -1}),
+                "config.broadcast.resume.offset",
+            ),
+            (
+                json!({"epoch": "e1", "offset": 1.5}),
+                "config.broadcast.resume.offset",
+            ),
+            (
+                json!({"epoch": "e1", "offset": "7"}),
+                "config.broadcast.resume.offset",
+            ),
+            (json!("e1:7"), "config.broadcast.resume"),
+        ] {
+            let err = JoinRequest::parse(&config(resume.clone())).unwrap_err();
+            assert_eq!(err.path, path, "{resume}");
+        }
     }
 
     #[test]

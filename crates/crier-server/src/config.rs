@@ -33,6 +33,8 @@ pub struct Config {
     /// Private channels: where their policies are, how checks run, and whether public
     /// channels are allowed at all.
     pub authorization: AuthorizationConfig,
+    /// How many recent broadcasts each topic keeps for subscribers that resume.
+    pub history: crate::history::HistoryConfig,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(10),
             postgres_changes: None,
             authorization: AuthorizationConfig::default(),
+            history: crate::history::HistoryConfig::default(),
         }
     }
 }

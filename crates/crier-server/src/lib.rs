@@ -44,6 +44,7 @@ mod config;
 mod fanout;
 mod flow;
 mod frame;
+mod history;
 mod hooks;
 mod http;
 pub mod limits;
@@ -59,6 +60,7 @@ pub use config::{
     AuthorizationConfig, Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig,
     SocketConfig,
 };
+pub use history::HistoryConfig;
 pub use hooks::ConnectionInfo;
 pub use node::{Node, NodeBuilder, PublishError};
 pub use serve::{bind, serve, serve_connection};

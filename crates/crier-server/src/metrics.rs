@@ -36,6 +36,16 @@ pub(crate) struct Metrics {
     pub(crate) publisher_waits: Counter,
     pub(crate) overloaded: Counter,
     pub(crate) authorization: CheckMetrics,
+    pub(crate) history: HistoryMetrics,
+}
+
+/// The history's totals (set by the node's sweep every few seconds).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HistoryMetrics {
+    pub(crate) topics: Gauge,
+    pub(crate) messages: Gauge,
+    pub(crate) bytes: Gauge,
+    pub(crate) evictions: Counter,
 }
 
 impl Metrics {
@@ -132,6 +142,27 @@ impl Metrics {
             "realtime.messages rows not delivered: over the payload limit, or unreadable",
             database_broadcasts_skipped.clone(),
         );
+        let history = HistoryMetrics::default();
+        registry.register(
+            "history_topics",
+            "Topics with a history stream",
+            history.topics.clone(),
+        );
+        registry.register(
+            "history_messages",
+            "Broadcasts kept in history",
+            history.messages.clone(),
+        );
+        registry.register(
+            "history_bytes",
+            "Bytes of the broadcasts kept in history",
+            history.bytes.clone(),
+        );
+        registry.register(
+            "history_evictions",
+            "Broadcasts dropped from history by its count, age or byte bounds",
+            history.evictions.clone(),
+        );
         registry.register(
             "queued_bytes",
             "Bytes held by outbound queues: each shared frame once, plus queue slots",
@@ -186,6 +217,7 @@ impl Metrics {
             capture_reconnects,
             database_broadcasts,
             database_broadcasts_skipped,
+            history,
             queued_bytes,
             publisher_waits,
             overloaded,

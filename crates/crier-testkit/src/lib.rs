@@ -23,7 +23,7 @@ pub use postgres::{HarnessError, TestPostgres};
 /// Everything a server test uses, in one import.
 #[cfg(feature = "server")]
 pub mod prelude {
-    pub use crate::raw::{Bystanders, Client, Received, json_payload, reason};
+    pub use crate::raw::{Bystanders, Client, Received, json_payload, reason, without_position};
     pub use crate::server::{MemoryServer, TestServer};
     pub use crate::tokens::{
         BadToken, PUBLIC_JWKS, PUBLIC_JWKS_ROTATED, SECRET, jwk_token, keys_file, token,

@@ -263,6 +263,23 @@ pub fn json_payload(message: &Message) -> &Value {
     }
 }
 
+/// A broadcast body without the stream position the server adds to its `meta`
+/// (`offset`, `epoch`), and without `meta` when nothing else is in it: the body as the
+/// sender made it, for tests about something else.
+pub fn without_position(body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(object) = body.as_object_mut()
+        && let Some(Value::Object(meta)) = object.get_mut("meta")
+    {
+        meta.remove("offset");
+        meta.remove("epoch");
+        if meta.is_empty() {
+            object.remove("meta");
+        }
+    }
+    body
+}
+
 /// The `reason` of an error reply.
 pub fn reason(response: &Value) -> &str {
     response["reason"].as_str().unwrap_or_default()

@@ -164,6 +164,14 @@ serve_args! {
     /// realtime.broadcast_changes insert into realtime.messages), read from the same slot
     /// as postgres changes [default: true].
     database_broadcasts: bool = true, env "CRIER_DATABASE_BROADCASTS";
+    /// Broadcasts kept per topic for subscribers that resume after a reconnect; 0 turns
+    /// history and resume off [default: 100].
+    history_size: usize = 100, env "CRIER_HISTORY_SIZE";
+    /// How long a broadcast is kept in history [default: 5m].
+    history_ttl: HumanDuration = HumanDuration(Duration::from_secs(300)), env "CRIER_HISTORY_TTL";
+    /// Bytes all topics' history may hold together; past it the oldest go first
+    /// [default: 64MiB].
+    history_max_bytes: HumanBytes = HumanBytes(64 << 20), env "CRIER_HISTORY_MAX_BYTES";
     /// Refuse public channels: every join must be `private: true` [default: false].
     private_only: bool = false, env "CRIER_PRIVATE_ONLY";
     /// Database connections for private-channel checks, and so the most checks that run
@@ -215,6 +223,9 @@ impl Settings {
         config.flow.slow_consumer_timeout = self.slow_consumer_timeout.0;
         config.flow.slow_consumer_bytes = self.slow_consumer_bytes.usize();
         config.flow.max_queued_bytes = self.max_queued_bytes.usize();
+        config.history.size = self.history_size;
+        config.history.ttl = self.history_ttl.0;
+        config.history.max_bytes = self.history_max_bytes.usize();
         config.authorization.private_only = self.private_only;
         config.authorization.pool_size = self.authorization_pool;
         config.authorization.check_timeout = self.authorization_timeout.0;

@@ -199,3 +199,25 @@ export function uniqueName(prefix) {
   counter += 1
   return `${prefix}-${process.pid}-${counter}`
 }
+
+/**
+ * A received broadcast without the stream position Crier puts in `meta` (`offset`,
+ * `epoch`), and without `meta` when nothing else is in it: what Supabase would send.
+ */
+export function withoutPosition(message) {
+  if (!message?.meta) return message
+  const { offset, epoch, ...rest } = message.meta
+  const { meta, ...body } = message
+  return Object.keys(rest).length ? { ...body, meta: rest } : body
+}
+
+/** Asserts a join reply's response: the bindings, and where the topic's stream is. */
+export function assertJoinResponse(response, postgresChanges = []) {
+  const { broadcast, ...rest } = response
+  if (JSON.stringify(rest) !== JSON.stringify({ postgres_changes: postgresChanges })) {
+    throw new Error(`unexpected join response ${JSON.stringify(response)}`)
+  }
+  if (typeof broadcast?.epoch !== 'string' || !Number.isInteger(broadcast?.offset)) {
+    throw new Error(`the join response has no stream position: ${JSON.stringify(response)}`)
+  }
+}

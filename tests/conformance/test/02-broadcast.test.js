@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 
-import { VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName } from '../lib/clients.js'
+import { VSNS, subscribeOk, send, broadcastFrames, tapOf, uniqueName, withoutPosition } from '../lib/clients.js'
 import { useServer } from '../lib/suite.js'
 import { Recorder } from '../lib/wait.js'
 
@@ -64,7 +64,8 @@ describe('broadcast', () => {
         await send(sender.channel, { type: 'broadcast', event: 'echo', payload: { me: 1 } })
 
         const got = await sender.received.waitFor((m) => m.event === 'echo', 'own echo')
-        assert.deepEqual(got, { type: 'broadcast', event: 'echo', payload: { me: 1 } })
+        assert.deepEqual(withoutPosition(got), { type: 'broadcast', event: 'echo', payload: { me: 1 } })
+        assert.ok(Number.isInteger(got.meta.offset) && typeof got.meta.epoch === 'string', 'meta has the position')
       })
 
       it('ack:true makes send() resolve "ok" from the server reply', async () => {
@@ -100,7 +101,7 @@ describe('broadcast', () => {
         await send(other.channel, { type: 'broadcast', event: 'B', payload: { from: 'other' } })
         await sender.received.waitFor((m) => m.event === 'B', 'B at the sender')
 
-        assert.deepEqual(sender.received.items, [
+        assert.deepEqual(sender.received.items.map(withoutPosition), [
           { type: 'broadcast', event: 'B', payload: { from: 'other' } },
         ])
         assert.deepEqual(

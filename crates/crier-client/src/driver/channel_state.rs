@@ -7,7 +7,7 @@
 //! operations (`join.rs`, `leave.rs`).
 
 use crier_protocol::join::{
-    BroadcastConfig, JoinConfig, JoinRequest, PresenceConfig, ReplayConfig,
+    BroadcastConfig, JoinConfig, JoinRequest, PresenceConfig, ReplayConfig, ResumeFrom,
 };
 use crier_protocol::presence::PresenceView;
 use serde_json::{Map, Value};
@@ -65,9 +65,67 @@ pub(super) struct ChannelState {
     pub(super) last_system_error: Option<String>,
     /// When the channel stopped being joined, for the `Resumed` gap.
     pub(super) lost_at: Option<Instant>,
+    /// The last place in the topic's stream this channel received (the join reply's, then
+    /// each broadcast's): a rejoin resumes from it, and a broadcast at or before it is a
+    /// duplicate.
+    pub(super) position: Option<StreamPosition>,
+    /// A rejoin asked to resume: the gap it covers, until the server says how it went.
+    pub(super) resuming: Option<std::time::Duration>,
+}
+
+/// A place in a topic's stream, as the server numbers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct StreamPosition {
+    pub(super) epoch: String,
+    pub(super) offset: u64,
+}
+
+impl StreamPosition {
+    /// `{"epoch": "...", "offset": N}` (a join reply's `broadcast`, a broadcast's `meta`,
+    /// a resume report); `None` without both.
+    pub(super) fn of(value: &Value) -> Option<StreamPosition> {
+        Some(StreamPosition {
+            epoch: value.get("epoch")?.as_str()?.to_owned(),
+            offset: value.get("offset")?.as_u64()?,
+        })
+    }
 }
 
 impl ChannelState {
+    /// Notes a broadcast's place in the stream (`meta.epoch`, `meta.offset`); false when
+    /// it is at or before the last one received, a copy to drop (a resume overlapping
+    /// what arrived before the connection went).
+    pub(super) fn advance(&mut self, meta: Option<&Value>) -> bool {
+        let Some(at) = meta.and_then(StreamPosition::of) else {
+            return true;
+        };
+        if let Some(last) = &self.position
+            && last.epoch == at.epoch
+            && at.offset <= last.offset
+        {
+            return false;
+        }
+        self.position = Some(at);
+        true
+    }
+
+    /// The server's `system` report on a resume: `Resumed` for the app, and, when
+    /// history could not serve it, the stream's position from now on.
+    pub(super) fn on_resume_report(&mut self, report: &Value) {
+        let Some(gap) = self.resuming.take() else {
+            return;
+        };
+        let recovered = report.get("recovered").and_then(Value::as_bool) == Some(true);
+        if !recovered {
+            self.position = StreamPosition::of(report);
+        }
+        self.emit(ChannelEvent::Resumed {
+            gap,
+            recovered,
+            missed: report.get("missed").and_then(Value::as_u64).unwrap_or(0),
+        });
+    }
+
     /// A channel from its subscribe request; the reply is handed back for the caller to
     /// queue as the first subscribe waiter.
     pub(super) fn new(request: SubscribeRequest) -> (Self, oneshot::Sender<Result<(), Error>>) {
@@ -81,6 +139,15 @@ impl ChannelState {
             presence_state,
             reply,
         } = request;
+        // A given position is resumed from like a rejoin's.
+        let position = options
+            .resume_from
+            .as_ref()
+            .map(|(epoch, offset)| StreamPosition {
+                epoch: epoch.clone(),
+                offset: *offset,
+            });
+        let lost_at = position.as_ref().map(|_| Instant::now());
         let state = ChannelState {
             presence_enabled: presence || options.presence,
             options,
@@ -104,7 +171,9 @@ impl ChannelState {
             presence: PresenceView::new(),
             last_track: None,
             last_system_error: None,
-            lost_at: None,
+            lost_at,
+            position,
+            resuming: None,
         };
         (state, reply)
     }
@@ -212,6 +281,15 @@ impl ChannelState {
                         malformed: false,
                     }),
                     replication_ready: self.options.replication_ready,
+                    // Only a rejoin resumes: a first join starts from where the stream is.
+                    resume: self
+                        .position
+                        .as_ref()
+                        .filter(|_| self.lost_at.is_some())
+                        .map(|position| ResumeFrom {
+                            epoch: position.epoch.clone(),
+                            offset: position.offset,
+                        }),
                 },
                 presence: PresenceConfig {
                     enabled: self.presence_enabled,

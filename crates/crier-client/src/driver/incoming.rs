@@ -46,7 +46,9 @@ impl Driver {
             PHX_ERROR => self.errored_by_server(&message.topic),
             SYSTEM => self.on_system(&message),
             BROADCAST => {
-                if let Some(broadcast) = broadcast(message.payload) {
+                if let Some(broadcast) = broadcast(message.payload)
+                    && channel.advance(broadcast.meta.as_ref())
+                {
                     channel.emit(ChannelEvent::Broadcast(Arc::new(broadcast)));
                 }
             }
@@ -159,6 +161,11 @@ impl Driver {
                 channel.last_system_error = Some(system.message.clone());
             }
             channel.emit(ChannelEvent::System(Arc::new(system.clone())));
+            if system.extension == BROADCAST
+                && let Some(report) = body.get("resume")
+            {
+                channel.on_resume_report(report);
+            }
         }
         if system.extension == EXTENSION_POSTGRES_CHANGES {
             let result = if system.status == "ok" {

@@ -11,6 +11,7 @@ use crier_protocol::{Message, Payload};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use super::channel_state::StreamPosition;
 use super::channel_state::{ChannelState, Phase};
 use super::pending::Pending;
 use super::tokens::unix_now;
@@ -143,10 +144,26 @@ impl Driver {
         channel.binding_ids = ids;
         channel.attempts = 0;
         channel.set_status(Phase::Joined, ChannelStatus::Joined);
+        let latest = response.get("broadcast").and_then(StreamPosition::of);
+        let resumed = channel.lost_at.is_some() && channel.position.is_some();
         if let Some(lost_at) = channel.lost_at.take() {
-            channel.emit(ChannelEvent::Resumed {
-                gap: Instant::now().saturating_duration_since(lost_at),
-            });
+            let gap = Instant::now().saturating_duration_since(lost_at);
+            if resumed && latest.is_some() {
+                // The server keeps history: what was missed follows, then a `system`
+                // message saying how the resume went (`on_resume_report`).
+                channel.resuming = Some(gap);
+            } else {
+                channel.emit(ChannelEvent::Resumed {
+                    gap,
+                    recovered: false,
+                    missed: 0,
+                });
+            }
+        }
+        if !resumed || channel.position.is_none() {
+            // From where the stream is now; a resume keeps its own position, which the
+            // missed broadcasts then move on.
+            channel.position = latest;
         }
         if !channel.filters.is_empty() && channel.options.wait_for_postgres {
             channel.awaiting_postgres = true;

@@ -6,3 +6,4 @@ mod against_server;
 mod deterministic;
 mod postgres_changes;
 mod private_channels;
+mod resume;

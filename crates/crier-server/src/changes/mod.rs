@@ -102,6 +102,8 @@ pub(crate) struct DeferredJoin {
     pub(crate) response: serde_json::Value,
     /// How long the changes may take to go live before the join is refused.
     pub(crate) timeout: std::time::Duration,
+    /// Frames that follow an `ok` reply (what a resuming join missed).
+    pub(crate) after_reply: Vec<crate::frame::Frame>,
 }
 
 /// The figures postgres changes report (handles into the node's registry).
@@ -263,6 +265,9 @@ fn answer_join(subscription: &Subscription, join: &DeferredJoin, outcome: Result
             let body = json!({"status": "ok", "response": join.response});
             conn.queue
                 .push_own(Outbound::Frame(encode_one(conn.vsn, &envelope, &body)));
+            for frame in &join.after_reply {
+                conn.queue.push_own(Outbound::Frame(frame.clone()));
+            }
         }
         Err(reason) => {
             let body = json!({"status": "error", "response": {"reason": reason}});

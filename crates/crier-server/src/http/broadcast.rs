@@ -14,15 +14,17 @@
 //! and still answers 202; the single-event route answers 403, or 422 when a policy
 //! failed.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use crier_protocol::events::{BROADCAST, TOPIC_PREFIX, is_valid_topic};
+use crier_protocol::events::{TOPIC_PREFIX, is_valid_topic};
 use crier_protocol::rest::parse_batch;
-use crier_protocol::{PayloadEncoding, Reason, UserBroadcast, json as client_json};
+use crier_protocol::{PayloadEncoding, Reason, json as client_json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -30,13 +32,13 @@ use super::body;
 use super::errors::json_error as error;
 use crate::auth::{AuthError, Claims};
 use crate::authz::{AuthorizationError, Extension, channel_check, request_headers};
-use crate::fanout::{Outgoing, json_broadcast_body, to_raw};
+use crate::fanout::{Content, Outgoing, to_raw};
 use crate::node::Node;
 use crate::registry::topic_key;
 
 /// Verifies the caller's JWT: the bearer token wins over the `apikey` header, because
 /// realtime-js sends the anon key as `apikey` and the signed-in user's token as bearer.
-async fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
+pub(super) async fn authenticate(node: &Node, headers: &HeaderMap) -> Result<Claims, AuthError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -78,7 +80,7 @@ async fn may_write_private(
 
 /// `{"message":"Unauthorized"}` as Supabase sends it, plus `error` with the cause, which
 /// realtime-js's `httpSend` shows in preference to `message`.
-fn unauthorized(cause: &AuthError) -> Response {
+pub(super) fn unauthorized(cause: &AuthError) -> Response {
     let body = json!({"message": "Unauthorized", "error": cause.connect_message()});
     (StatusCode::UNAUTHORIZED, Json(body)).into_response()
 }
@@ -203,7 +205,7 @@ pub(crate) async fn single(
                 );
             }
         };
-        Outgoing::raw(&topic, BROADCAST, json_broadcast_body(&event, payload))
+        Outgoing::broadcast(&topic, Arc::new(Content::json(&event, payload, None)))
     } else {
         if event.len() > 255 {
             return error(
@@ -211,15 +213,8 @@ pub(crate) async fn single(
                 "Binary broadcasts need an event and topic of at most 255 bytes",
             );
         }
-        Outgoing::binary(
-            &topic,
-            UserBroadcast {
-                event: event.clone(),
-                metadata: Default::default(),
-                encoding: PayloadEncoding::Binary,
-                payload: body,
-            },
-        )
+        let content = Content::binary(event.clone(), PayloadEncoding::Binary, body);
+        Outgoing::broadcast(&topic, Arc::new(content))
     };
     if outgoing.body_len() > node.shared.config.limits.max_payload_bytes() {
         return error(
@@ -351,14 +346,14 @@ pub(crate) async fn batch(State(node): State<Node>, headers: HeaderMap, body: Bo
                 continue;
             }
         }
-        let mut payload =
-            json!({"type": BROADCAST, "event": message.event, "payload": message.payload});
-        if let Some(id) = message.id {
-            payload["meta"] = json!({"id": id});
-        }
+        let content = Content::json(
+            &message.event,
+            &to_raw(&message.payload),
+            message.id.as_ref().map(to_raw),
+        );
         let delivery = node.publish(
             &topic_key(&topic, message.private),
-            &Outgoing::raw(&topic, BROADCAST, to_raw(&payload)),
+            &Outgoing::broadcast(&topic, Arc::new(content)),
             None,
         );
         let last = position + 1 == count;

@@ -4,6 +4,7 @@
 mod body;
 mod broadcast;
 mod errors;
+mod history;
 mod socket;
 
 use axum::Router;
@@ -40,6 +41,7 @@ fn router(node: Node) -> Router {
             "/api/broadcast/{topic}/events/{event}",
             post(broadcast::single),
         )
+        .route("/api/broadcast/{topic}/history", get(history::history))
         .route("/api/ping", get(ping))
         .layer(CorsLayer::permissive());
     Router::new()

@@ -16,6 +16,7 @@ use crate::changes::{BroadcastSink, ChangeMetrics, PostgresChanges};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::flow::Ledger;
+use crate::history::{HistoryStore, MemoryHistory};
 use crate::hooks::{ConnectionInfo, Hooks};
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
@@ -181,6 +182,17 @@ impl NodeBuilder {
                 Err(_) => return Err(ConfigError::NoRuntime),
             }
         }
+        let history = (config.history.size > 0).then(|| {
+            let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new(config.history.clone()));
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tasks.spawn(keep_history(
+                    Arc::clone(&store),
+                    metrics.history.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            store
+        });
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
@@ -204,11 +216,38 @@ impl NodeBuilder {
                 ref_nonce: rand::random(),
                 next_ref: AtomicU64::new(1),
                 broker,
+                history,
                 clock,
                 checks,
                 config,
             }
         });
         Ok(Node { shared })
+    }
+}
+
+/// Sweeps the history every few seconds (what outlived the retention goes, and streams
+/// left empty) and reports its totals, until `shutdown`.
+async fn keep_history(
+    store: Arc<dyn HistoryStore>,
+    metrics: crate::metrics::HistoryMetrics,
+    shutdown: CancellationToken,
+) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let mut evicted = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(EVERY) => {}
+        }
+        store.sweep();
+        let stats = store.stats();
+        metrics.topics.set(stats.topics as i64);
+        metrics.messages.set(stats.messages as i64);
+        metrics.bytes.set(stats.bytes as i64);
+        metrics
+            .evictions
+            .inc_by(stats.evicted.saturating_sub(evicted));
+        evicted = stats.evicted;
     }
 }

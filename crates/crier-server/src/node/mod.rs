@@ -8,10 +8,10 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use crier_protocol::PayloadEncoding;
 use crier_protocol::codes::shutdown;
-use crier_protocol::events::{BROADCAST, TOPIC_PREFIX};
+use crier_protocol::events::TOPIC_PREFIX;
 use crier_protocol::presence::PresenceGroups;
-use crier_protocol::{PayloadEncoding, UserBroadcast};
 use dashmap::DashMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +23,9 @@ use crate::broker::{Broker, LocalDelivery, Publication};
 use crate::changes::PostgresChanges;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::fanout::Outgoing;
+use crate::fanout::{Content, Outgoing};
 use crate::flow::{Ledger, Overloaded};
+use crate::history::HistoryStore;
 use crate::hooks::Hooks;
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
@@ -77,6 +78,8 @@ pub(crate) struct Shared {
     pub(crate) changes: Option<PostgresChanges>,
     /// Carries broadcasts to the other nodes (and theirs to this one).
     pub(crate) broker: Arc<dyn Broker>,
+    /// Each topic's recent broadcasts with their positions; `None` when history is off.
+    pub(crate) history: Option<Arc<dyn HistoryStore>>,
     /// The wall time, for token claims.
     pub(crate) clock: Arc<dyn Clock>,
     /// Private channels' checks; `None` when there is nothing to ask (every private
@@ -208,10 +211,10 @@ impl Node {
         if channel.is_empty() {
             return Err(PublishError::EmptyChannel);
         }
-        let body = crate::fanout::json_broadcast_body(event, &crate::fanout::to_raw(payload));
-        self.check_size(body.get().len())?;
+        let content = Content::json(event, &crate::fanout::to_raw(payload), None);
+        self.check_size(content.len())?;
         let topic = format!("{TOPIC_PREFIX}{channel}");
-        let message = Outgoing::raw(&topic, BROADCAST, body);
+        let message = Outgoing::broadcast(&topic, Arc::new(content));
         Ok((topic, message))
     }
 
@@ -229,15 +232,8 @@ impl Node {
         if event.len() > 255 || topic.len() > 255 {
             return Err(PublishError::NameTooLong);
         }
-        let message = Outgoing::binary(
-            &topic,
-            UserBroadcast {
-                event: event.to_owned(),
-                metadata: Bytes::new(),
-                encoding: PayloadEncoding::Binary,
-                payload,
-            },
-        );
+        let content = Content::binary(event.to_owned(), PayloadEncoding::Binary, payload);
+        let message = Outgoing::broadcast(&topic, Arc::new(content));
         Ok((topic, message))
     }
 
@@ -404,6 +400,10 @@ impl Shared {
     /// queues `message` to this node's subscribers of the topic with key `key` (the
     /// wire topic for a public channel: `registry::topic_key`) except `exclude`, then
     /// hands it to the broker for the other nodes. Returns the local delivery.
+    ///
+    /// With history on, a broadcast first gets its place in the topic's stream, and is
+    /// delivered while that stream is locked (see `history`): a join that resumes sees
+    /// it either in what it missed or live.
     pub(crate) fn publish(
         &self,
         key: &str,
@@ -411,7 +411,17 @@ impl Shared {
         exclude: Option<ConnId>,
     ) -> Delivery {
         self.counters.events.add(1);
-        let delivery = self.deliver_local(key, message, exclude);
+        let delivery = match (&self.history, message.content()) {
+            (Some(history), Some(content)) => {
+                let mut delivery = Delivery::default();
+                history.append(key, content, &mut |position| {
+                    message.set_position(position.clone());
+                    delivery = self.deliver_local(key, message, exclude);
+                });
+                delivery
+            }
+            _ => self.deliver_local(key, message, exclude),
+        };
         if let Some(publication) = message.publication()
             && let Err(err) = self.broker.publish(key, publication)
         {

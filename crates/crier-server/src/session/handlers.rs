@@ -1,9 +1,9 @@
 //! What a session does with each message: routing (Phoenix rules), join, leave,
 //! broadcast, presence and token refresh.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crier_protocol::codes::{CloseCode, ErrorCode, REPLICATION_ESTABLISHED, Reason, shutdown};
 use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, EXTENSION_POSTGRES_CHANGES, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR,
@@ -21,7 +21,7 @@ use super::{ReplyAddress, Session};
 use crate::auth::Claims;
 use crate::authz::{Extension, ReadAccess};
 use crate::changes::{Binding, DeferredJoin, Identity};
-use crate::fanout::{Outgoing, encode_one, json_broadcast_body, to_raw};
+use crate::fanout::{Content, Outgoing, encode_one, to_raw};
 use crate::limits::PresenceWindow;
 use crate::outbound::Outbound;
 use crate::registry::{Receives, topic_key};
@@ -250,10 +250,14 @@ impl Session {
         };
         let state_frame = self.state_frame_for(topic, to.join_ref.clone());
         let key = topic_key(topic, config.private);
-        let registry_topic =
-            shared
-                .registry
-                .subscribe(&key, &self.conn, receives, replayed, state_frame);
+        // A resume is of broadcasts: a channel that may not read them has nothing to get.
+        let resume = config
+            .broadcast
+            .resume
+            .as_ref()
+            .filter(|_| receives.broadcasts);
+        let (registry_topic, attached) =
+            self.subscribe_in_stream(&key, receives, replayed, resume, state_frame);
         if receives.presence {
             shared.counters.presence_events.add(1);
         }
@@ -284,23 +288,36 @@ impl Session {
         shared.metrics.channels.inc();
 
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
-        let response = json!({"postgres_changes": bindings});
+        let mut response = json!({"postgres_changes": bindings});
+        if let Some(attached) = &attached {
+            response["broadcast"] =
+                json!({"epoch": &*attached.latest.epoch, "offset": attached.latest.offset});
+        }
+        let after_reply = match resume {
+            Some(_) => self.resume_frames(to, attached),
+            None => Vec::new(),
+        };
         if config.broadcast.replication_ready {
             self.watch_replication(to);
         }
         if config.postgres_changes.is_empty() {
-            return self.reply(to, "ok", &response);
+            self.reply(to, "ok", &response);
+            self.out.extend(after_reply);
+            return;
         }
         let options = &config.postgres_changes_options;
+        let mut after_reply = Some(after_reply);
         let deferred = (options.wait && shared.changes.is_some()).then(|| DeferredJoin {
             msg_ref: to.msg_ref.clone(),
             response: response.clone(),
             timeout: options
                 .timeout_ms
                 .map_or(DEFAULT_WAIT, Duration::from_millis),
+            after_reply: after_reply.take().unwrap_or_default(),
         });
         if deferred.is_none() {
             self.reply(to, "ok", &response);
+            self.out.extend(after_reply.unwrap_or_default());
         }
         self.subscribe_to_changes(to, &config.postgres_changes, deferred);
     }
@@ -403,7 +420,9 @@ impl Session {
         let to = ReplyAddress::of(&message);
         let topic = message.topic.as_str();
         let outgoing = match message.payload {
-            Payload::Json(Value::Object(ref map)) => Outgoing::raw(topic, BROADCAST, to_raw(map)),
+            Payload::Json(Value::Object(map)) => {
+                Outgoing::broadcast(topic, Arc::new(Content::from_map(map)))
+            }
             Payload::Json(_) => {
                 let reason = Reason::new(
                     ErrorCode::InvalidBroadcast,
@@ -636,15 +655,12 @@ fn user_broadcast(topic: &str, broadcast: UserBroadcast) -> Result<Outgoing, Rea
                         format!("payload is not valid JSON: {err}"),
                     )
                 })?;
-            let body = json_broadcast_body(&broadcast.event, payload);
-            Ok(Outgoing::raw(topic, BROADCAST, body))
+            let content = Content::json(&broadcast.event, payload, None);
+            Ok(Outgoing::broadcast(topic, Arc::new(content)))
         }
-        PayloadEncoding::Binary => Ok(Outgoing::binary(
-            topic,
-            UserBroadcast {
-                metadata: Bytes::new(),
-                ..broadcast
-            },
-        )),
+        PayloadEncoding::Binary => {
+            let content = Content::binary(broadcast.event, broadcast.encoding, broadcast.payload);
+            Ok(Outgoing::broadcast(topic, Arc::new(content)))
+        }
     }
 }

@@ -19,6 +19,7 @@ mod channel;
 mod handlers;
 mod io;
 mod private;
+mod resume;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use crier_server::protocol::serializer::{self, FrameRef};
 use crier_server::protocol::{Message, Payload, PayloadEncoding, UserBroadcast, Vsn};
 use crier_testkit::prelude::*;
 use serde_json::json;
@@ -62,7 +63,12 @@ async fn broadcasts_reach_every_subscriber_in_its_own_serializer() {
         let message = client.event(TOPIC, "broadcast").await;
         assert_eq!(message.join_ref, None);
         assert_eq!(message.msg_ref, None);
-        assert_eq!(json_payload(&message), &expected);
+        assert_eq!(without_position(json_payload(&message)), expected);
+        assert_eq!(
+            json_payload(&message)["meta"]["offset"],
+            1,
+            "its place in the stream"
+        );
     }
 }
 
@@ -119,8 +125,14 @@ async fn kind_3_json_is_relayed_as_json_text_to_every_serializer() {
         .await;
     assert_eq!(sender.reply("7").await.0, "ok");
     let expected = json!({"type": "broadcast", "event": "move", "payload": {"x": 1.5}});
-    assert_eq!(json_payload(&v1.event(TOPIC, "broadcast").await), &expected);
-    assert_eq!(json_payload(&v2.event(TOPIC, "broadcast").await), &expected);
+    assert_eq!(
+        without_position(json_payload(&v1.event(TOPIC, "broadcast").await)),
+        expected
+    );
+    assert_eq!(
+        without_position(json_payload(&v2.event(TOPIC, "broadcast").await)),
+        expected
+    );
 }
 
 #[tokio::test]
@@ -142,14 +154,25 @@ async fn kind_3_binary_reaches_v2_as_kind_4_and_skips_v1() {
     let Received::Binary(frame) = v2.recv().await else {
         panic!("expected a binary frame")
     };
-    let mut expected = vec![4u8, TOPIC.len() as u8, 4, 0, 0];
+    // The metadata is the server's: the broadcast's place in the stream.
+    let Payload::UserBroadcast(received) =
+        serializer::decode_from_server(Vsn::V2, FrameRef::Binary(&frame))
+            .unwrap()
+            .payload
+    else {
+        panic!("kind 4")
+    };
+    let metadata: serde_json::Value = serde_json::from_slice(&received.metadata).unwrap();
+    assert_eq!(metadata["offset"], 1, "{metadata}");
+    let mut expected = vec![4u8, TOPIC.len() as u8, 4, received.metadata.len() as u8, 0];
     expected.extend_from_slice(TOPIC.as_bytes());
     expected.extend_from_slice(b"blob");
+    expected.extend_from_slice(&received.metadata);
     expected.extend_from_slice(&bytes);
     assert_eq!(
         &frame[..],
         &expected[..],
-        "kind 4: topic, event, no metadata, binary encoding"
+        "kind 4: topic, event, the server's metadata, binary encoding"
     );
 
     // v1 cannot carry binary: the next thing it sees is a later JSON broadcast.

@@ -10,7 +10,13 @@ async fn a_join_replies_ok_with_an_empty_binding_list() {
     let server = TestServer::start().await;
     for vsn in [Vsn::V1, Vsn::V2] {
         let mut client = server.connect(vsn).await;
-        let (_, status, response) = client.join("realtime:room", json!({"config": {}})).await;
+        let (_, status, mut response) = client.join("realtime:room", json!({"config": {}})).await;
+        let position = response["broadcast"].take();
+        assert!(
+            position["epoch"].is_string() && position["offset"] == 0,
+            "{position}"
+        );
+        response.as_object_mut().unwrap().remove("broadcast");
         assert_eq!(
             (status.as_str(), response),
             ("ok", json!({"postgres_changes": []}))

@@ -47,12 +47,16 @@ async fn a_host_app_serves_the_router_and_publishes_from_rust() {
     assert_eq!(recipients, 2);
     let expected = json!({"type": "broadcast", "event": "created", "payload": {"id": 42}});
     assert_eq!(
-        json_payload(&v1.event("realtime:orders", "broadcast").await),
-        &expected
+        without_position(json_payload(
+            &v1.event("realtime:orders", "broadcast").await
+        )),
+        expected
     );
     assert_eq!(
-        json_payload(&v2.event("realtime:orders", "broadcast").await),
-        &expected
+        without_position(json_payload(
+            &v2.event("realtime:orders", "broadcast").await
+        )),
+        expected
     );
 
     let recipients = node

@@ -15,4 +15,5 @@ mod jwks;
 mod postgres_changes;
 mod presence;
 mod private_channels;
+mod resume;
 mod tokens;

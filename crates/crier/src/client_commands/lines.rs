@@ -64,7 +64,7 @@ pub(super) enum Line<'a> {
         message: &'a str,
     },
     /// `{"type":"status","status":"joined"}`; `error` and `retrying` when errored;
-    /// `gap_ms` when resumed.
+    /// `gap_ms`, `recovered` and `missed` when resumed.
     Status {
         status: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,6 +73,10 @@ pub(super) enum Line<'a> {
         retrying: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
         gap_ms: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        missed: Option<u64>,
     },
     /// `{"type":"presence_state","state":{"alice":[{"status":"online"}]}}`: every key
     /// with the payloads tracked under it.
@@ -165,6 +169,8 @@ impl<'a> Line<'a> {
             error: None,
             retrying: None,
             gap_ms: None,
+            recovered: None,
+            missed: None,
         };
         match status {
             ChannelStatus::Closed => plain("closed"),
@@ -176,16 +182,20 @@ impl<'a> Line<'a> {
                 error: Some(error.to_string()),
                 retrying: Some(*retrying),
                 gap_ms: None,
+                recovered: None,
+                missed: None,
             },
         }
     }
 
-    pub(super) fn resumed(gap: std::time::Duration) -> Self {
+    pub(super) fn resumed(gap: std::time::Duration, recovered: bool, missed: u64) -> Self {
         Line::Status {
             status: "resumed",
             error: None,
             retrying: None,
             gap_ms: Some(u64::try_from(gap.as_millis()).unwrap_or(u64::MAX)),
+            recovered: Some(recovered),
+            missed: Some(missed),
         }
     }
 
@@ -315,8 +325,12 @@ mod tests {
             r#"{"type":"status","status":"errored","error":"timed out waiting for the server","retrying":true}"#
         );
         assert_eq!(
-            text(&Line::resumed(std::time::Duration::from_millis(1500))),
-            r#"{"type":"status","status":"resumed","gap_ms":1500}"#
+            text(&Line::resumed(
+                std::time::Duration::from_millis(1500),
+                true,
+                3
+            )),
+            r#"{"type":"status","status":"resumed","gap_ms":1500,"recovered":true,"missed":3}"#
         );
         let system = SystemMessage {
             extension: "postgres_changes".into(),

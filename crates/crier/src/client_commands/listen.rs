@@ -69,8 +69,27 @@ pub(crate) struct ListenArgs {
     /// they are not within a minute.
     #[arg(long)]
     replication_ready: bool,
+    /// Start from this place in the channel's stream (a broadcast's `meta.epoch` and
+    /// `meta.offset`): the broadcasts after it are printed first, then a `resumed` status
+    /// line says whether they were all still there.
+    #[arg(long, value_name = "EPOCH:OFFSET", value_parser = parse_resume)]
+    resume: Option<(String, u64)>,
     #[command(flatten)]
     connection: ConnectionArgs,
+}
+
+/// Parses `EPOCH:OFFSET` (the epoch has no colon; the offset is a whole number).
+fn parse_resume(text: &str) -> Result<(String, u64), String> {
+    let (epoch, offset) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not EPOCH:OFFSET"))?;
+    let offset = offset
+        .parse()
+        .map_err(|_| format!("{offset:?} is not an offset (a whole number)"))?;
+    if epoch.is_empty() {
+        return Err(format!("{text:?} has no epoch"));
+    }
+    Ok((epoch.to_owned(), offset))
 }
 
 /// Parses `EVENT:SCHEMA[.TABLE][:FILTER]`. The filter is everything after the second
@@ -145,6 +164,7 @@ pub(super) async fn run(args: ListenArgs) -> Result<(), Exit> {
     options.private = args.private;
     options.replay = args.replay_since.map(|since| (since, None));
     options.replication_ready = args.replication_ready;
+    options.resume_from = args.resume;
     let channel = client.channel_with(&args.topic, options);
     for filter in filters {
         // Registers the filter; its changes are read from `events` with everything else,
@@ -220,7 +240,11 @@ impl Listener<'_> {
                     return Err(exit);
                 }
             }
-            ChannelEvent::Resumed { gap } => print_line(&Line::resumed(*gap))?,
+            ChannelEvent::Resumed {
+                gap,
+                recovered,
+                missed,
+            } => print_line(&Line::resumed(*gap, *recovered, *missed))?,
         }
         Ok(())
     }

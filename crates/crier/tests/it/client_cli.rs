@@ -5,6 +5,7 @@
 use std::process::Output;
 
 use crate::support::{Running, crier, free_port, run, serve, token};
+use crier_testkit::prelude::without_position;
 use serde_json::json;
 
 const SECRET: &str = "client-cli-secret-0123456789abcdef";
@@ -73,12 +74,12 @@ fn listen_prints_broadcasts_sent_over_the_socket_and_http_and_stops_on_sigterm()
 
     server.send(&["room", "hello", r#"{"a":1}"#]);
     assert_eq!(
-        listener.until(|line| line["type"] == "broadcast"),
+        without_position(&listener.until(|line| line["type"] == "broadcast")),
         json!({"type": "broadcast", "event": "hello", "payload": {"a": 1}})
     );
     server.send(&["room", "hello", r#"{"b":[2,3]}"#, "--http"]);
     assert_eq!(
-        listener.until(|line| line["type"] == "broadcast"),
+        without_position(&listener.until(|line| line["type"] == "broadcast")),
         json!({"type": "broadcast", "event": "hello", "payload": {"b": [2, 3]}})
     );
 
@@ -95,7 +96,7 @@ fn listen_event_prints_only_matching_broadcasts() {
     server.send(&["room", "chat", r#"{"text":"hi"}"#]);
     server.send(&["room", "cursor", r#"{"x":1}"#]);
     assert_eq!(
-        listener.next_json(),
+        without_position(&listener.next_json()),
         json!({"type": "broadcast", "event": "cursor", "payload": {"x": 1}}),
         "the chat broadcast before it was not printed"
     );
@@ -297,7 +298,7 @@ fn postgres_without_a_database_prints_a_system_line_and_keeps_listening() {
 
     server.send(&["room", "after", r#"{"still":"here"}"#]);
     assert_eq!(
-        listener.until(|line| line["type"] == "broadcast"),
+        without_position(&listener.until(|line| line["type"] == "broadcast")),
         json!({"type": "broadcast", "event": "after", "payload": {"still": "here"}})
     );
 }

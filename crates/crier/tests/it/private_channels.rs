@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::support::{Running, run, serve};
 use crier_testkit::TestPostgres;
+use crier_testkit::prelude::without_position;
 
 const SECRET: &str = "private-channels-secret-0123456789abcdef";
 
@@ -71,7 +72,7 @@ fn listen_and_send_go_through_the_databases_policies() {
     ]);
     assert!(sent.status.success(), "{sent:?}");
     assert_eq!(
-        listener.until(|line| line["type"] == "broadcast"),
+        without_position(&listener.until(|line| line["type"] == "broadcast")),
         json!({"type": "broadcast", "event": "hi", "payload": {"n": 1}})
     );
     // What the database sent before a listener came is replayed to it.

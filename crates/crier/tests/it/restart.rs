@@ -80,7 +80,7 @@ async fn the_client_reconnects_rejoins_and_receives_after_a_server_kill() {
     .await;
     let _server = start_server(port);
     let gap = until(&mut events, |event| match event {
-        ChannelEvent::Resumed { gap } => Some(gap),
+        ChannelEvent::Resumed { gap, .. } => Some(gap),
         _ => None,
     })
     .await;

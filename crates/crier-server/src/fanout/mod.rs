@@ -11,27 +11,34 @@
 //! while both read text. Binary payloads travel as kind 4 (what realtime-js decodes) to
 //! 2.0.0 sockets and cannot reach 1.0.0 sockets at all, as in Supabase Realtime.
 
-use std::cell::OnceCell;
+mod content;
 
-use crier_protocol::UserBroadcast;
+use std::cell::OnceCell;
+use std::sync::Arc;
+
 use crier_protocol::Vsn;
 use crier_protocol::events::BROADCAST;
 use crier_protocol::serializer::{Direction, Envelope, binary, text};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::authz::StoredMessage;
+pub(crate) use content::{Assembled, Content};
+
 use crate::broker::Publication;
 use crate::frame::Frame;
+use crate::history::Position;
 use crate::outbound::ConnHandle;
 
 /// The body of an [`Outgoing`] message.
 #[derive(Debug)]
-pub(crate) enum Body {
-    /// JSON text, already serialized.
+enum Body {
+    /// JSON text, already serialized (presence diffs, postgres changes, a broadcast from
+    /// another node).
     Json(Box<RawValue>),
-    /// A binary user broadcast (kind 4).
-    Binary(UserBroadcast),
+    /// A broadcast published here, to be given its position and assembled once.
+    Broadcast(Arc<Content>),
+    /// A binary broadcast from another node, ready to encode.
+    Binary(crier_protocol::UserBroadcast),
 }
 
 /// A fan-out message (`join_ref` and `ref` are null) with its frames cached per serializer.
@@ -40,9 +47,10 @@ pub(crate) struct Outgoing {
     topic: String,
     event: &'static str,
     body: Body,
-    /// The `realtime.messages` id of a broadcast from the database, so that a subscriber
-    /// it was replayed to at its join does not get it again.
-    stored_id: Option<Box<str>>,
+    /// Where the history put it: set by the publish funnel before anything is encoded.
+    position: OnceCell<Position>,
+    /// A broadcast's body with its `meta`, built on first use.
+    assembled: OnceCell<Assembled>,
     v1: OnceCell<Option<Frame>>,
     v2: OnceCell<Option<Frame>>,
 }
@@ -58,77 +66,61 @@ impl Outgoing {
         Outgoing::raw(topic, event, to_raw(payload))
     }
 
-    /// A binary user broadcast.
-    pub(crate) fn binary(topic: &str, broadcast: UserBroadcast) -> Self {
-        Outgoing::new(topic, BROADCAST, Body::Binary(broadcast))
+    /// A broadcast published on this node.
+    pub(crate) fn broadcast(topic: &str, content: Arc<Content>) -> Self {
+        Outgoing::new(topic, BROADCAST, Body::Broadcast(content))
     }
 
-    /// A broadcast stored in `realtime.messages`, with `meta: {"id": ...}` (and
-    /// `"replayed": true` when `replayed`): a JSON payload as the broadcast any client
-    /// reads, a binary one as a kind-4 frame with that metadata. `None` when the row's
-    /// JSON payload does not parse or a binary one's event name is over 255 bytes.
-    pub(crate) fn stored(topic: &str, message: &StoredMessage, replayed: bool) -> Option<Self> {
-        #[derive(serde::Serialize)]
-        struct Meta<'a> {
-            #[serde(skip_serializing_if = "std::ops::Not::not")]
-            replayed: bool,
-            id: &'a str,
+    /// A broadcast from history or storage, at `position` (resume) or at none (replay).
+    pub(crate) fn at(topic: &str, content: Arc<Content>, position: Option<Position>) -> Self {
+        let outgoing = Outgoing::broadcast(topic, content);
+        if let Some(position) = position {
+            outgoing.set_position(position);
         }
-        #[derive(serde::Serialize)]
-        struct Stored<'a> {
-            #[serde(rename = "type")]
-            kind: &'a str,
-            event: &'a str,
-            payload: &'a RawValue,
-            meta: Meta<'a>,
-        }
-        let meta = Meta {
-            replayed,
-            id: &message.id,
-        };
-        let mut outgoing = match (&message.payload, &message.binary) {
-            (Some(payload), _) => {
-                let payload: &RawValue = serde_json::from_str(payload).ok()?;
-                let body = Stored {
-                    kind: BROADCAST,
-                    event: &message.event,
-                    payload,
-                    meta,
-                };
-                Outgoing::raw(topic, BROADCAST, to_raw(&body))
-            }
-            (None, Some(bytes)) => {
-                if message.event.len() > 255 {
-                    return None;
-                }
-                let metadata = serde_json::to_vec(&meta).expect("serializable");
-                Outgoing::binary(
-                    topic,
-                    UserBroadcast {
-                        event: message.event.clone(),
-                        metadata: metadata.into(),
-                        encoding: crier_protocol::PayloadEncoding::Binary,
-                        payload: bytes.clone().into(),
-                    },
-                )
-            }
-            (None, None) => return None,
-        };
-        outgoing.stored_id = Some(message.id.as_str().into());
-        Some(outgoing)
+        outgoing
     }
 
-    /// The `realtime.messages` id of a broadcast from the database.
-    pub(crate) fn stored_id(&self) -> Option<&str> {
-        self.stored_id.as_deref()
+    /// A broadcast stored in `realtime.messages` (see [`Content::stored`]).
+    pub(crate) fn stored(
+        topic: &str,
+        message: &crate::authz::StoredMessage,
+        replayed: bool,
+    ) -> Option<Self> {
+        Some(Outgoing::broadcast(
+            topic,
+            Arc::new(Content::stored(message, replayed)?),
+        ))
     }
 
     /// A broadcast from another node.
     pub(crate) fn from_publication(topic: &str, publication: Publication<'_>) -> Self {
         match publication {
             Publication::Json(body) => Outgoing::raw(topic, BROADCAST, body.to_owned()),
-            Publication::Binary(broadcast) => Outgoing::binary(topic, broadcast.clone()),
+            Publication::Binary(broadcast) => {
+                Outgoing::new(topic, BROADCAST, Body::Binary(broadcast.clone()))
+            }
         }
+    }
+
+    /// The broadcast's content, for the history (`None` for anything else).
+    pub(crate) fn content(&self) -> Option<&Arc<Content>> {
+        match &self.body {
+            Body::Broadcast(content) => Some(content),
+            _ => None,
+        }
+    }
+
+    /// Gives the broadcast its place in the topic's stream. Only before it is encoded,
+    /// by the publish funnel; later calls are ignored.
+    pub(crate) fn set_position(&self, position: Position) {
+        debug_assert!(self.assembled.get().is_none(), "positioned before encoding");
+        let _ = self.position.set(position);
+    }
+
+    /// The `id` of a broadcast that has one (a `realtime.messages` row's), so that a
+    /// subscriber it was replayed to at its join does not get it again.
+    pub(crate) fn stored_id(&self) -> Option<&str> {
+        self.content()?.string_id()
     }
 
     /// The message as the broker carries it, when it is a broadcast (presence diffs and
@@ -140,7 +132,22 @@ impl Outgoing {
         Some(match &self.body {
             Body::Json(raw) => Publication::Json(raw),
             Body::Binary(broadcast) => Publication::Binary(broadcast),
+            Body::Broadcast(_) => match self.assembled() {
+                Some(Assembled::Json(raw)) => Publication::Json(raw),
+                Some(Assembled::Binary(broadcast)) => Publication::Binary(broadcast),
+                None => unreachable!("a broadcast assembles"),
+            },
         })
+    }
+
+    fn assembled(&self) -> Option<&Assembled> {
+        let Body::Broadcast(content) = &self.body else {
+            return None;
+        };
+        Some(
+            self.assembled
+                .get_or_init(|| content.assemble(self.position.get())),
+        )
     }
 
     fn new(topic: &str, event: &'static str, body: Body) -> Self {
@@ -148,7 +155,8 @@ impl Outgoing {
             topic: topic.to_owned(),
             event,
             body,
-            stored_id: None,
+            position: OnceCell::new(),
+            assembled: OnceCell::new(),
             v1: OnceCell::new(),
             v2: OnceCell::new(),
         }
@@ -158,6 +166,7 @@ impl Outgoing {
     pub(crate) fn body_len(&self) -> usize {
         match &self.body {
             Body::Json(raw) => raw.get().len(),
+            Body::Broadcast(content) => content.len(),
             Body::Binary(broadcast) => broadcast.payload.len(),
         }
     }
@@ -174,16 +183,22 @@ impl Outgoing {
     fn encode(&self, conn: &ConnHandle) -> Option<Frame> {
         let envelope = Envelope::broadcast(&self.topic, self.event);
         let ledger = conn.ledger();
-        match (&self.body, conn.vsn) {
-            (Body::Json(raw), vsn) => {
-                Some(ledger.shared_text(text::encode(vsn, Direction::ToClient, &envelope, raw)))
+        let json = |raw: &RawValue| {
+            ledger.shared_text(text::encode(conn.vsn, Direction::ToClient, &envelope, raw))
+        };
+        let binary = |broadcast| match conn.vsn {
+            Vsn::V2 => binary::encode_user_broadcast(&self.topic, broadcast)
+                .ok()
+                .map(|bytes| ledger.shared_binary(bytes)),
+            Vsn::V1 => None,
+        };
+        match (&self.body, self.assembled()) {
+            (Body::Json(raw), _) | (Body::Broadcast(_), Some(Assembled::Json(raw))) => {
+                Some(json(raw))
             }
-            (Body::Binary(broadcast), Vsn::V2) => {
-                binary::encode_user_broadcast(&self.topic, broadcast)
-                    .ok()
-                    .map(|bytes| ledger.shared_binary(bytes))
-            }
-            (Body::Binary(_), Vsn::V1) => None,
+            (Body::Binary(broadcast), _)
+            | (Body::Broadcast(_), Some(Assembled::Binary(broadcast))) => binary(broadcast),
+            (Body::Broadcast(_), None) => unreachable!("a broadcast assembles"),
         }
     }
 }
@@ -191,23 +206,6 @@ impl Outgoing {
 /// Serializes any payload to JSON text once.
 pub(crate) fn to_raw(payload: &impl Serialize) -> Box<RawValue> {
     serde_json::value::to_raw_value(payload).expect("payloads are JSON-serializable")
-}
-
-/// `{"type":"broadcast","event":<event>,"payload":<payload>}` around a payload already
-/// serialized, without parsing it again.
-pub(crate) fn json_broadcast_body(event: &str, payload: &RawValue) -> Box<RawValue> {
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "type")]
-        kind: &'a str,
-        event: &'a str,
-        payload: &'a RawValue,
-    }
-    to_raw(&Body {
-        kind: BROADCAST,
-        event,
-        payload,
-    })
 }
 
 /// Encodes a single frame for one socket (replies and channel pushes).
@@ -266,18 +264,35 @@ mod tests {
     #[test]
     fn binary_broadcasts_reach_only_v2() {
         let ledger = Ledger::new(usize::MAX);
-        let message = Outgoing::binary(
-            "realtime:r",
-            UserBroadcast {
-                event: "e".into(),
-                metadata: Bytes::new(),
-                encoding: PayloadEncoding::Binary,
-                payload: Bytes::from_static(b"\x00\x01"),
-            },
+        let content = Content::binary(
+            "e".into(),
+            PayloadEncoding::Binary,
+            Bytes::from_static(b"\x00\x01"),
         );
+        let message = Outgoing::broadcast("realtime:r", Arc::new(content));
         assert!(message.frame(&conn(Vsn::V1, &ledger)).is_none());
         assert!(
             matches!(message.frame(&conn(Vsn::V2, &ledger)), Some(Frame::Binary(b)) if b[0] == 4)
         );
+    }
+
+    #[test]
+    fn a_broadcast_is_encoded_with_the_position_it_was_given() {
+        let ledger = Ledger::new(usize::MAX);
+        let payload = to_raw(&json!({"x": 1}));
+        let message =
+            Outgoing::broadcast("realtime:r", Arc::new(Content::json("e", &payload, None)));
+        message.set_position(Position {
+            epoch: Arc::from("ep"),
+            offset: 9,
+        });
+        assert_eq!(
+            message.frame(&conn(Vsn::V2, &ledger)).unwrap().as_text(),
+            r#"[null,null,"realtime:r","broadcast",{"type":"broadcast","event":"e","payload":{"x":1},"meta":{"offset":9,"epoch":"ep"}}]"#
+        );
+        let Some(Publication::Json(body)) = message.publication() else {
+            panic!("a JSON publication")
+        };
+        assert!(body.get().ends_with(r#""meta":{"offset":9,"epoch":"ep"}}"#));
     }
 }

@@ -1,0 +1,250 @@
+//! [`MemoryHistory`]: every topic's stream in this process.
+//!
+//! A stream is a `VecDeque` of entries behind its own mutex, so publishers of different
+//! topics never wait for each other. The node-wide byte bound needs to know which entry
+//! is the oldest of all topics: a second queue records every append in order, `(topic,
+//! offset)`, and eviction pops from its front. An entry that a per-topic bound dropped
+//! first is simply not found there any more. No two locks are ever held at once.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crier_protocol::join::ResumeFrom;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use super::{Attached, Entry, Gap, HistoryConfig, HistoryStats, HistoryStore, Position};
+use crate::fanout::Content;
+
+/// What an entry costs beyond its payload: the deque slot, the `Arc`, the content's
+/// other fields.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Streams in memory; lost on restart, which is why every stream's epoch is new then.
+#[derive(Debug)]
+pub(crate) struct MemoryHistory {
+    config: HistoryConfig,
+    streams: DashMap<Arc<str>, Arc<Mutex<Stream>>>,
+    /// Every entry kept, in append order across topics: the node-wide bound's queue.
+    order: Mutex<VecDeque<(Arc<str>, u64)>>,
+    bytes: AtomicUsize,
+    messages: AtomicUsize,
+    evicted: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Stream {
+    epoch: Arc<str>,
+    /// The offset of the newest broadcast ever appended (0: none).
+    last: u64,
+    entries: VecDeque<Kept>,
+    /// The last append or join: a stream left empty is dropped a retention after it.
+    touched: Instant,
+}
+
+#[derive(Debug)]
+struct Kept {
+    offset: u64,
+    at: Instant,
+    bytes: usize,
+    content: Arc<Content>,
+}
+
+impl MemoryHistory {
+    /// Empty, keeping what `config` allows.
+    pub(crate) fn new(config: HistoryConfig) -> Self {
+        MemoryHistory {
+            config,
+            streams: DashMap::new(),
+            order: Mutex::new(VecDeque::new()),
+            bytes: AtomicUsize::new(0),
+            messages: AtomicUsize::new(0),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// The stream of `key` (made when missing), with the map's own copy of the key, so
+    /// the append-order queue shares it instead of allocating one per broadcast.
+    fn stream(&self, key: &str) -> (Arc<str>, Arc<Mutex<Stream>>) {
+        if let Some(stream) = self.streams.get(key) {
+            return (Arc::clone(stream.key()), Arc::clone(&stream));
+        }
+        let entry = self.streams.entry(Arc::from(key)).or_insert_with(|| {
+            Arc::new(Mutex::new(Stream {
+                epoch: new_epoch(),
+                last: 0,
+                entries: VecDeque::new(),
+                touched: Instant::now(),
+            }))
+        });
+        (Arc::clone(entry.key()), Arc::clone(&entry))
+    }
+
+    /// Drops `stream`'s entries past the count bound and the age bound.
+    fn trim(&self, stream: &mut Stream, now: Instant) {
+        while let Some(front) = stream.entries.front() {
+            let too_many = stream.entries.len() > self.config.size;
+            let too_old = now.saturating_duration_since(front.at) > self.config.ttl;
+            if !(too_many || too_old) {
+                break;
+            }
+            let gone = stream.entries.pop_front().expect("front exists");
+            self.forget(gone.bytes, 1);
+        }
+    }
+
+    fn forget(&self, bytes: usize, messages: usize) {
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.messages.fetch_sub(messages, Ordering::Relaxed);
+        self.evicted.fetch_add(messages as u64, Ordering::Relaxed);
+    }
+
+    /// Evicts the oldest entries of any topic while the node holds too many bytes.
+    fn enforce_bytes(&self) {
+        while self.bytes.load(Ordering::Relaxed) > self.config.max_bytes {
+            let Some((key, offset)) = self.order.lock().pop_front() else {
+                return;
+            };
+            let Some(stream) = self.streams.get(&key).map(|s| Arc::clone(&s)) else {
+                continue;
+            };
+            let mut stream = stream.lock();
+            while stream.entries.front().is_some_and(|e| e.offset <= offset) {
+                let gone = stream.entries.pop_front().expect("front exists");
+                self.forget(gone.bytes, 1);
+            }
+        }
+    }
+}
+
+impl HistoryStore for MemoryHistory {
+    fn append(&self, key: &str, content: &Arc<Content>, then: &mut dyn FnMut(&Position)) {
+        let (key, stream) = self.stream(key);
+        let now = Instant::now();
+        let offset = {
+            let mut stream = stream.lock();
+            stream.last += 1;
+            let offset = stream.last;
+            let bytes = content.len() + ENTRY_OVERHEAD;
+            stream.entries.push_back(Kept {
+                offset,
+                at: now,
+                bytes,
+                content: Arc::clone(content),
+            });
+            stream.touched = now;
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.messages.fetch_add(1, Ordering::Relaxed);
+            self.trim(&mut stream, now);
+            then(&Position {
+                epoch: Arc::clone(&stream.epoch),
+                offset,
+            });
+            offset
+        };
+        let mut order = self.order.lock();
+        order.push_back((key, offset));
+        // Names of entries the per-topic bounds dropped stay queued until `sweep`; between
+        // sweeps, cap them so a hot topic cannot grow the queue without bound.
+        while order.len() > 4 * self.messages.load(Ordering::Relaxed) + 4096 {
+            order.pop_front();
+        }
+        drop(order);
+        self.enforce_bytes();
+    }
+
+    fn attach(&self, key: &str, resume: Option<&ResumeFrom>, then: &mut dyn FnMut()) -> Attached {
+        let (_, stream) = self.stream(key);
+        let now = Instant::now();
+        let mut stream = stream.lock();
+        self.trim(&mut stream, now);
+        stream.touched = now;
+        let latest = Position {
+            epoch: Arc::clone(&stream.epoch),
+            offset: stream.last,
+        };
+        let missed = resume.map(|from| {
+            if *from.epoch != *stream.epoch {
+                return Err(Gap::EpochChanged);
+            }
+            if from.offset >= stream.last {
+                return Ok(Vec::new());
+            }
+            let needed = from.offset + 1;
+            match stream.entries.front() {
+                Some(first) if first.offset <= needed => Ok(stream
+                    .entries
+                    .iter()
+                    .filter(|kept| kept.offset > from.offset)
+                    .map(|kept| Entry {
+                        offset: kept.offset,
+                        content: Arc::clone(&kept.content),
+                    })
+                    .collect()),
+                _ => Err(Gap::TooOld { needed }),
+            }
+        });
+        then();
+        Attached { latest, missed }
+    }
+
+    fn read(&self, key: &str, after: u64, limit: usize) -> Option<(Position, Vec<Entry>)> {
+        let stream = Arc::clone(&*self.streams.get(key)?);
+        let mut stream = stream.lock();
+        self.trim(&mut stream, Instant::now());
+        let entries = stream
+            .entries
+            .iter()
+            .filter(|kept| kept.offset > after)
+            .take(limit)
+            .map(|kept| Entry {
+                offset: kept.offset,
+                content: Arc::clone(&kept.content),
+            })
+            .collect();
+        let latest = Position {
+            epoch: Arc::clone(&stream.epoch),
+            offset: stream.last,
+        };
+        Some((latest, entries))
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        let ttl = self.config.ttl;
+        self.streams.retain(|_, stream| {
+            let mut stream = stream.lock();
+            self.trim(&mut stream, now);
+            !(stream.entries.is_empty() && now.saturating_duration_since(stream.touched) > ttl)
+        });
+        // The append-order queue still names what the per-topic bounds dropped: keep
+        // only the names of entries that are still there.
+        self.order.lock().retain(|(key, offset)| {
+            self.streams.get(key).is_some_and(|stream| {
+                let stream = stream.lock();
+                stream
+                    .entries
+                    .front()
+                    .is_some_and(|first| first.offset <= *offset)
+            })
+        });
+    }
+
+    fn stats(&self) -> HistoryStats {
+        HistoryStats {
+            topics: self.streams.len(),
+            messages: self.messages.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A new epoch: random, so that one from before a restart never matches.
+fn new_epoch() -> Arc<str> {
+    Arc::from(URL_SAFE_NO_PAD.encode(rand::random::<[u8; 9]>()))
+}

@@ -1,0 +1,144 @@
+//! History: each topic's recent broadcasts as a stream with an epoch and offsets, so a
+//! subscriber that reconnects can ask for what it missed and be told honestly whether it
+//! got all of it.
+//!
+//! Every broadcast published on this node goes through [`HistoryStore::append`] once (in
+//! the node's publish funnel, never per subscriber), which gives it the next offset of its
+//! topic's stream and, while the stream is still locked, lets the funnel deliver it. A
+//! join goes through [`HistoryStore::attach`], which reads what a resuming subscriber
+//! missed and, under the same lock, lets the session subscribe. Every broadcast is then
+//! either in what the join read or delivered to it live, never both and never neither:
+//! that is the whole no-gap, no-duplicate guarantee, and it costs one short lock per
+//! publish.
+//!
+//! An epoch names one unbroken run of a stream's offsets. A new one starts whenever
+//! continuity is lost: the node restarted (the in-memory store starts empty), or the
+//! stream was dropped whole after it stayed empty past the retention. A subscriber that
+//! resumes from another epoch cannot know what it missed.
+//!
+//! [`MemoryHistory`] is the in-process implementation, bounded per topic by count, by
+//! age, and per node by bytes (the oldest go first). The conformance suite in `tests`
+//! runs against each implementation.
+
+mod memory;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crier_protocol::join::ResumeFrom;
+
+pub(crate) use memory::MemoryHistory;
+
+use crate::fanout::Content;
+
+/// A place in a topic's stream: the broadcast with `offset` in the run named `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The stream's current run (opaque).
+    pub(crate) epoch: Arc<str>,
+    /// 1 for the run's first broadcast; 0 before it has any.
+    pub(crate) offset: u64,
+}
+
+/// One broadcast kept in a stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) offset: u64,
+    pub(crate) content: Arc<Content>,
+}
+
+/// Why a resume cannot be served: the app has to refetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Gap {
+    /// The stream is not the one the subscriber saw.
+    EpochChanged,
+    /// History no longer holds the first broadcast the subscriber missed.
+    TooOld {
+        /// That broadcast's offset.
+        needed: u64,
+    },
+}
+
+impl fmt::Display for Gap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Gap::EpochChanged => f.write_str("Resume gap: epoch changed"),
+            Gap::TooOld { needed } => {
+                write!(f, "Resume gap: history no longer reaches offset {needed}")
+            }
+        }
+    }
+}
+
+/// What a join found in its topic's stream.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    /// The stream's latest position when the join subscribed: live delivery goes on from
+    /// the offset after it.
+    pub(crate) latest: Position,
+    /// For a resuming join: the broadcasts after its offset, oldest first, or why they
+    /// cannot be had.
+    pub(crate) missed: Option<Result<Vec<Entry>, Gap>>,
+}
+
+/// Totals for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct HistoryStats {
+    /// Streams kept.
+    pub(crate) topics: usize,
+    /// Broadcasts kept.
+    pub(crate) messages: usize,
+    /// Their bytes, as the node-wide bound counts them.
+    pub(crate) bytes: usize,
+    /// Broadcasts dropped by any bound, since start.
+    pub(crate) evicted: u64,
+}
+
+/// How much history a node keeps (`crier serve --history-*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Broadcasts kept per topic; 0 turns history (and resume) off.
+    pub size: usize,
+    /// How long a broadcast is kept.
+    pub ttl: Duration,
+    /// Bytes all topics' history may hold together on this node; past it the oldest
+    /// broadcasts of any topic go first.
+    pub max_bytes: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            size: 100,
+            ttl: Duration::from_secs(300),
+            max_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The streams of every topic (keyed like the registry: `registry::topic_key`).
+///
+/// The callbacks run while the topic's stream is locked; they must not call back into
+/// the store.
+pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
+    /// Appends `content` to the stream of `key` and calls `then` with its position before
+    /// anything else can be appended to that stream.
+    fn append(&self, key: &str, content: &Arc<Content>, then: &mut dyn FnMut(&Position));
+
+    /// The stream's latest position and, when `resume` is given, what came after it;
+    /// `then` runs before anything else can be appended (the join subscribes in it).
+    fn attach(&self, key: &str, resume: Option<&ResumeFrom>, then: &mut dyn FnMut()) -> Attached;
+
+    /// Up to `limit` broadcasts after offset `after`, oldest first, with the latest
+    /// position; `None` when the topic has no stream.
+    fn read(&self, key: &str, after: u64, limit: usize) -> Option<(Position, Vec<Entry>)>;
+
+    /// Drops what has outlived the retention, and the streams left empty past it.
+    fn sweep(&self);
+
+    /// Totals for the metrics.
+    fn stats(&self) -> HistoryStats;
+}

@@ -1,0 +1,97 @@
+//! A join in its topic's stream: the subscription is made while the stream is locked
+//! (`HistoryStore::attach`), so a resuming channel gets every broadcast it missed and
+//! then every later one live, none twice. What it missed is sent right after the join
+//! reply, then a `system` message says how the resume went.
+
+use std::sync::Arc;
+
+use crier_protocol::events::SYSTEM;
+use crier_protocol::join::ResumeFrom;
+use crier_protocol::presence::PresenceGroups;
+use crier_protocol::serializer::Envelope;
+use serde_json::json;
+
+use super::{ReplyAddress, Session};
+use crate::fanout::{Outgoing, encode_one};
+use crate::frame::Frame;
+use crate::history::{Attached, Position};
+use crate::registry::{Receives, Topic};
+
+/// The `system` message when this node keeps no history.
+const NO_HISTORY: &str = "Resume gap: this server keeps no history";
+
+impl Session {
+    /// Subscribes the socket to the topic with key `key`; with history on, inside the
+    /// topic's stream (see the module doc), returning what the stream said.
+    pub(super) fn subscribe_in_stream(
+        &self,
+        key: &str,
+        receives: Receives,
+        replayed: Option<Box<[String]>>,
+        resume: Option<&ResumeFrom>,
+        state_frame: impl FnOnce(&PresenceGroups) -> Frame,
+    ) -> (Arc<Topic>, Option<Attached>) {
+        let shared = &self.node.shared;
+        let mut subscription = Some((replayed, state_frame));
+        let mut subscribe = || {
+            let (replayed, state_frame) = subscription.take().expect("subscribed once");
+            shared
+                .registry
+                .subscribe(key, &self.conn, receives, replayed, state_frame)
+        };
+        match &shared.history {
+            None => (subscribe(), None),
+            Some(history) => {
+                let mut topic = None;
+                let attached = history.attach(key, resume, &mut || topic = Some(subscribe()));
+                (topic.expect("attach subscribes"), Some(attached))
+            }
+        }
+    }
+
+    /// The frames a resuming join gets after its reply: the broadcasts it missed, oldest
+    /// first, then the `system` message (`status` ok with how many, or error with why).
+    pub(super) fn resume_frames(
+        &self,
+        to: &ReplyAddress,
+        attached: Option<Attached>,
+    ) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let report = match attached {
+            None => json!({"extension": "broadcast", "status": "error", "message": NO_HISTORY,
+                           "resume": {"recovered": false}}),
+            Some(Attached { latest, missed }) => {
+                let position = json!({"epoch": &*latest.epoch, "offset": latest.offset});
+                match missed.expect("a resuming join reads its stream") {
+                    Ok(entries) => {
+                        let missed = entries.len();
+                        for entry in entries {
+                            let at = Position {
+                                epoch: Arc::clone(&latest.epoch),
+                                offset: entry.offset,
+                            };
+                            let outgoing = Outgoing::at(&to.topic, entry.content, Some(at));
+                            frames.extend(outgoing.frame(&self.conn).cloned());
+                        }
+                        json!({"extension": "broadcast", "status": "ok",
+                               "message": format!("Resumed: {missed} missed messages"),
+                               "resume": {"recovered": true, "epoch": position["epoch"],
+                                          "offset": position["offset"], "missed": missed}})
+                    }
+                    Err(gap) => json!({"extension": "broadcast", "status": "error",
+                                       "message": gap.to_string(),
+                                       "resume": {"recovered": false, "epoch": position["epoch"],
+                                                  "offset": position["offset"]}}),
+                }
+            }
+        };
+        let envelope = Envelope {
+            join_ref: to.join_ref.as_deref(),
+            msg_ref: None,
+            topic: &to.topic,
+            event: SYSTEM,
+        };
+        frames.push(encode_one(self.vsn, &envelope, &report));
+        frames
+    }
+}
