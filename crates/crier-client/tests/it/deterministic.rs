@@ -920,3 +920,99 @@ async fn a_probe_reports_latency_or_declares_the_connection_dead() {
     assert!(peer.recv().await.is_none(), "closed");
     let _peer = server.accept().await.expect("reconnected");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rejoin_resumes_from_the_last_offset_and_drops_what_it_already_has() {
+    let (transport, mut server) = memory::transport();
+    let client = builder(transport).build().unwrap();
+    let room = client.channel("room");
+    let mut broadcasts = room.broadcasts();
+    let mut resumes = Box::pin(room.events().filter_map(|event| async move {
+        match event {
+            ChannelEvent::Resumed {
+                recovered, missed, ..
+            } => Some((recovered, missed)),
+            _ => None,
+        }
+    }));
+    let n_of = |message: crier_client::Broadcast| match message.payload {
+        BroadcastPayload::Json(payload) => payload["n"].as_i64().unwrap(),
+        other => panic!("JSON, got {other:?}"),
+    };
+    let broadcast = |n: i64, epoch: &str| {
+        push(
+            "realtime:room",
+            None,
+            "broadcast",
+            json!({"type": "broadcast", "event": "n", "payload": {"n": n},
+                   "meta": {"offset": n, "epoch": epoch}}),
+        )
+    };
+
+    let subscribing = tokio::spawn({
+        let room = room.clone();
+        async move { room.subscribe().await }
+    });
+    let mut peer = server.accept().await.unwrap();
+    let position = json!({"postgres_changes": [], "broadcast": {"epoch": "e1", "offset": 4}});
+    let join = accept_join(&mut peer, "realtime:room", position).await;
+    assert_eq!(
+        json_of(&join)["config"]["broadcast"].get("resume"),
+        None,
+        "a first join starts from where the stream is"
+    );
+    assert_eq!(subscribing.await.unwrap(), Ok(()));
+    peer.send(&broadcast(5, "e1"));
+    peer.send(&broadcast(6, "e1"));
+    assert_eq!(n_of(broadcasts.next().await.unwrap()), 5);
+    assert_eq!(n_of(broadcasts.next().await.unwrap()), 6);
+
+    // The connection drops; the rejoin resumes after offset 6.
+    peer.close(Some(1006), "gone");
+    let mut peer = server.accept().await.unwrap();
+    let latest = json!({"postgres_changes": [], "broadcast": {"epoch": "e1", "offset": 8}});
+    let rejoin = accept_join(&mut peer, "realtime:room", latest).await;
+    assert_eq!(
+        json_of(&rejoin)["config"]["broadcast"]["resume"],
+        json!({"epoch": "e1", "offset": 6})
+    );
+    // A catch-up that overlaps what arrived before the break: 6 is not delivered twice.
+    for n in [6, 7, 8] {
+        peer.send(&broadcast(n, "e1"));
+    }
+    peer.send(&push(
+        "realtime:room",
+        rejoin.join_ref.clone(),
+        "system",
+        json!({"extension": "broadcast", "status": "ok", "message": "Resumed: 2 missed messages",
+               "resume": {"recovered": true, "epoch": "e1", "offset": 8, "missed": 2}}),
+    ));
+    assert_eq!(n_of(broadcasts.next().await.unwrap()), 7);
+    assert_eq!(n_of(broadcasts.next().await.unwrap()), 8);
+    assert_eq!(resumes.next().await, Some((true, 2)));
+
+    // The server restarted: its stream has a new epoch. The app is told to refetch, and
+    // the channel goes on from the server's position.
+    peer.close(Some(1006), "gone");
+    let mut peer = server.accept().await.unwrap();
+    let fresh = json!({"postgres_changes": [], "broadcast": {"epoch": "e2", "offset": 0}});
+    let rejoin = accept_join(&mut peer, "realtime:room", fresh).await;
+    assert_eq!(
+        json_of(&rejoin)["config"]["broadcast"]["resume"],
+        json!({"epoch": "e1", "offset": 8})
+    );
+    peer.send(&push(
+        "realtime:room",
+        rejoin.join_ref.clone(),
+        "system",
+        json!({"extension": "broadcast", "status": "error", "message": "Resume gap: epoch changed",
+               "resume": {"recovered": false, "epoch": "e2", "offset": 0}}),
+    ));
+    assert_eq!(resumes.next().await, Some((false, 0)));
+    peer.send(&broadcast(1, "e2"));
+    assert_eq!(
+        n_of(broadcasts.next().await.unwrap()),
+        1,
+        "a new epoch starts again at 1"
+    );
+}
