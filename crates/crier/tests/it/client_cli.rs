@@ -4,8 +4,8 @@
 
 use std::process::Output;
 
-use crate::support::{Running, crier, free_port, run, serve, token};
-use crier_testkit::prelude::without_position;
+use crate::support::{Running, crier, free_port, run, serve, token, without_position};
+
 use serde_json::json;
 
 const SECRET: &str = "client-cli-secret-0123456789abcdef";
@@ -326,5 +326,43 @@ fn help_documents_the_lines_and_hides_the_key() {
     assert!(
         !help.contains("secret-key-value"),
         "help must not print the key"
+    );
+}
+
+#[test]
+fn listen_resume_prints_what_was_missed_then_a_resumed_line() {
+    let server = Server::start();
+    let first = server.listen(&["feed"]);
+    first.joined();
+    server.send(&["feed", "n", r#"{"n":1}"#]);
+    let line = first.until(|line| line["type"] == "broadcast");
+    let (epoch, offset) = (
+        line["meta"]["epoch"]
+            .as_str()
+            .expect("meta.epoch")
+            .to_owned(),
+        line["meta"]["offset"].as_u64().expect("meta.offset"),
+    );
+    assert!(first.terminate().success());
+    for n in 2..=3 {
+        server.send(&["feed", "n", &format!(r#"{{"n":{n}}}"#)]);
+    }
+    let from = format!("{epoch}:{offset}");
+    let back = server.listen(&["feed", "--resume", &from]);
+    for n in 2..=3 {
+        let line = back.until(|line| line["type"] == "broadcast");
+        assert_eq!(line["payload"]["n"], n, "{line}");
+        assert_eq!(line["meta"]["offset"], offset + n as u64 - 1, "{line}");
+    }
+    let resumed = back.until(|line| line["status"] == "resumed");
+    assert_eq!(resumed["recovered"], true, "{resumed}");
+    assert_eq!(resumed["missed"], 2, "{resumed}");
+
+    let bad = run(&server.args(&["listen", "feed", "--resume", "no-offset"]));
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("\"no-offset\" is not EPOCH:OFFSET"),
+        "{stderr}"
     );
 }

@@ -4,9 +4,8 @@
 
 use serde_json::json;
 
-use crate::support::{Running, run, serve};
+use crate::support::{Running, run, serve, without_position};
 use crier_testkit::TestPostgres;
-use crier_testkit::prelude::without_position;
 
 const SECRET: &str = "private-channels-secret-0123456789abcdef";
 

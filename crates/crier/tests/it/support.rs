@@ -332,3 +332,19 @@ fn http_request(
     stream.read_exact(&mut body).unwrap();
     head + &String::from_utf8(body).unwrap()
 }
+
+/// A printed broadcast line without the stream position the server adds to its `meta`
+/// (`offset`, `epoch`), and without `meta` when nothing else is in it.
+pub(crate) fn without_position(line: &serde_json::Value) -> serde_json::Value {
+    let mut line = line.clone();
+    if let Some(object) = line.as_object_mut()
+        && let Some(serde_json::Value::Object(meta)) = object.get_mut("meta")
+    {
+        meta.remove("offset");
+        meta.remove("epoch");
+        if meta.is_empty() {
+            object.remove("meta");
+        }
+    }
+    line
+}
