@@ -39,13 +39,27 @@ pub(crate) struct Metrics {
     pub(crate) history: HistoryMetrics,
 }
 
-/// The history's totals (set by the node's sweep every few seconds).
+/// The history's totals (set at each scrape and by the node's sweep).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HistoryMetrics {
     pub(crate) topics: Gauge,
     pub(crate) messages: Gauge,
     pub(crate) bytes: Gauge,
     pub(crate) evictions: Counter,
+    /// Evictions already added to the counter.
+    reported: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HistoryMetrics {
+    /// Sets the figures from the store's totals.
+    pub(crate) fn report(&self, stats: crate::history::HistoryStats) {
+        use std::sync::atomic::Ordering;
+        self.topics.set(stats.topics as i64);
+        self.messages.set(stats.messages as i64);
+        self.bytes.set(stats.bytes as i64);
+        let before = self.reported.fetch_max(stats.evicted, Ordering::Relaxed);
+        self.evictions.inc_by(stats.evicted.saturating_sub(before));
+    }
 }
 
 impl Metrics {

@@ -330,6 +330,9 @@ impl Node {
         let metrics = &self.shared.metrics;
         let queued = i64::try_from(self.shared.ledger.queued()).unwrap_or(i64::MAX);
         metrics.queued_bytes.set(queued);
+        if let Some(history) = &self.shared.history {
+            metrics.history.report(history.stats());
+        }
         metrics.render()
     }
 

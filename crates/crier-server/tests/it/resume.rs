@@ -184,6 +184,15 @@ async fn a_resume_the_history_cannot_serve_says_why_and_the_channel_stays() {
         send(&server, 11);
         assert_eq!(offset_and_n(&next(&mut client).await).1, 11);
     }
+    // 12 published, 5 kept: the figures say so.
+    let metrics = server.node.metrics_text();
+    for line in [
+        "crier_history_topics 1",
+        "crier_history_messages 5",
+        "crier_history_evictions_total 7",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 #[tokio::test]
