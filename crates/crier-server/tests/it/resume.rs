@@ -308,3 +308,64 @@ async fn without_history_there_are_no_positions_and_a_resume_is_told_so() {
                 "resume": {"recovered": false}})
     );
 }
+
+#[tokio::test]
+async fn a_private_topics_history_is_read_with_broadcast_read_and_resumed_like_any_other() {
+    use crier_server::authz::{Access, FnAuthorizer};
+    use crier_server::{Config, Node};
+    use std::sync::Arc;
+
+    // `reader` may read `vault`; the service role may write it; nobody else may do either.
+    let policy = FnAuthorizer::new(|check, access| {
+        Ok(check.topic == "vault"
+            && match access {
+                Access::Read(_) => check.sub == "reader",
+                Access::Write(_) => check.role == "service_role",
+            })
+    });
+    let mut config = Config::new(SECRET);
+    config.limits.max_events_per_second = 1_000_000;
+    let node = Node::builder(config)
+        .channel_authorizer(Arc::new(policy))
+        .build()
+        .unwrap();
+    let server = TestServer::start_node(node).await;
+    let reader = token(json!({"role": "authenticated", "sub": "reader"}));
+    let mut client = server.connect_with_token(Vsn::V2, &reader).await;
+    let (_, status, response) = client
+        .join("realtime:vault", json!({"config": {"private": true}}))
+        .await;
+    assert_eq!(status, "ok", "{response}");
+    let epoch = response["broadcast"]["epoch"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let post = http
+        .post(server.http("/api/broadcast"))
+        .bearer_auth(token(json!({"role": "service_role"})))
+        .json(&json!({"messages": [{"topic": "vault", "event": "e", "payload": {"n": 1}, "private": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 202);
+    let live = client.event("realtime:vault", "broadcast").await;
+    assert_eq!(json_payload(&live)["meta"]["offset"], 1);
+
+    let read = |token: String| {
+        http.get(server.http("/api/broadcast/vault/history?private=true"))
+            .bearer_auth(token)
+            .send()
+    };
+    let body: Value = read(reader.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(body["epoch"], epoch.as_str());
+    assert_eq!(body["messages"][0]["payload"], json!({"n": 1}));
+    let stranger = token(json!({"role": "authenticated", "sub": "someone"}));
+    assert_eq!(read(stranger).await.unwrap().status(), 403);
+    // The public topic of that name is another stream, empty.
+    let public = http
+        .get(server.http("/api/broadcast/vault/history"))
+        .bearer_auth(token(json!({"role": "service_role"})))
+        .send()
+        .await
+        .unwrap();
+    let public: Value = public.json().await.unwrap();
+    assert_eq!(public["messages"], json!([]));
+}
