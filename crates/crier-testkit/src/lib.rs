@@ -1,6 +1,7 @@
 //! Test support for Crier, shared by every crate's tests:
 //!
 //! - [`TestPostgres`]: a private PostgreSQL started from the system's binaries.
+//! - [`TestRedis`]: a private `redis-server`, which can be restarted mid-test.
 //! - `server` (feature `server`): a real node on a loopback port or in-memory pipes.
 //! - `tokens` (feature `server`): test tokens, good and bad.
 //! - `raw` (feature `server`): a raw protocol client for both serializers.
@@ -12,6 +13,7 @@
 mod postgres;
 #[cfg(feature = "server")]
 pub mod raw;
+mod redis;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
@@ -19,6 +21,7 @@ pub mod tokens;
 pub mod wait;
 
 pub use postgres::{HarnessError, TestPostgres};
+pub use redis::TestRedis;
 
 /// Everything a server test uses, in one import.
 #[cfg(feature = "server")]

@@ -256,7 +256,7 @@ fn checked(command: &str, output: Output) -> Result<String, HarnessError> {
     })
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

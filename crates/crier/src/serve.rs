@@ -58,6 +58,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = settings.server_config(secret.clone());
     // Printed after the banner, whose first line says where the server listens.
     let mut schema_note = None;
+    let mut cluster_note = None;
     if let Some(url) = &config.authorization.database_url {
         // A role that may not create what private channels need is told so now, with
         // the grant to give; a database that is down is only a warning (the node keeps
@@ -75,7 +76,31 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let node = Node::new(config).context("invalid settings")?;
+    let mut builder = Node::builder(config);
+    // Kept for as long as the node runs: the name is ours while it lives.
+    let mut _lease = None;
+    if !settings.redis_url.is_empty() {
+        let name = if settings.node_name.is_empty() {
+            default_node_name()
+        } else {
+            settings.node_name.clone()
+        };
+        let url = &settings.redis_url;
+        _lease = Some(
+            crier_cluster::NodeLease::acquire(url, &name)
+                .await
+                .context("cannot join the cluster")?,
+        );
+        let broker = crier_cluster::RedisBroker::connect(url, &name)
+            .await
+            .context("cannot join the cluster")?;
+        builder = builder.broker(broker);
+        cluster_note = Some(format!(
+            "  cluster:    node {name} on Redis {}",
+            redact(url)
+        ));
+    }
+    let node = builder.build().context("invalid settings")?;
     let address = SocketAddr::new(settings.bind, settings.port);
     let listener =
         crier_server::bind(address).with_context(|| format!("cannot listen on {address}"))?;
@@ -86,6 +111,9 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         dev_secret.then_some(secret.as_str()),
     );
     if let Some(note) = schema_note {
+        say!("{note}");
+    }
+    if let Some(note) = cluster_note {
         say!("{note}");
     }
 
@@ -222,5 +250,25 @@ impl Signals {
             tokio::signal::ctrl_c().await?;
             Ok(Signal::Stop)
         }
+    }
+}
+
+/// The host name and a random suffix: unique without configuration, readable in logs.
+fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "crier".to_owned());
+    format!("{host}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// A Redis URL without its password, for the banner.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
     }
 }

@@ -172,6 +172,12 @@ serve_args! {
     /// Bytes all topics' history may hold together; past it the oldest go first
     /// [default: 64MiB].
     history_max_bytes: HumanBytes = HumanBytes(64 << 20), env "CRIER_HISTORY_MAX_BYTES";
+    /// Join a cluster over this Redis (`redis://[:password@]host:port[/db]`): broadcasts
+    /// reach subscribers on every node. Without it the node stands alone.
+    redis_url: String = String::new(), env "CRIER_REDIS_URL";
+    /// This node's name in the cluster, unique among live nodes [default: the host name
+    /// and a random suffix].
+    node_name: String = String::new(), env "CRIER_NODE_NAME";
     /// Refuse public channels: every join must be `private: true` [default: false].
     private_only: bool = false, env "CRIER_PRIVATE_ONLY";
     /// Database connections for private-channel checks, and so the most checks that run

@@ -14,9 +14,15 @@
 //! anything cluster-wide). The conformance suite in `tests` runs against each
 //! implementation.
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 mod memory;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests {
+    use super::MemoryBus;
+
+    crate::broker_conformance!(memory, MemoryBus::new());
+}
 
 use std::fmt;
 use std::sync::Weak;
@@ -68,4 +74,19 @@ pub trait Broker: Send + Sync + fmt::Debug {
 
     /// The node's last local subscriber of `topic` has left.
     fn unsubscribe(&self, topic: &str);
+
+    /// Whether subscriptions take effect later than `subscribe` returns (a network bus).
+    /// A node then answers the join that made a topic's first local subscription only
+    /// once it is in effect ([`Broker::synced`]), so a client that has its join reply
+    /// receives whatever any node publishes after it.
+    fn confirms_later(&self) -> bool {
+        false
+    }
+
+    /// Completes once every `subscribe` and `unsubscribe` called before it is in effect
+    /// on the bus (a network bus confirms them on its own task). The in-process bus is
+    /// always in effect.
+    fn synced(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
 }

@@ -413,8 +413,25 @@ impl Shared {
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
+        let delivery = self.publish_here(key, message, exclude);
+        if let Some(publication) = message.publication()
+            && let Err(err) = self.broker.publish(key, publication)
+        {
+            tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
+        }
+        delivery
+    }
+
+    /// [`Shared::publish`] without the broker: for what every node gets by itself (a
+    /// database broadcast, which each node reads from its own slot).
+    pub(crate) fn publish_here(
+        &self,
+        key: &str,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
         self.counters.events.add(1);
-        let delivery = match (&self.history, message.content()) {
+        match (&self.history, message.content()) {
             (Some(history), Some(content)) => {
                 let mut delivery = Delivery::default();
                 history.append(key, content, &mut |position| {
@@ -424,13 +441,7 @@ impl Shared {
                 delivery
             }
             _ => self.deliver_local(key, message, exclude),
-        };
-        if let Some(publication) = message.publication()
-            && let Err(err) = self.broker.publish(key, publication)
-        {
-            tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
         }
-        delivery
     }
 
     /// Queues `message` to this node's subscribers of `topic` except `exclude`, counting

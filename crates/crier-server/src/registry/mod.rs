@@ -74,7 +74,8 @@ impl Registry {
     /// presence, `state_frame` encodes the current presence state, which is queued to
     /// `conn` atomically with the subscription so that it sees every later diff and no
     /// earlier one. `replayed`: ids of stored messages `conn` was replayed at its join,
-    /// which it must not get again live.
+    /// which it must not get again live. Also says whether this made the topic's first
+    /// local subscription (the broker was asked to subscribe).
     pub(crate) fn subscribe(
         &self,
         key: &str,
@@ -82,16 +83,19 @@ impl Registry {
         receives: Receives,
         replayed: Option<Box<[String]>>,
         state_frame: impl FnOnce(&crier_protocol::presence::PresenceGroups) -> crate::frame::Frame,
-    ) -> Arc<Topic> {
-        let entry = match self.topics.entry(Arc::from(key)) {
-            Entry::Occupied(entry) => entry.into_ref(),
+    ) -> (Arc<Topic>, bool) {
+        let (entry, first) = match self.topics.entry(Arc::from(key)) {
+            Entry::Occupied(entry) => (entry.into_ref(), false),
             Entry::Vacant(entry) => {
                 self.broker.subscribe(key);
-                entry.insert(Arc::new(Topic::new(key, &*self.presence)))
+                (
+                    entry.insert(Arc::new(Topic::new(key, &*self.presence))),
+                    true,
+                )
             }
         };
         entry.add(conn, receives, replayed, state_frame);
-        Arc::clone(&entry)
+        (Arc::clone(&entry), first)
     }
 
     /// The topic with this key, if anyone subscribes to it here.

@@ -256,8 +256,11 @@ impl Session {
             .resume
             .as_ref()
             .filter(|_| receives.broadcasts);
-        let (registry_topic, attached) =
+        let ((registry_topic, first_here), attached) =
             self.subscribe_in_stream(&key, receives, replayed, resume, state_frame);
+        // The bus subscribes on its own task: the reply waits until it has (see
+        // `Broker::confirms_later`).
+        let wait_for_bus = first_here && shared.broker.confirms_later();
         if receives.presence {
             shared.counters.presence_events.add(1);
         }
@@ -301,6 +304,9 @@ impl Session {
             self.watch_replication(to);
         }
         if config.postgres_changes.is_empty() {
+            if wait_for_bus {
+                return self.reply_when_bus_synced(to, response, after_reply);
+            }
             self.reply(to, "ok", &response);
             self.out.extend(after_reply);
             return;

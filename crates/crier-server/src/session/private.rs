@@ -42,6 +42,12 @@ pub(crate) enum CheckDone {
         join_ref: Option<String>,
         result: Result<ReadAccess, AuthorizationError>,
     },
+    /// The bus has made a join's subscription: its reply can go.
+    BusSynced {
+        to: super::ReplyAddress,
+        response: serde_json::Value,
+        after_reply: Vec<crate::frame::Frame>,
+    },
 }
 
 /// A private join waiting for its read check.
@@ -170,6 +176,11 @@ impl Session {
                 join_ref,
                 result,
             } => self.on_refresh_check(&topic, join_ref, result),
+            CheckDone::BusSynced {
+                to,
+                response,
+                after_reply,
+            } => self.on_bus_synced(&to, &response, after_reply),
         }
     }
 

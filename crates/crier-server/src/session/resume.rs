@@ -11,6 +11,9 @@ use crier_protocol::presence::PresenceGroups;
 use crier_protocol::serializer::Envelope;
 use serde_json::json;
 
+use futures_util::FutureExt;
+
+use super::private::CheckDone;
 use super::{ReplyAddress, Session};
 use crate::fanout::{Outgoing, encode_one};
 use crate::frame::Frame;
@@ -22,7 +25,8 @@ const NO_HISTORY: &str = "Resume gap: this server keeps no history";
 
 impl Session {
     /// Subscribes the socket to the topic with key `key`; with history on, inside the
-    /// topic's stream (see the module doc), returning what the stream said.
+    /// topic's stream (see the module doc). Returns the topic, whether this was its first
+    /// local subscription, and what the stream said.
     pub(super) fn subscribe_in_stream(
         &self,
         key: &str,
@@ -30,7 +34,7 @@ impl Session {
         replayed: Option<Box<[String]>>,
         resume: Option<&ResumeFrom>,
         state_frame: impl FnOnce(&PresenceGroups) -> Frame,
-    ) -> (Arc<Topic>, Option<Attached>) {
+    ) -> ((Arc<Topic>, bool), Option<Attached>) {
         let shared = &self.node.shared;
         let mut subscription = Some((replayed, state_frame));
         let mut subscribe = || {
@@ -46,6 +50,47 @@ impl Session {
                 let attached = history.attach(key, resume, &mut || topic = Some(subscribe()));
                 (topic.expect("attach subscribes"), Some(attached))
             }
+        }
+    }
+
+    /// Answers a join once the bus has subscribed to its topic on this node's behalf, so
+    /// that what other nodes publish after the reply reaches it.
+    pub(super) fn reply_when_bus_synced(
+        &mut self,
+        to: &ReplyAddress,
+        response: serde_json::Value,
+        after_reply: Vec<Frame>,
+    ) {
+        let broker = Arc::clone(&self.node.shared.broker);
+        let to = to.clone();
+        super::checks_of(&mut self.checks).push(
+            async move {
+                broker.synced().await;
+                CheckDone::BusSynced {
+                    to,
+                    response,
+                    after_reply,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    /// The bus is subscribed: answer the join, unless the channel has left or joined
+    /// again meanwhile.
+    pub(super) fn on_bus_synced(
+        &mut self,
+        to: &ReplyAddress,
+        response: &serde_json::Value,
+        after_reply: Vec<Frame>,
+    ) {
+        let current = self
+            .channels
+            .get(&to.topic)
+            .is_some_and(|channel| channel.join_ref == to.join_ref);
+        if current {
+            self.reply(to, "ok", response);
+            self.out.extend(after_reply);
         }
     }
 

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod client_cli;
+mod cluster;
 mod flow;
 mod jwks;
 mod postgres_restart;

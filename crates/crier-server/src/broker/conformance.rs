@@ -1,7 +1,9 @@
 //! The broker conformance suite: what every [`Broker`] must do, run against each
-//! implementation (the cluster's bus adds its own run). Waits are bounded, because a
-//! network bus delivers on its own task; what must *not* arrive is proven by a witness
-//! published after it on the same path.
+//! implementation: here against [`MemoryBus`], and by `crier-cluster` against Redis
+//! (feature `conformance`). Waits are bounded, because a network bus delivers on its own
+//! task; what must *not* arrive is proven by a witness published after it on the same
+//! path. Subscriptions are awaited with [`Broker::synced`] before anything is published
+//! to them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,8 @@ use tokio::sync::mpsc;
 use super::{Broker, LocalDelivery, MemoryBus, Publication};
 
 /// A bus that hands out brokers for several nodes.
-pub(crate) trait TestBus {
+pub trait TestBus {
+    /// A new node's broker on this bus.
     fn broker(&self) -> Arc<dyn Broker>;
 }
 
@@ -83,12 +86,15 @@ fn json(topic: &str, body: &str) -> Received {
     Received::Json(topic.to_owned(), body.to_owned())
 }
 
-pub(crate) async fn reaches_every_other_subscribed_node_and_no_other(bus: impl TestBus) {
+/// A publication reaches the nodes subscribed to its topic, and no other.
+pub async fn reaches_every_other_subscribed_node_and_no_other(bus: impl TestBus) {
     let publisher = TestNode::join(&bus);
     let mut a = TestNode::join(&bus);
     let mut b = TestNode::join(&bus);
     a.broker.subscribe("realtime:t");
     b.broker.subscribe("realtime:other");
+    a.broker.synced().await;
+    b.broker.synced().await;
     publisher.publish_json("realtime:t", r#"{"n":1}"#);
     publisher.publish_json("realtime:other", r#"{"witness":true}"#);
     assert_eq!(a.next().await, json("realtime:t", r#"{"n":1}"#));
@@ -99,11 +105,14 @@ pub(crate) async fn reaches_every_other_subscribed_node_and_no_other(bus: impl T
     );
 }
 
-pub(crate) async fn never_echoes_to_the_publisher(bus: impl TestBus) {
+/// The publishing node never gets its own publication back.
+pub async fn never_echoes_to_the_publisher(bus: impl TestBus) {
     let mut publisher = TestNode::join(&bus);
     let mut other = TestNode::join(&bus);
     publisher.broker.subscribe("realtime:t");
     other.broker.subscribe("realtime:t");
+    publisher.broker.synced().await;
+    other.broker.synced().await;
     publisher.publish_json("realtime:t", r#"{"from":"publisher"}"#);
     other.publish_json("realtime:t", r#"{"from":"other"}"#);
     assert_eq!(
@@ -117,23 +126,28 @@ pub(crate) async fn never_echoes_to_the_publisher(bus: impl TestBus) {
     );
 }
 
-pub(crate) async fn stops_after_unsubscribe(bus: impl TestBus) {
+/// After `unsubscribe`, nothing more of that topic arrives.
+pub async fn stops_after_unsubscribe(bus: impl TestBus) {
     let publisher = TestNode::join(&bus);
     let mut node = TestNode::join(&bus);
     node.broker.subscribe("realtime:t");
     node.broker.subscribe("realtime:witness");
+    node.broker.synced().await;
     publisher.publish_json("realtime:t", r#"{"n":1}"#);
     assert_eq!(node.next().await, json("realtime:t", r#"{"n":1}"#));
     node.broker.unsubscribe("realtime:t");
+    node.broker.synced().await;
     publisher.publish_json("realtime:t", r#"{"n":2}"#);
     publisher.publish_json("realtime:witness", r#"{"n":3}"#);
     assert_eq!(node.next().await, json("realtime:witness", r#"{"n":3}"#));
 }
 
-pub(crate) async fn carries_json_and_binary_intact_in_order(bus: impl TestBus) {
+/// JSON and binary publications arrive byte for byte, in publish order.
+pub async fn carries_json_and_binary_intact_in_order(bus: impl TestBus) {
     let publisher = TestNode::join(&bus);
     let mut node = TestNode::join(&bus);
     node.broker.subscribe("realtime:t");
+    node.broker.synced().await;
     let binary = UserBroadcast {
         event: "bytes".into(),
         metadata: Bytes::new(),
@@ -163,49 +177,73 @@ pub(crate) async fn carries_json_and_binary_intact_in_order(bus: impl TestBus) {
     }
 }
 
-pub(crate) async fn forgets_a_node_that_is_gone(bus: impl TestBus) {
+/// A node that is gone does not stop the others from receiving.
+pub async fn forgets_a_node_that_is_gone(bus: impl TestBus) {
     let publisher = TestNode::join(&bus);
     let gone = TestNode::join(&bus);
     gone.broker.subscribe("realtime:t");
     drop(gone);
     let mut node = TestNode::join(&bus);
     node.broker.subscribe("realtime:t");
+    node.broker.synced().await;
     publisher.publish_json("realtime:t", r#"{"n":1}"#);
     assert_eq!(node.next().await, json("realtime:t", r#"{"n":1}"#));
 }
 
-/// Runs the suite against one implementation: `$bus` makes a fresh bus.
+/// Topics are names, not patterns: a node subscribed to `realtime:a*` gets nothing
+/// published to `realtime:ab`.
+pub async fn topic_names_are_not_patterns(bus: impl TestBus) {
+    let publisher = TestNode::join(&bus);
+    let mut node = TestNode::join(&bus);
+    node.broker.subscribe("realtime:a*");
+    node.broker.subscribe("realtime:a?[b]");
+    node.broker.synced().await;
+    publisher.publish_json("realtime:ab", r#"{"n":1}"#);
+    publisher.publish_json("realtime:a?[b]", r#"{"n":2}"#);
+    publisher.publish_json("realtime:a*", r#"{"n":3}"#);
+    assert_eq!(node.next().await, json("realtime:a?[b]", r#"{"n":2}"#));
+    assert_eq!(node.next().await, json("realtime:a*", r#"{"n":3}"#));
+}
+
+/// Runs the suite against one implementation: `$bus` makes a fresh bus (an expression
+/// that may `.await`).
+#[macro_export]
 macro_rules! broker_conformance {
     ($module:ident, $bus:expr) => {
         mod $module {
+            #[allow(unused_imports)]
             use super::*;
+            use $crate::broker::conformance as suite;
 
             #[tokio::test]
             async fn reaches_every_other_subscribed_node_and_no_other() {
-                super::reaches_every_other_subscribed_node_and_no_other($bus).await;
+                suite::reaches_every_other_subscribed_node_and_no_other($bus).await;
             }
 
             #[tokio::test]
             async fn never_echoes_to_the_publisher() {
-                super::never_echoes_to_the_publisher($bus).await;
+                suite::never_echoes_to_the_publisher($bus).await;
             }
 
             #[tokio::test]
             async fn stops_after_unsubscribe() {
-                super::stops_after_unsubscribe($bus).await;
+                suite::stops_after_unsubscribe($bus).await;
             }
 
             #[tokio::test]
             async fn carries_json_and_binary_intact_in_order() {
-                super::carries_json_and_binary_intact_in_order($bus).await;
+                suite::carries_json_and_binary_intact_in_order($bus).await;
             }
 
             #[tokio::test]
             async fn forgets_a_node_that_is_gone() {
-                super::forgets_a_node_that_is_gone($bus).await;
+                suite::forgets_a_node_that_is_gone($bus).await;
+            }
+
+            #[tokio::test]
+            async fn topic_names_are_not_patterns() {
+                suite::topic_names_are_not_patterns($bus).await;
             }
         }
     };
 }
-
-broker_conformance!(memory, MemoryBus::new());

@@ -1,0 +1,60 @@
+//! Crier nodes as one cluster over Redis.
+//!
+//! - [`RedisBroker`]: the broadcast bus between nodes (the `Broker` seam of
+//!   `crier-server`), one Redis channel per topic with local subscribers.
+//! - [`NodeLease`]: a node's name, held in Redis while the node lives, so two nodes
+//!   never run under one name.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use crier_server::{Config, Node};
+//!
+//! let url = "redis://127.0.0.1:6379";
+//! let _lease = crier_cluster::NodeLease::acquire(url, "node-a").await?;
+//! let broker = crier_cluster::RedisBroker::connect(url, "node-a").await?;
+//! let node = Node::builder(Config::new("a-long-random-secret")).broker(broker).build()?;
+//! # let _ = node; Ok(()) }
+//! ```
+//!
+//! What travels between nodes today is broadcasts; presence, history and change capture
+//! are per node (docs/CLUSTER.md).
+
+mod broker;
+mod envelope;
+mod lease;
+
+pub use broker::RedisBroker;
+pub use lease::NodeLease;
+
+/// Why the cluster could not be joined.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Redis URL cannot be used.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// Redis refused the credentials.
+    #[error("Redis refused the credentials: {0}")]
+    Auth(String),
+    /// Redis could not be reached or failed.
+    #[error("Redis: {0}")]
+    Redis(String),
+    /// Another live node holds this name.
+    #[error(
+        "another node runs as {0:?}; give this one another --node-name (a crashed node's name frees itself within 15 s)"
+    )]
+    NameTaken(String),
+}
+
+impl ClusterError {
+    pub(crate) fn from_redis(err: redis::RedisError) -> Self {
+        let text = err.to_string();
+        if text.contains("NOAUTH")
+            || text.contains("WRONGPASS")
+            || text.contains("AuthenticationFailed")
+        {
+            ClusterError::Auth(text)
+        } else {
+            ClusterError::Redis(text)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The broker conformance suite of `crier-server`, run against Redis: every test gets a
+//! private `redis-server`, and each node on the bus a `RedisBroker` of its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crier_cluster::RedisBroker;
+use crier_server::broker::Broker;
+use crier_server::broker::conformance::TestBus;
+use crier_testkit::TestRedis;
+
+struct RedisBus {
+    redis: TestRedis,
+    nodes: AtomicU32,
+}
+
+impl RedisBus {
+    fn new() -> RedisBus {
+        RedisBus {
+            redis: TestRedis::start().expect("redis-server"),
+            nodes: AtomicU32::new(0),
+        }
+    }
+}
+
+impl TestBus for RedisBus {
+    fn broker(&self) -> Arc<dyn Broker> {
+        let n = self.nodes.fetch_add(1, Ordering::Relaxed);
+        RedisBroker::connect_later(&self.redis.url(), &format!("node-{n}")).unwrap()
+    }
+}
+
+crier_server::broker_conformance!(redis, RedisBus::new());

@@ -1,0 +1,127 @@
+//! Two Crier nodes on one private `redis-server`, each on its own loopback port: what a
+//! client publishes on one reaches subscribers on the other, exactly as on one node.
+
+use std::sync::Arc;
+
+use crier_cluster::{ClusterError, NodeLease, RedisBroker};
+use crier_server::authz::FnAuthorizer;
+use crier_server::broker::Broker;
+use crier_server::protocol::Vsn;
+use crier_server::{Config, Node};
+use crier_testkit::TestRedis;
+use crier_testkit::prelude::{Client, SECRET, TestServer, json_payload, token, without_position};
+use serde_json::json;
+
+const TOPIC: &str = "realtime:room";
+
+/// A node on the cluster, with its broker (to wait for its subscriptions).
+async fn node(redis: &TestRedis, name: &str) -> (TestServer, Arc<RedisBroker>) {
+    let mut config = Config::new(SECRET);
+    config.limits.max_events_per_second = 1_000_000;
+    config.limits.max_joins_per_second = 100_000;
+    let broker = RedisBroker::connect(&redis.url(), name).await.unwrap();
+    // Every private channel may be read and written: the separation tested is the bus's.
+    let open = FnAuthorizer::new(|_, _| Ok(true));
+    let node = Node::builder(config)
+        .broker(broker.clone())
+        .channel_authorizer(Arc::new(open))
+        .build()
+        .unwrap();
+    (TestServer::start_node(node).await, broker)
+}
+
+async fn joined(server: &TestServer, vsn: Vsn, config: serde_json::Value) -> Client {
+    let mut client = server.connect(vsn).await;
+    client.join_ok(TOPIC, config).await;
+    client
+}
+
+#[tokio::test]
+async fn a_broadcast_on_one_node_reaches_the_subscribers_of_every_node() {
+    let redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    let (b, broker_b) = node(&redis, "b").await;
+    let mut sender = a.connect(Vsn::V2).await;
+    let sender_ref = sender
+        .join_ok(TOPIC, json!({"broadcast": {"ack": true, "self": false}}))
+        .await;
+    let mut on_a = joined(&a, Vsn::V1, json!({})).await;
+    let mut on_b = joined(&b, Vsn::V2, json!({})).await;
+    let mut private_on_b = b.connect(Vsn::V2).await;
+    private_on_b.join_ok(TOPIC, json!({"private": true})).await;
+    broker_b.synced().await;
+
+    let msg_ref = sender
+        .broadcast(&sender_ref, TOPIC, "hello", json!({"n": 1}))
+        .await;
+    assert_eq!(sender.reply(&msg_ref).await.0, "ok");
+    let expected = json!({"type": "broadcast", "event": "hello", "payload": {"n": 1}});
+    for client in [&mut on_a, &mut on_b] {
+        let message = client.event(TOPIC, "broadcast").await;
+        assert_eq!(without_position(json_payload(&message)), expected);
+    }
+
+    // The REST API and Node::broadcast work on any node.
+    let http = reqwest::Client::new();
+    let response = http
+        .post(b.http("/api/broadcast"))
+        .bearer_auth(token(json!({"role": "service_role"})))
+        .json(&json!({"messages": [{"topic": "room", "event": "rest", "payload": {"n": 2}}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    b.node.broadcast("room", "rust", &json!({"n": 3})).unwrap();
+    for client in [&mut on_a, &mut sender] {
+        let rest = client.event(TOPIC, "broadcast").await;
+        assert_eq!(
+            json_payload(&rest)["event"],
+            "rest",
+            "self: false was about its own only"
+        );
+        let rust = client.event(TOPIC, "broadcast").await;
+        assert_eq!(json_payload(&rust)["event"], "rust");
+    }
+
+    // The private channel of that name is another topic, on every node: none of the
+    // public broadcasts above reached it, and a private one from node A does, first.
+    let response = http
+        .post(a.http("/api/broadcast"))
+        .bearer_auth(token(json!({"role": "service_role"})))
+        .json(&json!({"messages": [{"topic": "room", "event": "secret", "payload": {}, "private": true}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let first = private_on_b.event(TOPIC, "broadcast").await;
+    assert_eq!(json_payload(&first)["event"], "secret");
+}
+
+#[tokio::test]
+async fn a_name_two_live_nodes_ask_for_goes_to_the_first() {
+    let redis = TestRedis::start().unwrap();
+    let first = NodeLease::acquire(&redis.url(), "twin").await.unwrap();
+    let second = NodeLease::acquire(&redis.url(), "twin").await;
+    assert!(
+        matches!(second, Err(ClusterError::NameTaken(ref name)) if name == "twin"),
+        "{second:?}"
+    );
+    assert_eq!(first.name(), "twin");
+    assert!(NodeLease::acquire(&redis.url(), "other").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_unusable_url_or_an_unreachable_redis_is_a_clear_error() {
+    let bad = RedisBroker::connect("http://nope", "n").await.unwrap_err();
+    assert!(matches!(bad, ClusterError::Url(_)), "{bad}");
+    let mut redis = TestRedis::start().unwrap();
+    let url = redis.url();
+    redis.stop();
+    let down = RedisBroker::connect(&url, "n").await.unwrap_err();
+    assert!(matches!(down, ClusterError::Redis(_)), "{down}");
+}
+
+#[allow(dead_code)]
+fn brokers_are_brokers(broker: Arc<RedisBroker>) -> Arc<dyn Broker> {
+    broker
+}
