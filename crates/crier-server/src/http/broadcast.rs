@@ -110,6 +110,20 @@ pub(crate) struct SingleQuery {
     private: Option<String>,
 }
 
+/// `realtime:<channel>`; `None` when that is no valid topic ([`invalid_topic`]).
+pub(super) fn wire_topic(channel: &str) -> Option<String> {
+    let topic = format!("{TOPIC_PREFIX}{channel}");
+    is_valid_topic(&topic).then_some(topic)
+}
+
+/// The 422 for a channel name that makes no valid topic.
+pub(super) fn invalid_topic() -> Response {
+    error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Reason::invalid_topic().to_string(),
+    )
+}
+
 /// The request's media type, lowercased, without parameters.
 fn content_type(headers: &HeaderMap) -> String {
     headers
@@ -174,13 +188,9 @@ pub(crate) async fn single(
         (Err(rejection), _) => return error(rejection.status(), rejection.body_text()),
         (_, Err(rejection)) => return error(rejection.status(), rejection.body_text()),
     };
-    let topic = format!("{TOPIC_PREFIX}{channel}");
-    if !is_valid_topic(&topic) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Reason::invalid_topic().to_string(),
-        );
-    }
+    let Some(topic) = wire_topic(&channel) else {
+        return invalid_topic();
+    };
     let content_type = content_type(&headers);
     if !matches!(
         content_type.as_str(),

@@ -10,12 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use crier_protocol::Reason;
-use crier_protocol::events::{TOPIC_PREFIX, is_valid_topic};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::broadcast::{authenticate, unauthorized};
+use super::broadcast::{authenticate, invalid_topic, unauthorized, wire_topic};
 use super::errors::json_error as error;
 use crate::authz::{channel_check, request_headers};
 use crate::fanout::Assembled;
@@ -51,13 +49,9 @@ pub(crate) async fn history(
         (Err(rejection), _) => return error(rejection.status(), rejection.body_text()),
         (_, Err(rejection)) => return error(rejection.status(), rejection.body_text()),
     };
-    let topic = format!("{TOPIC_PREFIX}{channel}");
-    if !is_valid_topic(&topic) {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Reason::invalid_topic().to_string(),
-        );
-    }
+    let Some(topic) = wire_topic(&channel) else {
+        return invalid_topic();
+    };
     let Some(store) = &node.shared.history else {
         return error(
             StatusCode::NOT_FOUND,
