@@ -33,6 +33,8 @@ const CHANNEL_PREFIX: &str = "crier:broadcast:";
 /// Most publications sent in one pipeline.
 const MAX_PIPELINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Tries of one pipeline before its publications count as lost (about 3 s in all).
+const RETRIES: u32 = 5;
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The bus between nodes, over one Redis.
@@ -171,8 +173,21 @@ async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<(Str
                 .arg(frame.as_ref())
                 .ignore();
         }
-        if let Err(err) = pipeline.query_async::<()>(&mut connection).await {
-            tracing::warn!(error = %err, "broadcasts to other nodes were lost: Redis failed");
+        // A connection lost under a pipeline is reconnected by the manager: try again a
+        // few times. A pipeline cut half way may then deliver some twice, which resuming
+        // clients drop by offset; one that still fails is lost, and said so.
+        let mut wait = BACKOFF_MIN;
+        for attempt in 1..=RETRIES {
+            match pipeline.query_async::<()>(&mut connection).await {
+                Ok(()) => break,
+                Err(err) if attempt == RETRIES => {
+                    tracing::warn!(error = %err, "broadcasts to other nodes were lost: Redis failed");
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(BACKOFF_MAX);
+                }
+            }
         }
     }
 }
@@ -187,6 +202,9 @@ async fn subscribe(
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
 ) {
     let mut topics: HashSet<String> = HashSet::new();
+    // `synced` calls that came while the connection was failing: answered once it is
+    // back and every topic is subscribed again.
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = BACKOFF_MIN;
     loop {
         let pubsub = match client.get_async_pubsub().await {
@@ -208,6 +226,9 @@ async fn subscribe(
         }
         if healthy {
             backoff = BACKOFF_MIN;
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
         }
         while healthy {
             tokio::select! {
@@ -222,7 +243,14 @@ async fn subscribe(
                         topics.remove(&topic);
                     }
                     Some(SubscriberCommand::Synced(done)) => {
-                        let _ = done.send(());
+                        // A round trip proves the connection is still the live one (a
+                        // restarted Redis knows none of the subscriptions).
+                        if sink.ping::<redis::Value>().await.is_ok() {
+                            let _ = done.send(());
+                        } else {
+                            waiting.push(done);
+                            healthy = false;
+                        }
                     }
                 },
                 message = stream.next() => match message {

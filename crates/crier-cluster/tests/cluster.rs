@@ -98,6 +98,44 @@ async fn a_broadcast_on_one_node_reaches_the_subscribers_of_every_node() {
 }
 
 #[tokio::test]
+async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_comes_back() {
+    let mut redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    let (b, broker_b) = node(&redis, "b").await;
+    let mut on_a = joined(&a, Vsn::V2, json!({})).await;
+    let mut on_b = joined(&b, Vsn::V2, json!({})).await;
+    broker_b.synced().await;
+    a.node.broadcast("room", "before", &json!({})).unwrap();
+    assert_eq!(
+        json_payload(&on_b.event(TOPIC, "broadcast").await)["event"],
+        "before"
+    );
+    assert_eq!(
+        json_payload(&on_a.event(TOPIC, "broadcast").await)["event"],
+        "before"
+    );
+
+    redis.stop();
+    // Redis is gone: this node's own subscribers still get what is published here.
+    a.node.broadcast("room", "during", &json!({})).unwrap();
+    assert_eq!(
+        json_payload(&on_a.event(TOPIC, "broadcast").await)["event"],
+        "during"
+    );
+
+    redis.start_again().unwrap();
+    // Node B's bus reconnects and subscribes again; node A's retries its publications.
+    broker_b.synced().await;
+    a.node.broadcast("room", "after", &json!({})).unwrap();
+    // "during" may come too: node A retries what Redis did not take (a few seconds).
+    let mut next = on_b.event(TOPIC, "broadcast").await;
+    if json_payload(&next)["event"] == "during" {
+        next = on_b.event(TOPIC, "broadcast").await;
+    }
+    assert_eq!(json_payload(&next)["event"], "after", "{next:?}");
+}
+
+#[tokio::test]
 async fn a_name_two_live_nodes_ask_for_goes_to_the_first() {
     let redis = TestRedis::start().unwrap();
     let first = NodeLease::acquire(&redis.url(), "twin").await.unwrap();
