@@ -59,15 +59,7 @@ impl RedisBroker {
     /// current tokio runtime. Fails when the URL is unusable or Redis cannot be reached
     /// or refuses the credentials now; later outages are ridden out.
     pub async fn connect(url: &str, node: &str) -> Result<Arc<RedisBroker>, ClusterError> {
-        let client = redis::Client::open(url).map_err(|err| ClusterError::Url(err.to_string()))?;
-        let mut probe = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(ClusterError::from_redis)?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut probe)
-            .await
-            .map_err(ClusterError::from_redis)?;
+        let client = crate::reach(url).await?;
         Ok(RedisBroker::start(client, node))
     }
 

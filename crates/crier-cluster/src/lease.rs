@@ -24,7 +24,7 @@ pub struct NodeLease {
 impl NodeLease {
     /// Takes `name` in the Redis at `url`, or says who has it.
     pub async fn acquire(url: &str, name: &str) -> Result<NodeLease, ClusterError> {
-        let client = redis::Client::open(url).map_err(|err| ClusterError::Url(err.to_string()))?;
+        let client = crate::reach(url).await?;
         let mut connection = client
             .get_connection_manager()
             .await

@@ -45,13 +45,27 @@ pub enum ClusterError {
     NameTaken(String),
 }
 
+/// Opens a client for `url` and proves Redis answers it with these credentials, at once
+/// (a reconnecting connection would keep retrying a refusal instead of reporting it).
+pub(crate) async fn reach(url: &str) -> Result<redis::Client, ClusterError> {
+    let client = redis::Client::open(url).map_err(|err| ClusterError::Url(err.to_string()))?;
+    let mut probe = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(ClusterError::from_redis)?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut probe)
+        .await
+        .map_err(ClusterError::from_redis)?;
+    Ok(client)
+}
+
 impl ClusterError {
     pub(crate) fn from_redis(err: redis::RedisError) -> Self {
         let text = err.to_string();
-        if text.contains("NOAUTH")
-            || text.contains("WRONGPASS")
-            || text.contains("AuthenticationFailed")
-        {
+        let refused = err.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"));
+        if refused {
             ClusterError::Auth(text)
         } else {
             ClusterError::Redis(text)

@@ -159,6 +159,23 @@ async fn an_unusable_url_or_an_unreachable_redis_is_a_clear_error() {
     assert!(matches!(down, ClusterError::Redis(_)), "{down}");
 }
 
+#[tokio::test]
+async fn a_redis_that_refuses_the_credentials_is_an_auth_error() {
+    let redis = TestRedis::start_with(&["--requirepass", "s3cret"]).unwrap();
+    let port = redis.port();
+    for url in [
+        format!("redis://127.0.0.1:{port}"),
+        format!("redis://:wrong@127.0.0.1:{port}"),
+    ] {
+        let refused = RedisBroker::connect(&url, "n").await.unwrap_err();
+        assert!(matches!(refused, ClusterError::Auth(_)), "{url}: {refused}");
+        let lease = NodeLease::acquire(&url, "n").await.unwrap_err();
+        assert!(matches!(lease, ClusterError::Auth(_)), "{url}: {lease}");
+    }
+    let url = format!("redis://:s3cret@127.0.0.1:{port}");
+    assert!(RedisBroker::connect(&url, "n").await.is_ok());
+}
+
 #[allow(dead_code)]
 fn brokers_are_brokers(broker: Arc<RedisBroker>) -> Arc<dyn Broker> {
     broker

@@ -12,16 +12,24 @@ use crate::postgres::HarnessError;
 /// A private `redis-server`.
 pub struct TestRedis {
     port: u16,
+    /// `redis-server` options beyond the harness's own.
+    options: Vec<String>,
     child: Option<Child>,
 }
 
 impl TestRedis {
     /// Starts one; it answers `PING` when this returns.
     pub fn start() -> Result<TestRedis, HarnessError> {
+        TestRedis::start_with(&[])
+    }
+
+    /// Starts one with more `redis-server` options (`["--requirepass", "secret"]`).
+    pub fn start_with(options: &[&str]) -> Result<TestRedis, HarnessError> {
         let mut last = None;
         for _ in 0..5 {
             let mut redis = TestRedis {
                 port: crate::postgres::free_port()?,
+                options: options.iter().map(|o| (*o).to_owned()).collect(),
                 child: None,
             };
             match redis.start_again() {
@@ -56,6 +64,7 @@ impl TestRedis {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -88,10 +97,11 @@ impl TestRedis {
             return false;
         };
         let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
+        // Any answer means it is up: a server with a password answers `-NOAUTH`.
+        let mut answer = [0u8; 1];
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
+            && matches!(&answer, b"+" | b"-")
     }
 }
 

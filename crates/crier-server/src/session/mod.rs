@@ -18,6 +18,7 @@
 mod channel;
 mod handlers;
 mod io;
+mod join;
 mod private;
 mod resume;
 

@@ -19,7 +19,7 @@ use super::{ReplyAddress, Session};
 use crate::auth::Claims;
 use crate::authz::{AuthorizationError, ChannelCheck, Extension, ReadAccess, StoredMessage};
 use crate::fanout::Outgoing;
-use crate::session::handlers::Joining;
+use crate::session::join::Joining;
 
 /// An answer the session's loop hands back to [`Session::on_check`].
 pub(crate) enum CheckDone {
