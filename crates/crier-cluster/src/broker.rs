@@ -1,35 +1,45 @@
-//! [`RedisBroker`]: broadcasts between nodes over Redis pub/sub.
+//! [`RedisBroker`]: broadcasts and presence between nodes over Redis.
 //!
-//! Each topic is one plain Redis channel, `crier:broadcast:<topic key>`, subscribed by a
+//! Each topic is one plain Redis channel, `crier:topic:<topic key>`, subscribed by a
 //! node only while it has local subscribers of the topic (no pattern subscriptions: each
 //! `PUBLISH` would cost Redis a match against every pattern, and a topic named `a*`
 //! would be a pattern). A publication is encoded once ([`crate::envelope`]) with the
 //! publishing node's name, so that node drops its own echo; it has delivered locally
 //! already.
 //!
-//! [`Broker`]'s calls never wait. They queue commands to two tasks: the publisher, which
-//! sends every publication queued since its last round trip in one pipeline over a
-//! reconnecting connection, and the subscriber, which owns the pub/sub connection, keeps
-//! the set of subscribed topics, and after a lost connection reconnects (with a capped
-//! backoff) and subscribes to all of them again.
+//! The channel also carries the topic's presence changes (`crate::presence`).
+//!
+//! [`Broker`]'s calls never wait. They queue commands to three tasks: the publisher, which
+//! sends every publication and presence change queued since its last round trip in one
+//! pipeline over a reconnecting connection; the subscriber, which owns the pub/sub
+//! connection, keeps the set of subscribed topics with where each one's presence stands,
+//! reads a topic's presence snapshot when it subscribes, and after a lost connection
+//! reconnects (with a capped backoff), pushes this node's presences again and subscribes
+//! to every topic again; and the liveness watcher (`crate::liveness`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use bytes::Bytes;
-use crier_server::broker::{Broker, BrokerError, LocalDelivery, Publication};
+use crier_server::broker::{
+    Broker, BrokerError, BusStatus, LocalDelivery, NodeStatus, Publication,
+};
+use crier_server::presence::{PresenceSink, PresenceStore, RemoteChange, TopicPresence};
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ClusterError;
-use crate::envelope;
+use crate::envelope::{self, Carried};
+use crate::liveness::{self, NodeSeen};
+use crate::presence::{self, Cursor, Presence};
 
 /// The prefix of every topic's channel.
-const CHANNEL_PREFIX: &str = "crier:broadcast:";
+const CHANNEL_PREFIX: &str = "crier:topic:";
 /// Most publications sent in one pipeline.
 const MAX_PIPELINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -37,13 +47,21 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const RETRIES: u32 = 5;
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// The bus between nodes, over one Redis.
+/// The bus between nodes, over one Redis: broadcasts ([`Broker`]) and presence
+/// ([`PresenceStore`]). Give a node both.
 #[derive(Debug)]
 pub struct RedisBroker {
     node: Arc<str>,
-    publications: mpsc::UnboundedSender<(String, Bytes)>,
+    publications: mpsc::UnboundedSender<redis::Cmd>,
     subscriptions: mpsc::UnboundedSender<SubscriberCommand>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
+    presence: Arc<Presence>,
+    /// The pub/sub connection is up.
+    subscribed: Arc<AtomicBool>,
+    /// The last lease renewal went through.
+    renewed: Arc<AtomicBool>,
+    nodes: Arc<Mutex<Vec<NodeSeen>>>,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Debug)]
@@ -55,45 +73,83 @@ enum SubscriberCommand {
 }
 
 impl RedisBroker {
-    /// Connects to the Redis at `url` as node `node` and starts the bus's tasks on the
-    /// current tokio runtime. Fails when the URL is unusable or Redis cannot be reached
-    /// or refuses the credentials now; later outages are ridden out.
+    /// Connects to the Redis at `url`, takes the name `node` (refused while another live
+    /// node holds it), and starts the bus's tasks on the current tokio runtime. Fails
+    /// when the URL is unusable, Redis cannot be reached or refuses the credentials, or
+    /// the name is taken; later outages are ridden out.
     pub async fn connect(url: &str, node: &str) -> Result<Arc<RedisBroker>, ClusterError> {
         let client = crate::reach(url).await?;
-        Ok(RedisBroker::start(client, node))
+        let token = liveness::token();
+        liveness::take(&client, node, &token).await?;
+        Ok(RedisBroker::start(client, node, token))
     }
 
     /// Starts the bus's tasks on the current tokio runtime without waiting for Redis:
     /// they connect (and reconnect) by themselves, and what is published meanwhile
-    /// waits for them. Fails only on an unusable URL.
+    /// waits for them; the name is taken once Redis answers. Fails only on an unusable
+    /// URL.
     pub fn connect_later(url: &str, node: &str) -> Result<Arc<RedisBroker>, ClusterError> {
         let client = redis::Client::open(url).map_err(|err| ClusterError::Url(err.to_string()))?;
-        Ok(RedisBroker::start(client, node))
+        Ok(RedisBroker::start(client, node, liveness::token()))
     }
 
-    fn start(client: redis::Client, node: &str) -> Arc<RedisBroker> {
+    fn start(client: redis::Client, node: &str, token: String) -> Arc<RedisBroker> {
         let (publications, queued) = mpsc::unbounded_channel();
         let (subscriptions, commands) = mpsc::unbounded_channel();
         let delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>> = Arc::default();
         let node: Arc<str> = Arc::from(node);
+        let presence = Arc::new(Presence::new(Arc::clone(&node), publications.clone()));
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let renewed = Arc::new(AtomicBool::new(false));
+        let nodes = Arc::default();
         tokio::spawn(publish(client.clone(), queued));
         tokio::spawn(subscribe(
-            client,
+            client.clone(),
             commands,
-            Arc::clone(&node),
+            Arc::clone(&presence),
             Arc::clone(&delivery),
+            Arc::clone(&subscribed),
+        ));
+        let watcher = tokio::spawn(liveness::watch(
+            client,
+            token,
+            Arc::clone(&presence),
+            Arc::clone(&nodes),
+            Arc::clone(&renewed),
         ));
         Arc::new(RedisBroker {
             node,
             publications,
             subscriptions,
             delivery,
+            presence,
+            subscribed,
+            renewed,
+            nodes,
+            watcher,
         })
     }
 
     /// This node's name on the bus.
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+impl Drop for RedisBroker {
+    fn drop(&mut self) {
+        // The lease then lapses, and the other nodes clear this node's presences.
+        self.watcher.abort();
+    }
+}
+
+impl PresenceStore for RedisBroker {
+    fn open(&self, topic: &str) -> Box<dyn TopicPresence> {
+        self.presence.open(topic)
+    }
+
+    fn attach(&self, sink: Weak<dyn PresenceSink>) {
+        self.presence.attach(sink);
     }
 }
 
@@ -104,8 +160,10 @@ impl Broker for RedisBroker {
 
     fn publish(&self, topic: &str, publication: Publication<'_>) -> Result<(), BrokerError> {
         let frame = envelope::encode(&self.node, publication);
+        let mut command = redis::cmd("PUBLISH");
+        command.arg(channel_of(topic)).arg(frame.as_ref());
         self.publications
-            .send((channel_of(topic), frame))
+            .send(command)
             .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
     }
 
@@ -134,16 +192,32 @@ impl Broker for RedisBroker {
             }
         })
     }
+
+    fn status(&self) -> Option<BusStatus> {
+        let nodes = self.nodes.lock();
+        Some(BusStatus {
+            connected: self.subscribed.load(Ordering::Relaxed)
+                && self.renewed.load(Ordering::Relaxed),
+            nodes: nodes
+                .iter()
+                .map(|seen| NodeStatus {
+                    name: seen.name.clone(),
+                    presence_entries: seen.presence_entries,
+                })
+                .collect(),
+        })
+    }
 }
 
-fn channel_of(topic: &str) -> String {
+/// The Redis channel of a topic (by its key).
+pub(crate) fn channel_of(topic: &str) -> String {
     format!("{CHANNEL_PREFIX}{topic}")
 }
 
 /// Sends what is queued, a pipeline per round trip, until every broker handle is gone.
 /// The connection manager reconnects by itself; a pipeline that fails is logged and
 /// dropped (the subscribers that missed it learn so when they resume).
-async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<(String, Bytes)>) {
+async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<redis::Cmd>) {
     let mut backoff = BACKOFF_MIN;
     let mut connection: ConnectionManager = loop {
         match client.get_connection_manager().await {
@@ -158,22 +232,20 @@ async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<(Str
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
         let mut pipeline = redis::pipe();
-        for (channel, frame) in batch.drain(..) {
-            pipeline
-                .cmd("PUBLISH")
-                .arg(channel)
-                .arg(frame.as_ref())
-                .ignore();
+        for command in batch.drain(..) {
+            pipeline.add_command(command).ignore();
         }
         // A connection lost under a pipeline is reconnected by the manager: try again a
         // few times. A pipeline cut half way may then deliver some twice, which resuming
-        // clients drop by offset; one that still fails is lost, and said so.
+        // clients drop by offset; one that still fails is lost, and said so. An error
+        // Redis answers (not a lost connection) would come back on every try.
         let mut wait = BACKOFF_MIN;
         for attempt in 1..=RETRIES {
             match pipeline.query_async::<()>(&mut connection).await {
                 Ok(()) => break,
-                Err(err) if attempt == RETRIES => {
-                    tracing::warn!(error = %err, "broadcasts to other nodes were lost: Redis failed");
+                Err(err) if attempt == RETRIES || !is_lost_connection(&err) => {
+                    tracing::warn!(error = %err, "broadcasts or presence changes to other nodes were lost: Redis failed");
+                    break;
                 }
                 Err(_) => {
                     tokio::time::sleep(wait).await;
@@ -184,23 +256,123 @@ async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<(Str
     }
 }
 
+fn is_lost_connection(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_timeout()
+        || err.is_connection_refusal()
+}
+
+/// Where the subscriber stands: the topics subscribed and each one's presence position.
+struct Subscriptions {
+    topics: HashMap<String, Cursor>,
+    presence: Arc<Presence>,
+    delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
+}
+
+impl Subscriptions {
+    /// Reads `topic`'s presence snapshot and makes this node's view of it exactly that.
+    async fn load(
+        &mut self,
+        reader: &mut MultiplexedConnection,
+        topic: &str,
+    ) -> redis::RedisResult<()> {
+        let (cursor, entries) = self.presence.snapshot(reader, topic).await?;
+        if let Some(sink) = self.presence.sink() {
+            sink.merge(topic, RemoteChange::Reset(entries));
+        }
+        if let Some(at) = self.topics.get_mut(topic) {
+            *at = cursor;
+        }
+        Ok(())
+    }
+
+    /// Hands one message from the topic's channel to this node. Returns a topic whose
+    /// presence snapshot must be read again (a change was missed).
+    fn receive(&mut self, message: &redis::Msg) -> Option<String> {
+        let topic = message.get_channel_name().strip_prefix(CHANNEL_PREFIX)?;
+        let (origin, carried) = match envelope::decode(message.get_payload_bytes()) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::warn!(topic, error = %err, "ignoring an unreadable frame from Redis");
+                return None;
+            }
+        };
+        let node = self.presence.node();
+        match carried {
+            Carried::Presence(text) => self.presence_change(topic, origin, &text),
+            _ if origin == node => None, // this node delivered it locally already
+            carried => {
+                let delivery = self.delivery.get().and_then(Weak::upgrade)?;
+                delivery.deliver(topic, carried.publication()?);
+                None
+            }
+        }
+    }
+
+    fn presence_change(&mut self, topic: &str, origin: &str, text: &str) -> Option<String> {
+        let Some((at, change)) = presence::parse(text) else {
+            tracing::warn!(topic, "ignoring an unreadable presence change from Redis");
+            return None;
+        };
+        let cursor = self.topics.get_mut(topic)?;
+        if at.epoch == cursor.epoch && at.seq <= cursor.seq {
+            return None; // the snapshot has it
+        }
+        // The first change of a new hash is all of it; any other must follow the last.
+        let fresh = at.seq == 1;
+        let next = at.epoch == cursor.epoch && at.seq == cursor.seq + 1;
+        if !fresh && !next {
+            return Some(topic.to_owned());
+        }
+        *cursor = at;
+        let sink = self.presence.sink()?;
+        let about_here = change.node == self.presence.node();
+        if about_here && change.clear && origin != self.presence.node() {
+            // Another node took this one for dead and cleared its entries.
+            sink.republish();
+            return None;
+        }
+        if fresh {
+            sink.merge(topic, self.presence.fresh_start(change));
+        } else if !about_here {
+            for remote in self.presence.remote_changes(change) {
+                sink.merge(topic, remote);
+            }
+        }
+        None
+    }
+}
+
 /// Owns the pub/sub connection: applies subscription commands, hands other nodes'
-/// publications to this node, and after a lost connection reconnects and subscribes
-/// again to every topic it had.
+/// publications and presence changes to this node, and after a lost connection
+/// reconnects, pushes this node's presences again, and subscribes again to every topic
+/// it had, reading each one's presence snapshot.
 async fn subscribe(
     client: redis::Client,
     mut commands: mpsc::UnboundedReceiver<SubscriberCommand>,
-    node: Arc<str>,
+    presence: Arc<Presence>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
+    connected: Arc<AtomicBool>,
 ) {
-    let mut topics: HashSet<String> = HashSet::new();
+    let mut state = Subscriptions {
+        topics: HashMap::new(),
+        presence,
+        delivery,
+    };
     // `synced` calls that came while the connection was failing: answered once it is
     // back and every topic is subscribed again.
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = BACKOFF_MIN;
+    let mut connected_before = false;
     loop {
-        let pubsub = match client.get_async_pubsub().await {
-            Ok(pubsub) => pubsub,
+        let opened = async {
+            let pubsub = client.get_async_pubsub().await?;
+            let reader = client.get_multiplexed_async_connection().await?;
+            redis::RedisResult::Ok((pubsub, reader))
+        };
+        let (pubsub, mut reader) = match opened.await {
+            Ok(opened) => opened,
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "cannot reach Redis for broadcasts from other nodes");
                 tokio::time::sleep(backoff).await;
@@ -209,15 +381,23 @@ async fn subscribe(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
+        if connected_before && let Some(presences) = state.presence.sink() {
+            // Redis may have restarted empty: push this node's presences again.
+            presences.republish();
+        }
         let mut healthy = true;
+        let topics: Vec<String> = state.topics.keys().cloned().collect();
         for topic in &topics {
-            if sink.subscribe(channel_of(topic)).await.is_err() {
-                healthy = false;
+            healthy = sink.subscribe(channel_of(topic)).await.is_ok()
+                && state.load(&mut reader, topic).await.is_ok();
+            if !healthy {
                 break;
             }
         }
         if healthy {
             backoff = BACKOFF_MIN;
+            connected_before = true;
+            connected.store(true, Ordering::Relaxed);
             for done in waiting.drain(..) {
                 let _ = done.send(());
             }
@@ -227,12 +407,13 @@ async fn subscribe(
                 command = commands.recv() => match command {
                     None => return,
                     Some(SubscriberCommand::Subscribe(topic)) => {
-                        healthy = sink.subscribe(channel_of(&topic)).await.is_ok();
-                        topics.insert(topic);
+                        state.topics.insert(topic.clone(), Cursor::default());
+                        healthy = sink.subscribe(channel_of(&topic)).await.is_ok()
+                            && state.load(&mut reader, &topic).await.is_ok();
                     }
                     Some(SubscriberCommand::Unsubscribe(topic)) => {
                         healthy = sink.unsubscribe(channel_of(&topic)).await.is_ok();
-                        topics.remove(&topic);
+                        state.topics.remove(&topic);
                     }
                     Some(SubscriberCommand::Synced(done)) => {
                         // A round trip proves the connection is still the live one (a
@@ -247,32 +428,17 @@ async fn subscribe(
                 },
                 message = stream.next() => match message {
                     None => healthy = false,
-                    Some(message) => deliver(&node, &delivery, &message),
+                    Some(message) => {
+                        if let Some(topic) = state.receive(&message) {
+                            healthy = state.load(&mut reader, &topic).await.is_ok();
+                        }
+                    }
                 },
             }
         }
+        connected.store(false, Ordering::Relaxed);
         tracing::warn!(retry_in = ?backoff, "lost Redis for broadcasts from other nodes; reconnecting");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-}
-
-/// Hands one publication from another node to this node's subscribers.
-fn deliver(node: &str, delivery: &OnceLock<Weak<dyn LocalDelivery>>, message: &redis::Msg) {
-    let Some(topic) = message.get_channel_name().strip_prefix(CHANNEL_PREFIX) else {
-        return;
-    };
-    let (origin, carried) = match envelope::decode(message.get_payload_bytes()) {
-        Ok(decoded) => decoded,
-        Err(err) => {
-            tracing::warn!(topic, error = %err, "ignoring an unreadable publication from Redis");
-            return;
-        }
-    };
-    if origin == node {
-        return; // this node delivered it locally already
-    }
-    if let Some(delivery) = delivery.get().and_then(Weak::upgrade) {
-        delivery.deliver(topic, carried.publication());
     }
 }

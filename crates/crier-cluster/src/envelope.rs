@@ -4,6 +4,8 @@
 //! ```text
 //! version (1) | origin length (u8) | origin | kind ('j' or 'b') | body
 //! 'j': the broadcast's JSON body, as is
+//! 'p': a presence change: "<epoch> <seq>\n" and its JSON (crate::presence), written by
+//!      the Redis script that applies it
 //! 'b': event length (u8) | event | metadata length (u16, big endian) | metadata | encoding (u8) | payload
 //! ```
 //!
@@ -22,6 +24,8 @@ const VERSION: u8 = 1;
 pub(crate) enum Carried {
     Json(Box<RawValue>),
     Binary(UserBroadcast),
+    /// A presence change, as the Redis script published it.
+    Presence(String),
 }
 
 impl PartialEq for Carried {
@@ -29,16 +33,19 @@ impl PartialEq for Carried {
         match (self, other) {
             (Carried::Json(a), Carried::Json(b)) => a.get() == b.get(),
             (Carried::Binary(a), Carried::Binary(b)) => a == b,
+            (Carried::Presence(a), Carried::Presence(b)) => a == b,
             _ => false,
         }
     }
 }
 
 impl Carried {
-    pub(crate) fn publication(&self) -> Publication<'_> {
+    /// The broadcast it carries; `None` for a presence change.
+    pub(crate) fn publication(&self) -> Option<Publication<'_>> {
         match self {
-            Carried::Json(body) => Publication::Json(body),
-            Carried::Binary(broadcast) => Publication::Binary(broadcast),
+            Carried::Json(body) => Some(Publication::Json(body)),
+            Carried::Binary(broadcast) => Some(Publication::Binary(broadcast)),
+            Carried::Presence(_) => None,
         }
     }
 }
@@ -84,6 +91,18 @@ pub(crate) fn encode(origin: &str, publication: Publication<'_>) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// The start of a presence change's frame from node `origin`: the script that applies
+/// the change appends its position and body.
+pub(crate) fn presence_head(origin: &str) -> Vec<u8> {
+    let origin = &origin.as_bytes()[..origin.len().min(255)];
+    let mut out = Vec::with_capacity(3 + origin.len());
+    out.push(VERSION);
+    out.push(origin.len() as u8);
+    out.extend_from_slice(origin);
+    out.push(b'p');
+    out
 }
 
 fn body_len(publication: Publication<'_>) -> usize {
@@ -135,6 +154,9 @@ pub(crate) fn decode(frame: &[u8]) -> Result<(&str, Carried), EnvelopeError> {
                 payload: Bytes::copy_from_slice(rest),
             })
         }
+        b'p' => Carried::Presence(
+            String::from_utf8(rest.to_vec()).map_err(|err| EnvelopeError::Json(err.to_string()))?,
+        ),
         other => return Err(EnvelopeError::Kind(other)),
     };
     Ok((origin, carried))
@@ -159,6 +181,13 @@ mod tests {
         };
         let frame = encode("node-b", Publication::Binary(&binary));
         assert_eq!(decode(&frame).unwrap(), ("node-b", Carried::Binary(binary)));
+
+        let mut frame = presence_head("node-c");
+        frame.extend_from_slice(b"17.5 3\n{}");
+        assert_eq!(
+            decode(&frame).unwrap(),
+            ("node-c", Carried::Presence("17.5 3\n{}".into()))
+        );
     }
 
     #[test]

@@ -1,30 +1,33 @@
 //! Crier nodes as one cluster over Redis.
 //!
-//! - [`RedisBroker`]: the broadcast bus between nodes (the `Broker` seam of
-//!   `crier-server`), one Redis channel per topic with local subscribers.
-//! - [`NodeLease`]: a node's name, held in Redis while the node lives, so two nodes
-//!   never run under one name.
+//! [`RedisBroker`] is the bus between nodes: the `Broker` and `PresenceStore` seams of
+//! `crier-server` over one Redis. It carries broadcasts on one Redis channel per topic
+//! with local subscribers, keeps presence cluster-wide (a hash per topic, changes on the
+//! topic's channel), and holds the node's name in a lease while the node lives: two
+//! nodes never run under one name, and a dead node's presences are cleared by the others
+//! within about 8 s.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use crier_server::{Config, Node};
 //!
 //! let url = "redis://127.0.0.1:6379";
-//! let _lease = crier_cluster::NodeLease::acquire(url, "node-a").await?;
-//! let broker = crier_cluster::RedisBroker::connect(url, "node-a").await?;
-//! let node = Node::builder(Config::new("a-long-random-secret")).broker(broker).build()?;
+//! let bus = crier_cluster::RedisBroker::connect(url, "node-a").await?;
+//! let node = Node::builder(Config::new("a-long-random-secret"))
+//!     .broker(bus.clone())
+//!     .presence_store(bus)
+//!     .build()?;
 //! # let _ = node; Ok(()) }
 //! ```
 //!
-//! What travels between nodes today is broadcasts; presence, history and change capture
-//! are per node (docs/CLUSTER.md).
+//! History and change capture are per node for now (docs/CLUSTER.md).
 
 mod broker;
 mod envelope;
-mod lease;
+mod liveness;
+mod presence;
 
 pub use broker::RedisBroker;
-pub use lease::NodeLease;
 
 /// Why the cluster could not be joined.
 #[derive(Debug, thiserror::Error)]

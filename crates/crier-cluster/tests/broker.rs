@@ -1,5 +1,6 @@
-//! The broker conformance suite of `crier-server`, run against Redis: every test gets a
-//! private `redis-server`, and each node on the bus a `RedisBroker` of its own.
+//! The broker and presence conformance suites of `crier-server`, run against Redis:
+//! every test gets a private `redis-server`, and each node on the bus a `RedisBroker` of
+//! its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crier_cluster::RedisBroker;
 use crier_server::broker::Broker;
 use crier_server::broker::conformance::TestBus;
+use crier_server::presence::{PresenceStore, TopicPresence};
 use crier_testkit::TestRedis;
 
 struct RedisBus {
@@ -31,3 +33,29 @@ impl TestBus for RedisBus {
 }
 
 crier_server::broker_conformance!(redis, RedisBus::new());
+
+/// A `RedisBroker`'s presence store on a private Redis that lives as long as it does.
+#[derive(Debug)]
+struct PresenceOnRedis {
+    broker: Arc<RedisBroker>,
+    _redis: TestRedis,
+}
+
+impl PresenceOnRedis {
+    async fn start() -> Arc<dyn PresenceStore> {
+        let redis = TestRedis::start().expect("redis-server");
+        let broker = RedisBroker::connect(&redis.url(), "node-0").await.unwrap();
+        Arc::new(PresenceOnRedis {
+            broker,
+            _redis: redis,
+        })
+    }
+}
+
+impl PresenceStore for PresenceOnRedis {
+    fn open(&self, topic: &str) -> Box<dyn TopicPresence> {
+        self.broker.open(topic)
+    }
+}
+
+crier_server::presence_conformance!(redis_presence, PresenceOnRedis::start().await);

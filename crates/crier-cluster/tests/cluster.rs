@@ -1,9 +1,11 @@
 //! Two Crier nodes on one private `redis-server`, each on its own loopback port: what a
-//! client publishes on one reaches subscribers on the other, exactly as on one node.
+//! client publishes on one reaches subscribers on the other, and presence is one state,
+//! exactly as on one node.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crier_cluster::{ClusterError, NodeLease, RedisBroker};
+use crier_cluster::{ClusterError, RedisBroker};
 use crier_server::authz::FnAuthorizer;
 use crier_server::broker::Broker;
 use crier_server::protocol::Vsn;
@@ -24,6 +26,7 @@ async fn node(redis: &TestRedis, name: &str) -> (TestServer, Arc<RedisBroker>) {
     let open = FnAuthorizer::new(|_, _| Ok(true));
     let node = Node::builder(config)
         .broker(broker.clone())
+        .presence_store(broker.clone())
         .channel_authorizer(Arc::new(open))
         .build()
         .unwrap();
@@ -116,7 +119,16 @@ async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_com
     );
 
     redis.stop();
-    // Redis is gone: this node's own subscribers still get what is published here.
+    // Redis is gone: the node says it is degraded, and its own subscribers still get
+    // what is published here.
+    until(|| a.node.health().is_err()).await;
+    let health = reqwest::get(a.http("/healthcheck")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let body = health.text().await.unwrap();
+    assert!(
+        body.starts_with("degraded: the cluster bus (Redis) is unreachable"),
+        "{body}"
+    );
     a.node.broadcast("room", "during", &json!({})).unwrap();
     assert_eq!(
         json_payload(&on_a.event(TOPIC, "broadcast").await)["event"],
@@ -124,6 +136,7 @@ async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_com
     );
 
     redis.start_again().unwrap();
+    until(|| a.node.health().is_ok()).await;
     // Node B's bus reconnects and subscribes again; node A's retries its publications.
     broker_b.synced().await;
     a.node.broadcast("room", "after", &json!({})).unwrap();
@@ -138,14 +151,14 @@ async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_com
 #[tokio::test]
 async fn a_name_two_live_nodes_ask_for_goes_to_the_first() {
     let redis = TestRedis::start().unwrap();
-    let first = NodeLease::acquire(&redis.url(), "twin").await.unwrap();
-    let second = NodeLease::acquire(&redis.url(), "twin").await;
+    let first = RedisBroker::connect(&redis.url(), "twin").await.unwrap();
+    let second = RedisBroker::connect(&redis.url(), "twin").await;
     assert!(
         matches!(second, Err(ClusterError::NameTaken(ref name)) if name == "twin"),
         "{second:?}"
     );
-    assert_eq!(first.name(), "twin");
-    assert!(NodeLease::acquire(&redis.url(), "other").await.is_ok());
+    assert_eq!(first.node(), "twin");
+    assert!(RedisBroker::connect(&redis.url(), "other").await.is_ok());
 }
 
 #[tokio::test]
@@ -169,11 +182,127 @@ async fn a_redis_that_refuses_the_credentials_is_an_auth_error() {
     ] {
         let refused = RedisBroker::connect(&url, "n").await.unwrap_err();
         assert!(matches!(refused, ClusterError::Auth(_)), "{url}: {refused}");
-        let lease = NodeLease::acquire(&url, "n").await.unwrap_err();
-        assert!(matches!(lease, ClusterError::Auth(_)), "{url}: {lease}");
     }
     let url = format!("redis://:s3cret@127.0.0.1:{port}");
     assert!(RedisBroker::connect(&url, "n").await.is_ok());
+}
+
+/// Waits (a few seconds at most) until `done` holds: for what a node's background tasks
+/// notice on their own.
+async fn until(done: impl Fn() -> bool) {
+    crier_testkit::wait::within(Duration::from_secs(15), "the condition", async {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+/// The keys of a `presence_state` body, or of a diff's joins or leaves.
+fn keys(groups: &serde_json::Value) -> Vec<String> {
+    let mut keys: Vec<String> = groups
+        .as_object()
+        .map(|groups| groups.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+async fn track(client: &mut Client, join_ref: &str, payload: serde_json::Value) {
+    let (status, reply) = client
+        .push(
+            join_ref,
+            TOPIC,
+            "presence",
+            json!({"type": "presence", "event": "track", "payload": payload}),
+        )
+        .await;
+    assert_eq!(status, "ok", "{reply}");
+}
+
+/// The next `presence_diff` with these joins and leaves.
+async fn diff(client: &mut Client, joins: &[&str], leaves: &[&str]) -> serde_json::Value {
+    let message = client
+        .until(|m| {
+            m.event == "presence_diff"
+                && keys(&json_payload(m)["joins"]) == joins
+                && keys(&json_payload(m)["leaves"]) == leaves
+        })
+        .await;
+    json_payload(&message).clone()
+}
+
+#[tokio::test]
+async fn presence_is_one_state_across_nodes() {
+    let redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    let (b, _) = node(&redis, "b").await;
+    let with_key = |key: &str| json!({"presence": {"enabled": true, "key": key}});
+
+    let mut ana = a.connect(Vsn::V2).await;
+    let ana_ref = ana.join_ok(TOPIC, with_key("ana")).await;
+    track(&mut ana, &ana_ref, json!({"n": 1})).await;
+
+    // The topic's first join on node B: its state holds node A's presence already.
+    let mut bo = b.connect(Vsn::V1).await;
+    let bo_ref = bo.join_ok(TOPIC, with_key("bo")).await;
+    let state = bo.event(TOPIC, "presence_state").await;
+    assert_eq!(keys(json_payload(&state)), ["ana"], "{state:?}");
+    assert_eq!(json_payload(&state)["ana"]["metas"][0]["n"], 1);
+
+    track(&mut bo, &bo_ref, json!({"n": 1})).await;
+    diff(&mut ana, &["bo"], &[]).await;
+
+    // An update on node A: a leave and a join that points at the meta it replaced.
+    track(&mut ana, &ana_ref, json!({"n": 2})).await;
+    let update = diff(&mut bo, &["ana"], &["ana"]).await;
+    let old_ref = &update["leaves"]["ana"]["metas"][0]["phx_ref"];
+    assert_eq!(&update["joins"]["ana"]["metas"][0]["phx_ref_prev"], old_ref);
+    assert_eq!(update["joins"]["ana"]["metas"][0]["n"], 2);
+
+    // A second join on node B (not the topic's first) sees both nodes at once.
+    let mut cy = b.connect(Vsn::V2).await;
+    cy.join_ok(TOPIC, with_key("cy")).await;
+    let state = cy.event(TOPIC, "presence_state").await;
+    assert_eq!(keys(json_payload(&state)), ["ana", "bo"]);
+
+    // Each node reports the cluster: two nodes, and who tracks how many.
+    until(|| {
+        let text = b.node.metrics_text();
+        text.contains("crier_cluster_nodes 2")
+            && text.contains(r#"crier_cluster_presence_entries{node="a"} 1"#)
+            && text.contains(r#"crier_cluster_presence_entries{node="b"} 1"#)
+    })
+    .await;
+
+    // A socket that goes away leaves on every node.
+    drop(bo);
+    diff(&mut ana, &[], &["bo"]).await;
+    diff(&mut cy, &[], &["bo"]).await;
+}
+
+#[tokio::test]
+async fn after_redis_restarts_empty_each_node_pushes_its_presences_again() {
+    let mut redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    let mut ana = a.connect(Vsn::V2).await;
+    let ana_ref = ana
+        .join_ok(TOPIC, json!({"presence": {"enabled": true, "key": "ana"}}))
+        .await;
+    track(&mut ana, &ana_ref, json!({})).await;
+
+    redis.stop();
+    redis.start_again().unwrap();
+    // A node that joins the restarted Redis learns of node A's presence, from its
+    // snapshot or from node A's push, whichever comes first.
+    let (c, _) = node(&redis, "c").await;
+    let mut cy = c.connect(Vsn::V2).await;
+    cy.join_ok(TOPIC, json!({"presence": {"enabled": true, "key": "cy"}}))
+        .await;
+    let state = cy.event(TOPIC, "presence_state").await;
+    if keys(json_payload(&state)) != ["ana"] {
+        diff(&mut cy, &["ana"], &[]).await;
+    }
 }
 
 #[allow(dead_code)]

@@ -37,6 +37,30 @@ pub(crate) struct Metrics {
     pub(crate) overloaded: Counter,
     pub(crate) authorization: CheckMetrics,
     pub(crate) history: HistoryMetrics,
+    pub(crate) cluster: ClusterMetrics,
+}
+
+/// What the cluster bus reports (set at each scrape; zero on a node of its own).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ClusterMetrics {
+    connected: Gauge,
+    nodes: Gauge,
+    presence_entries: prometheus_client::metrics::family::Family<Vec<(String, String)>, Gauge>,
+}
+
+impl ClusterMetrics {
+    /// Sets the figures from the bus's status.
+    pub(crate) fn report(&self, status: &crate::broker::BusStatus) {
+        self.connected.set(i64::from(status.connected));
+        self.nodes.set(status.nodes.len() as i64);
+        // A node that left must not linger with its last count.
+        self.presence_entries.clear();
+        for node in &status.nodes {
+            self.presence_entries
+                .get_or_create(&vec![("node".to_owned(), node.name.clone())])
+                .set(i64::try_from(node.presence_entries).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 /// The history's totals (set at each scrape and by the node's sweep).
@@ -192,6 +216,22 @@ impl Metrics {
             "Publishes refused because the node's queues were over their byte budget",
             overloaded.clone(),
         );
+        let cluster = ClusterMetrics::default();
+        registry.register(
+            "cluster_connected",
+            "1 while the cluster bus (Redis) is reachable; 0 when it is not, or on a node of its own",
+            cluster.connected.clone(),
+        );
+        registry.register(
+            "cluster_nodes",
+            "Live nodes of the cluster, this one included (0 on a node of its own)",
+            cluster.nodes.clone(),
+        );
+        registry.register(
+            "cluster_presence_entries",
+            "Presence entries tracked by each live node's connections",
+            cluster.presence_entries.clone(),
+        );
         let authorization = CheckMetrics::new();
         registry.register(
             "authorization_checks",
@@ -216,6 +256,7 @@ impl Metrics {
         Metrics {
             registry,
             authorization,
+            cluster,
             connections,
             channels,
             messages_in,

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::postgres::HarnessError;
 
 /// A private `redis-server`.
+#[derive(Debug)]
 pub struct TestRedis {
     port: u16,
     /// `redis-server` options beyond the harness's own.

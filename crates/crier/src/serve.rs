@@ -77,8 +77,6 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let mut builder = Node::builder(config);
-    // Kept for as long as the node runs: the name is ours while it lives.
-    let mut _lease = None;
     if !settings.redis_url.is_empty() {
         let name = if settings.node_name.is_empty() {
             default_node_name()
@@ -86,15 +84,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             settings.node_name.clone()
         };
         let url = &settings.redis_url;
-        _lease = Some(
-            crier_cluster::NodeLease::acquire(url, &name)
-                .await
-                .context("cannot join the cluster")?,
-        );
-        let broker = crier_cluster::RedisBroker::connect(url, &name)
+        // Takes the node's name too: it stays ours while the node lives.
+        let bus = crier_cluster::RedisBroker::connect(url, &name)
             .await
             .context("cannot join the cluster")?;
-        builder = builder.broker(broker);
+        builder = builder.broker(bus.clone()).presence_store(bus);
         cluster_note = Some(format!(
             "  cluster:    node {name} on Redis {}",
             redact(url)

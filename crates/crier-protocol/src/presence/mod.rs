@@ -127,6 +127,25 @@ pub struct PresenceDiff {
     pub leaves: PresenceGroups,
 }
 
+impl PresenceDiff {
+    /// Adds `other`'s joins and leaves to this diff (several changes sent as one).
+    pub fn absorb(&mut self, other: PresenceDiff) {
+        for (into, from) in [
+            (&mut self.joins, other.joins),
+            (&mut self.leaves, other.leaves),
+        ] {
+            for (key, metas) in from.0 {
+                into.0.entry(key).or_default().extend(metas);
+            }
+        }
+    }
+
+    /// True when the diff has neither joins nor leaves.
+    pub fn is_empty(&self) -> bool {
+        self.joins.is_empty() && self.leaves.is_empty()
+    }
+}
+
 /// The presence of one topic. `O` identifies the tracker (one channel of one socket);
 /// each owner holds at most one meta, under one key.
 #[derive(Debug, Clone)]
@@ -223,6 +242,11 @@ impl<O: Copy + Eq + Hash> Presences<O> {
                 .map(|(key, metas)| (key.clone(), metas.iter().map(|(_, m)| m.clone()).collect()))
                 .collect(),
         )
+    }
+
+    /// Every owner that tracks something, in no particular order.
+    pub fn owners(&self) -> impl Iterator<Item = O> + '_ {
+        self.owners.keys().copied()
     }
 
     /// Number of metas.

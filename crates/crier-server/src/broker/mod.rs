@@ -52,6 +52,25 @@ pub enum BrokerError {
     Unavailable(String),
 }
 
+/// What a cluster bus knows of the cluster (for metrics and the health check).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BusStatus {
+    /// Whether the bus reaches the other nodes now (when not, this node delivers to its
+    /// own subscribers only).
+    pub connected: bool,
+    /// The live nodes, this one included.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// A live node of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// How many presence entries its connections track.
+    pub presence_entries: u64,
+}
+
 /// Where a node hands a publication from another node to its own subscribers.
 pub trait LocalDelivery: Send + Sync {
     /// Queues `publication` to this node's subscribers of `topic` (the full topic,
@@ -88,5 +107,10 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// always in effect.
     fn synced(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::ready(()))
+    }
+
+    /// The cluster as the bus sees it; `None` for a bus within one process.
+    fn status(&self) -> Option<BusStatus> {
+        None
     }
 }

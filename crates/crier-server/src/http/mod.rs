@@ -56,8 +56,14 @@ fn router(node: Node) -> Router {
         .with_state(node)
 }
 
-async fn healthcheck() -> &'static str {
-    "ok"
+/// `ok`, or `degraded: <why>` while the cluster bus is unreachable. Still 200: the node
+/// serves its own clients, and a balancer that took every node out during a Redis
+/// outage would stop even local delivery.
+async fn healthcheck(State(node): State<Node>) -> String {
+    match node.health() {
+        Ok(()) => "ok".to_owned(),
+        Err(why) => format!("degraded: {why}"),
+    }
 }
 
 async fn ping() -> impl IntoResponse {

@@ -196,6 +196,8 @@ impl NodeBuilder {
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
+            let sink: std::sync::Weak<dyn crate::presence::PresenceSink> = shared.clone();
+            presence.attach(sink);
             if let Some(changes) = &changes {
                 let sink: std::sync::Weak<dyn BroadcastSink> = shared.clone();
                 changes.attach(sink);

@@ -333,7 +333,21 @@ impl Node {
         if let Some(history) = &self.shared.history {
             metrics.history.report(history.stats());
         }
+        if let Some(status) = self.shared.broker.status() {
+            metrics.cluster.report(&status);
+        }
         metrics.render()
+    }
+
+    /// What `GET /healthcheck` says: `ok`, or why the node is degraded (it serves its
+    /// own clients, but the cluster bus is unreachable).
+    pub fn health(&self) -> Result<(), String> {
+        match self.shared.broker.status() {
+            Some(status) if !status.connected => {
+                Err("the cluster bus (Redis) is unreachable: delivery is local to this node".into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Bytes the node's outbound queues hold now: each shared frame once, plus the
@@ -463,6 +477,21 @@ impl Shared {
             .observe(started.elapsed().as_secs_f64());
         self.counters.events.add(delivery.recipients);
         delivery
+    }
+}
+
+/// Presence changes from other nodes, from a replicating presence store.
+impl crate::presence::PresenceSink for Shared {
+    fn merge(&self, key: &str, change: crate::presence::RemoteChange) {
+        if let Some(topic) = self.registry.get(key) {
+            topic.merge_presence(change);
+        }
+    }
+
+    fn republish(&self) {
+        for topic in self.registry.topics() {
+            topic.republish_presence();
+        }
     }
 }
 

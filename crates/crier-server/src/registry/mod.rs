@@ -103,6 +103,14 @@ impl Registry {
         self.topics.get(key).map(|entry| Arc::clone(&entry))
     }
 
+    /// Every topic with subscribers here now.
+    pub(crate) fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .iter()
+            .map(|entry| Arc::clone(entry.value()))
+            .collect()
+    }
+
     /// Drops `topic` from the map if it has become empty.
     pub(crate) fn remove_if_empty(&self, topic: &Topic) {
         self.topics.remove_if(topic.key(), |_, t| {

@@ -18,7 +18,7 @@ use super::Receives;
 use crate::fanout::Outgoing;
 use crate::frame::Frame;
 use crate::outbound::{ConnHandle, ConnId, Outbound, PushError, Pushed};
-use crate::presence::{PresenceStore, TopicPresence};
+use crate::presence::{PresenceStore, RemoteChange, TopicPresence};
 
 #[derive(Debug)]
 struct Subscriber {
@@ -170,6 +170,20 @@ impl Topic {
         let mut presences = self.presence.lock();
         let diff = presences.untrack(conn)?;
         Some(self.deliver_diff(&diff))
+    }
+
+    /// Applies a presence change from other nodes and sends its diff to the subscribers
+    /// that receive presence.
+    pub(crate) fn merge_presence(&self, change: RemoteChange) {
+        let mut presences = self.presence.lock();
+        if let Some(diff) = presences.merge(change) {
+            self.deliver_diff(&diff);
+        }
+    }
+
+    /// Has the presence store push this node's entries of the topic again.
+    pub(crate) fn republish_presence(&self) {
+        self.presence.lock().republish();
     }
 
     /// The current presence state.

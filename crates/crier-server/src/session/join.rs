@@ -174,11 +174,22 @@ impl Session {
             .resume
             .as_ref()
             .filter(|_| receives.broadcasts);
+        // A bus that subscribes on its own task also brings other nodes' presences then:
+        // the channel's presence state waits until it has.
+        let bus_later = shared.broker.confirms_later();
+        let subscribed = Receives {
+            presence: receives.presence && !bus_later,
+            ..receives
+        };
         let ((registry_topic, first_here), attached) =
-            self.subscribe_in_stream(&key, receives, replayed, resume, state_frame);
-        // The bus subscribes on its own task: the reply waits until it has (see
-        // `Broker::confirms_later`).
-        let wait_for_bus = first_here && shared.broker.confirms_later();
+            self.subscribe_in_stream(&key, subscribed, replayed, resume, state_frame);
+        // The reply to a topic's first join here waits for the bus (see
+        // `Broker::confirms_later`), and its presence state comes after the reply.
+        let wait_for_bus = first_here && bus_later && config.postgres_changes.is_empty();
+        if subscribed != receives && !wait_for_bus {
+            let state_frame = self.state_frame_for(topic, to.join_ref.clone());
+            registry_topic.set_receives(self.conn.id, receives, state_frame);
+        }
         if receives.presence {
             shared.counters.presence_events.add(1);
         }
@@ -221,10 +232,10 @@ impl Session {
         if config.broadcast.replication_ready {
             self.watch_replication(to);
         }
+        if wait_for_bus {
+            return self.reply_when_bus_synced(to, response, after_reply);
+        }
         if config.postgres_changes.is_empty() {
-            if wait_for_bus {
-                return self.reply_when_bus_synced(to, response, after_reply);
-            }
             self.reply(to, "ok", &response);
             self.out.extend(after_reply);
             return;

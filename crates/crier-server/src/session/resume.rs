@@ -77,7 +77,7 @@ impl Session {
     }
 
     /// The bus is subscribed: answer the join, unless the channel has left or joined
-    /// again meanwhile.
+    /// again meanwhile, then send its presence state, which now has other nodes' too.
     pub(super) fn on_bus_synced(
         &mut self,
         to: &ReplyAddress,
@@ -88,9 +88,19 @@ impl Session {
             .channels
             .get(&to.topic)
             .is_some_and(|channel| channel.join_ref == to.join_ref);
-        if current {
-            self.reply(to, "ok", response);
-            self.out.extend(after_reply);
+        if !current {
+            return;
+        }
+        self.reply(to, "ok", response);
+        self.out.extend(after_reply);
+        let Some(channel) = self.channels.get(&to.topic) else {
+            return;
+        };
+        let receives = channel.receives();
+        if receives.presence {
+            let topic = Arc::clone(&channel.topic);
+            let state_frame = self.state_frame_for(&to.topic, to.join_ref.clone());
+            topic.set_receives(self.conn.id, receives, state_frame);
         }
     }
 

@@ -1,10 +1,13 @@
-//! The presence store conformance suite, run against each implementation.
+//! The presence store conformance suite: what every [`PresenceStore`] does with one
+//! node's entries, run here against [`MemoryPresence`] and by `crier-cluster` against
+//! Redis (feature `conformance`). How entries travel between nodes is tested end to end
+//! with real nodes there.
 
 use std::cell::Cell;
 
 use serde_json::{Map, Value, json};
 
-use super::{MemoryPresence, PresenceStore};
+use super::PresenceStore;
 
 fn meta(value: Value) -> Map<String, Value> {
     value.as_object().cloned().expect("an object")
@@ -19,7 +22,8 @@ fn refs() -> impl Fn() -> String {
     }
 }
 
-fn joins_updates_and_leaves_come_out_as_diffs(store: &dyn PresenceStore) {
+/// Tracking, updating and untracking give Phoenix's diffs.
+pub fn joins_updates_and_leaves_come_out_as_diffs(store: &dyn PresenceStore) {
     let new_ref = refs();
     let mut topic = store.open("realtime:room");
     assert!(topic.is_empty());
@@ -51,7 +55,8 @@ fn joins_updates_and_leaves_come_out_as_diffs(store: &dyn PresenceStore) {
     assert!(topic.is_empty());
 }
 
-fn topics_are_separate(store: &dyn PresenceStore) {
+/// One topic's entries never show in another.
+pub fn topics_are_separate(store: &dyn PresenceStore) {
     let new_ref = refs();
     let mut a = store.open("realtime:a");
     let b = store.open("realtime:b");
@@ -61,12 +66,28 @@ fn topics_are_separate(store: &dyn PresenceStore) {
     assert_eq!(a.state().0.len(), 1);
 }
 
-#[test]
-fn memory_joins_updates_and_leaves_come_out_as_diffs() {
-    joins_updates_and_leaves_come_out_as_diffs(&MemoryPresence);
-}
+/// Runs the suite against the store `$store` (an expression of type
+/// `Arc<dyn PresenceStore>`, evaluated once per test inside a tokio runtime, so it may
+/// `.await`) in a module named `$name`.
+#[macro_export]
+macro_rules! presence_conformance {
+    ($name:ident, $store:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::presence::conformance as suite;
 
-#[test]
-fn memory_topics_are_separate() {
-    topics_are_separate(&MemoryPresence);
+            #[tokio::test]
+            async fn joins_updates_and_leaves_come_out_as_diffs() {
+                let store: std::sync::Arc<dyn $crate::presence::PresenceStore> = $store;
+                suite::joins_updates_and_leaves_come_out_as_diffs(&*store);
+            }
+
+            #[tokio::test]
+            async fn topics_are_separate() {
+                let store: std::sync::Arc<dyn $crate::presence::PresenceStore> = $store;
+                suite::topics_are_separate(&*store);
+            }
+        }
+    };
 }
