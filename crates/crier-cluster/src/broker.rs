@@ -17,7 +17,7 @@
 //! reconnects (with a capped backoff), pushes this node's presences again and subscribes
 //! to every topic again; and the liveness watcher (`crate::liveness`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,7 +52,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct RedisBroker {
     node: Arc<str>,
-    publications: mpsc::UnboundedSender<redis::Cmd>,
+    publications: mpsc::UnboundedSender<Queued>,
     subscriptions: mpsc::UnboundedSender<SubscriberCommand>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
     presence: Arc<Presence>,
@@ -63,6 +63,10 @@ pub struct RedisBroker {
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     watcher: tokio::task::JoinHandle<()>,
 }
+
+/// A command for the publisher, with the topic when it carries a broadcast (to say so
+/// to the other nodes if it is lost).
+pub(crate) type Queued = (Option<String>, redis::Cmd);
 
 #[derive(Debug)]
 enum SubscriberCommand {
@@ -102,7 +106,7 @@ impl RedisBroker {
         let subscribed = Arc::new(AtomicBool::new(false));
         let renewed = Arc::new(AtomicBool::new(false));
         let nodes = Arc::default();
-        tokio::spawn(publish(client.clone(), queued));
+        tokio::spawn(publish(client.clone(), queued, Arc::clone(&node)));
         tokio::spawn(subscribe(
             client.clone(),
             commands,
@@ -163,7 +167,7 @@ impl Broker for RedisBroker {
         let mut command = redis::cmd("PUBLISH");
         command.arg(channel_of(topic)).arg(frame.as_ref());
         self.publications
-            .send(command)
+            .send((Some(topic.to_owned()), command))
             .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
     }
 
@@ -217,7 +221,11 @@ pub(crate) fn channel_of(topic: &str) -> String {
 /// Sends what is queued, a pipeline per round trip, until every broker handle is gone.
 /// The connection manager reconnects by itself; a pipeline that fails is logged and
 /// dropped (the subscribers that missed it learn so when they resume).
-async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<redis::Cmd>) {
+async fn publish(
+    client: redis::Client,
+    mut queued: mpsc::UnboundedReceiver<Queued>,
+    node: Arc<str>,
+) {
     let mut backoff = BACKOFF_MIN;
     let mut connection: ConnectionManager = loop {
         match client.get_connection_manager().await {
@@ -229,10 +237,23 @@ async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<redi
             }
         }
     };
+    let gap = envelope::gap(&node);
+    // Topics whose broadcasts were lost: the other nodes are told with the next pipeline
+    // that goes through.
+    let mut lost: HashSet<String> = HashSet::new();
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
         let mut pipeline = redis::pipe();
-        for command in batch.drain(..) {
+        for topic in &lost {
+            pipeline
+                .cmd("PUBLISH")
+                .arg(channel_of(topic))
+                .arg(&gap)
+                .ignore();
+        }
+        let mut topics = Vec::new();
+        for (topic, command) in batch.drain(..) {
+            topics.extend(topic);
             pipeline.add_command(command).ignore();
         }
         // A connection lost under a pipeline is reconnected by the manager: try again a
@@ -242,9 +263,13 @@ async fn publish(client: redis::Client, mut queued: mpsc::UnboundedReceiver<redi
         let mut wait = BACKOFF_MIN;
         for attempt in 1..=RETRIES {
             match pipeline.query_async::<()>(&mut connection).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    lost.clear();
+                    break;
+                }
                 Err(err) if attempt == RETRIES || !is_lost_connection(&err) => {
                     tracing::warn!(error = %err, "broadcasts or presence changes to other nodes were lost: Redis failed");
+                    lost.extend(topics);
                     break;
                 }
                 Err(_) => {
@@ -302,6 +327,11 @@ impl Subscriptions {
         match carried {
             Carried::Presence(text) => self.presence_change(topic, origin, &text),
             _ if origin == node => None, // this node delivered it locally already
+            Carried::Gap => {
+                let delivery = self.delivery.get().and_then(Weak::upgrade)?;
+                delivery.gap(topic);
+                None
+            }
             carried => {
                 let delivery = self.delivery.get().and_then(Weak::upgrade)?;
                 delivery.deliver(topic, carried.publication()?);
@@ -395,6 +425,13 @@ async fn subscribe(
             }
         }
         if healthy {
+            if connected_before && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
+            {
+                // What other nodes published while this connection was down never came.
+                for topic in &topics {
+                    delivery.gap(topic);
+                }
+            }
             backoff = BACKOFF_MIN;
             connected_before = true;
             connected.store(true, Ordering::Relaxed);

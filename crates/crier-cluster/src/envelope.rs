@@ -4,6 +4,7 @@
 //! ```text
 //! version (1) | origin length (u8) | origin | kind ('j' or 'b') | body
 //! 'j': the broadcast's JSON body, as is
+//! 'g': nothing else: broadcasts of the topic from the origin were lost on their way
 //! 'p': a presence change: "<epoch> <seq>\n" and its JSON (crate::presence), written by
 //!      the Redis script that applies it
 //! 'b': event length (u8) | event | metadata length (u16, big endian) | metadata | encoding (u8) | payload
@@ -26,6 +27,8 @@ pub(crate) enum Carried {
     Binary(UserBroadcast),
     /// A presence change, as the Redis script published it.
     Presence(String),
+    /// The origin lost broadcasts of the topic on their way to the other nodes.
+    Gap,
 }
 
 impl PartialEq for Carried {
@@ -34,6 +37,7 @@ impl PartialEq for Carried {
             (Carried::Json(a), Carried::Json(b)) => a.get() == b.get(),
             (Carried::Binary(a), Carried::Binary(b)) => a == b,
             (Carried::Presence(a), Carried::Presence(b)) => a == b,
+            (Carried::Gap, Carried::Gap) => true,
             _ => false,
         }
     }
@@ -45,7 +49,7 @@ impl Carried {
         match self {
             Carried::Json(body) => Some(Publication::Json(body)),
             Carried::Binary(broadcast) => Some(Publication::Binary(broadcast)),
-            Carried::Presence(_) => None,
+            Carried::Presence(_) | Carried::Gap => None,
         }
     }
 }
@@ -91,6 +95,13 @@ pub(crate) fn encode(origin: &str, publication: Publication<'_>) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// The frame saying node `origin` lost broadcasts of a topic on their way.
+pub(crate) fn gap(origin: &str) -> Vec<u8> {
+    let mut frame = presence_head(origin);
+    *frame.last_mut().expect("the kind byte") = b'g';
+    frame
 }
 
 /// The start of a presence change's frame from node `origin`: the script that applies
@@ -154,6 +165,7 @@ pub(crate) fn decode(frame: &[u8]) -> Result<(&str, Carried), EnvelopeError> {
                 payload: Bytes::copy_from_slice(rest),
             })
         }
+        b'g' => Carried::Gap,
         b'p' => Carried::Presence(
             String::from_utf8(rest.to_vec()).map_err(|err| EnvelopeError::Json(err.to_string()))?,
         ),
@@ -188,6 +200,7 @@ mod tests {
             decode(&frame).unwrap(),
             ("node-c", Carried::Presence("17.5 3\n{}".into()))
         );
+        assert_eq!(decode(&gap("node-d")).unwrap(), ("node-d", Carried::Gap));
     }
 
     #[test]

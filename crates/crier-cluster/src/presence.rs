@@ -132,7 +132,7 @@ pub(crate) struct Presence {
     /// The start of this node's presence frames (`envelope::presence_head`).
     head: Vec<u8>,
     /// The publisher's queue: changes go out in the order they were made.
-    commands: mpsc::UnboundedSender<redis::Cmd>,
+    commands: mpsc::UnboundedSender<crate::broker::Queued>,
     numbers: Mutex<HashMap<String, NodeNo>>,
     /// Entries this node tracks, over all topics.
     local_entries: AtomicU64,
@@ -140,7 +140,10 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
-    pub(crate) fn new(node: Arc<str>, commands: mpsc::UnboundedSender<redis::Cmd>) -> Self {
+    pub(crate) fn new(
+        node: Arc<str>,
+        commands: mpsc::UnboundedSender<crate::broker::Queued>,
+    ) -> Self {
         Presence {
             head: crate::envelope::presence_head(&node),
             node,
@@ -183,7 +186,7 @@ impl Presence {
         // The queue only closes when the broker is gone, and the node with it.
         let _ = self
             .commands
-            .send(change_command(topic, change, &self.head, node_empty));
+            .send((None, change_command(topic, change, &self.head, node_empty)));
     }
 
     /// Opens a topic's presence on this node.

@@ -109,10 +109,10 @@ async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_com
     let mut on_b = joined(&b, Vsn::V2, json!({})).await;
     broker_b.synced().await;
     a.node.broadcast("room", "before", &json!({})).unwrap();
-    assert_eq!(
-        json_payload(&on_b.event(TOPIC, "broadcast").await)["event"],
-        "before"
-    );
+    let before = on_b.event(TOPIC, "broadcast").await;
+    assert_eq!(json_payload(&before)["event"], "before");
+    let meta = &json_payload(&before)["meta"];
+    let position = json!({"epoch": meta["epoch"], "offset": meta["offset"]});
     assert_eq!(
         json_payload(&on_a.event(TOPIC, "broadcast").await)["event"],
         "before"
@@ -140,12 +140,45 @@ async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_com
     // Node B's bus reconnects and subscribes again; node A's retries its publications.
     broker_b.synced().await;
     a.node.broadcast("room", "after", &json!({})).unwrap();
-    // "during" may come too: node A retries what Redis did not take (a few seconds).
-    let mut next = on_b.event(TOPIC, "broadcast").await;
-    if json_payload(&next)["event"] == "during" {
-        next = on_b.event(TOPIC, "broadcast").await;
+    // Node B's subscriber is told broadcasts from other nodes may have been lost, before
+    // anything published after it reconnected ("during" may come too: node A retries what
+    // Redis did not take for a few seconds).
+    let mut told = false;
+    loop {
+        let message = on_b
+            .until(|m| m.event == "system" || m.event == "broadcast")
+            .await;
+        let body = json_payload(&message);
+        if message.event == "system" {
+            assert_eq!(
+                body["message"],
+                crier_server::protocol::codes::BROADCASTS_LOST,
+                "{body}"
+            );
+            assert_eq!(body["resume"]["recovered"], false);
+            told = true;
+        } else if body["event"] == "after" {
+            break;
+        } else {
+            assert_eq!(body["event"], "during", "{body}");
+        }
     }
-    assert_eq!(json_payload(&next)["event"], "after", "{next:?}");
+    assert!(told, "no gap was signalled");
+    // A resume on node B from before the outage reports the gap.
+    let mut resumed = b.connect(Vsn::V2).await;
+    resumed
+        .join_ok(TOPIC, json!({"broadcast": {"resume": position}}))
+        .await;
+    let report = resumed.event(TOPIC, "system").await;
+    assert_eq!(
+        json_payload(&report)["resume"]["recovered"],
+        false,
+        "{report:?}"
+    );
+    assert_eq!(
+        json_payload(&report)["message"],
+        "Resume gap: epoch changed"
+    );
 }
 
 #[tokio::test]

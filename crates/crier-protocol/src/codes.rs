@@ -259,6 +259,13 @@ pub mod shutdown {
 /// `broadcast.replication_ready` gets once broadcasts from the database are streaming.
 pub const REPLICATION_ESTABLISHED: &str = "Replication connection established";
 
+/// The `system` message (`extension: "broadcast"`, `status: "error"`, `resume:
+/// {"recovered": false}`) a channel gets when broadcasts from other nodes of a cluster
+/// may have been lost on their way (the bus between nodes was cut); a resume from
+/// before it reports a gap too.
+pub const BROADCASTS_LOST: &str =
+    "Gap: broadcasts from other nodes may have been lost while the cluster bus was unreachable";
+
 /// The `system` message sent to every channel before a graceful shutdown closes the socket.
 pub const SERVER_REQUESTED_DISCONNECT: &str = "Server requested disconnect";
 

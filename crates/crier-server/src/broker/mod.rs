@@ -76,6 +76,12 @@ pub trait LocalDelivery: Send + Sync {
     /// Queues `publication` to this node's subscribers of `topic` (the full topic,
     /// `realtime:<channel>`).
     fn deliver(&self, topic: &str, publication: Publication<'_>);
+
+    /// Broadcasts of `topic` from other nodes may have been lost (the bus was cut): the
+    /// node tells the topic's subscribers, and a resume from before now reports a gap.
+    fn gap(&self, topic: &str) {
+        let _ = topic;
+    }
 }
 
 /// The bus between nodes. Calls never wait: a network implementation queues what it has

@@ -213,6 +213,18 @@ impl HistoryStore for MemoryHistory {
         Some((latest, entries))
     }
 
+    fn break_stream(&self, key: &str) {
+        let Some(stream) = self.streams.get(key).map(|s| Arc::clone(&s)) else {
+            return; // no stream: the next one starts with a new epoch anyway
+        };
+        let mut stream = stream.lock();
+        stream.epoch = new_epoch();
+        // `last` goes on counting: the append-order queue names entries by offset.
+        let gone = std::mem::take(&mut stream.entries);
+        let bytes = gone.iter().map(|kept| kept.bytes).sum();
+        self.forget(bytes, gone.len());
+    }
+
     fn sweep(&self) {
         let now = Instant::now();
         let ttl = self.config.ttl;

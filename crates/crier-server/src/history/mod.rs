@@ -12,8 +12,9 @@
 //! publish.
 //!
 //! An epoch names one unbroken run of a stream's offsets. A new one starts whenever
-//! continuity is lost: the node restarted (the in-memory store starts empty), or the
-//! stream was dropped whole after it stayed empty past the retention. A subscriber that
+//! continuity is lost: the node restarted (the in-memory store starts empty), the
+//! stream was dropped whole after it stayed empty past the retention, or broadcasts of
+//! the topic from other nodes were lost ([`HistoryStore::break_stream`]). A subscriber that
 //! resumes from another epoch cannot know what it missed.
 //!
 //! [`MemoryHistory`] is the in-process implementation, bounded per topic by count, by
@@ -135,6 +136,11 @@ pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
     /// Up to `limit` broadcasts after offset `after`, oldest first, with the latest
     /// position; `None` when the topic has no stream.
     fn read(&self, key: &str, after: u64, limit: usize) -> Option<(Position, Vec<Entry>)>;
+
+    /// Ends the stream's epoch: broadcasts of the topic were lost on their way here (the
+    /// cluster bus was cut), so a resume from before now must be told it has a gap. What
+    /// was kept goes; later broadcasts start a new epoch.
+    fn break_stream(&self, key: &str);
 
     /// Drops what has outlived the retention, and the streams left empty past it.
     fn sweep(&self);

@@ -75,6 +75,33 @@ fn offsets_count_from_one_in_one_epoch_per_topic() {
 }
 
 #[test]
+fn a_broken_stream_tells_a_resume_from_before_it_of_the_gap() {
+    for (name, make) in IMPLEMENTATIONS {
+        let store = make(HistoryConfig::default());
+        append(&*store, "t", 1);
+        let before = append(&*store, "t", 2);
+        store.break_stream("t");
+        store.break_stream("never");
+        let attached = store.attach("t", Some(&resume(&before, 1)), &mut || {});
+        assert_eq!(
+            attached.missed.unwrap().unwrap_err(),
+            Gap::EpochChanged,
+            "{name}"
+        );
+        let after = append(&*store, "t", 3);
+        assert_ne!(after.epoch, before.epoch, "{name}");
+        assert!(after.offset > before.offset, "{name}");
+        let (_, entries) = store.read("t", 0, 10).unwrap();
+        assert_eq!(
+            offsets(&entries),
+            [after.offset],
+            "{name}: what was kept went"
+        );
+        assert_eq!(store.stats().messages, 1, "{name}");
+    }
+}
+
+#[test]
 fn a_join_reads_what_it_missed_or_says_why_not() {
     for (name, make) in IMPLEMENTATIONS {
         let store = make(bounds(3, 60, usize::MAX));

@@ -503,4 +503,22 @@ impl LocalDelivery for Shared {
         let message = Outgoing::from_publication(wire_topic(key), publication);
         self.deliver_local(key, &message, None);
     }
+
+    fn gap(&self, key: &str) {
+        if let Some(history) = &self.history {
+            history.break_stream(key);
+        }
+        let Some(topic) = self.registry.get(key) else {
+            return;
+        };
+        tracing::warn!(topic = %key, "broadcasts from other nodes may have been lost: subscribers are told");
+        let report = serde_json::json!({
+            "extension": "broadcast",
+            "status": "error",
+            "message": crier_protocol::codes::BROADCASTS_LOST,
+            "resume": {"recovered": false},
+        });
+        let message = Outgoing::json(topic.name(), crier_protocol::events::SYSTEM, &report);
+        topic.deliver(&message, None, None);
+    }
 }
