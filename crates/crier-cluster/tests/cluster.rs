@@ -100,6 +100,72 @@ async fn a_broadcast_on_one_node_reaches_the_subscribers_of_every_node() {
     assert_eq!(json_payload(&first)["event"], "secret");
 }
 
+/// A broadcast's `(meta.offset, meta.epoch, payload.n)`.
+fn position_of(message: &crier_server::protocol::Message) -> (u64, String, u64) {
+    let body = json_payload(message);
+    (
+        body["meta"]["offset"].as_u64().unwrap(),
+        body["meta"]["epoch"].as_str().unwrap().to_owned(),
+        body["payload"]["n"].as_u64().unwrap(),
+    )
+}
+
+/// The `system` report of a resuming join on `server` from `(offset, epoch)`.
+async fn resume_on(server: &TestServer, offset: u64, epoch: &str) -> (Client, serde_json::Value) {
+    let mut client = server.connect(Vsn::V2).await;
+    client
+        .join_ok(
+            TOPIC,
+            json!({"broadcast": {"resume": {"epoch": epoch, "offset": offset}}}),
+        )
+        .await;
+    let report = client.event(TOPIC, "system").await;
+    (client, json_payload(&report)["resume"].clone())
+}
+
+#[tokio::test]
+async fn a_subscriber_gets_one_stream_whichever_node_publishes_and_resumes_on_its_node() {
+    let redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    let (b, _) = node(&redis, "b").await;
+    // Keeps node B subscribed to the topic throughout.
+    let mut keeper = joined(&b, Vsn::V2, json!({})).await;
+    let mut sub = joined(&b, Vsn::V2, json!({})).await;
+    let mut seen = Vec::new();
+    for (n, on) in [(1, &a), (2, &b), (3, &a)] {
+        on.node.broadcast("room", "e", &json!({"n": n})).unwrap();
+        let got = position_of(&sub.event(TOPIC, "broadcast").await);
+        assert_eq!(got.2, n, "in publish order");
+        seen.push(got);
+        position_of(&keeper.event(TOPIC, "broadcast").await);
+    }
+    // Offsets follow each other in node B's one epoch, whoever published.
+    let (first, epoch, _) = seen[0].clone();
+    let expected: Vec<_> = (0..3).map(|i| (first + i, epoch.clone(), i + 1)).collect();
+    assert_eq!(seen, expected);
+    let last = (first + 2, epoch);
+    drop(sub);
+    a.node.broadcast("room", "e", &json!({"n": 4})).unwrap();
+    a.node.broadcast("room", "e", &json!({"n": 5})).unwrap();
+    for n in [4, 5] {
+        assert_eq!(position_of(&keeper.event(TOPIC, "broadcast").await).2, n);
+    }
+    let (mut back, report) = resume_on(&b, last.0 - 3, &last.1).await;
+    assert_eq!(report["recovered"], true, "{report}");
+    assert_eq!(report["missed"], 5, "{report}");
+    let _ = &mut back;
+    // Node A never saw node B's stream.
+    let (_, report) = resume_on(&a, last.0, &last.1).await;
+    assert_eq!(report["recovered"], false, "{report}");
+    // Once nobody on node B subscribes, node B stops hearing node A: a resume there
+    // from before then gets a gap.
+    drop((keeper, back));
+    until(|| b.node.subscriber_count("room") == 0).await;
+    a.node.broadcast("room", "e", &json!({"n": 6})).unwrap();
+    let (_, report) = resume_on(&b, last.0, &last.1).await;
+    assert_eq!(report["recovered"], false, "{report}");
+}
+
 #[tokio::test]
 async fn after_redis_restarts_local_delivery_went_on_and_cross_node_delivery_comes_back() {
     let mut redis = TestRedis::start().unwrap();

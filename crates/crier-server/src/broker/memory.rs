@@ -77,6 +77,10 @@ impl Broker for MemoryBroker {
         }
     }
 
+    fn has_peers(&self) -> bool {
+        self.bus.attached.load(Ordering::Relaxed) > 1
+    }
+
     fn publish(&self, topic: &str, publication: Publication<'_>) -> Result<(), BrokerError> {
         if self.bus.attached.load(Ordering::Relaxed) <= 1 {
             return Ok(());

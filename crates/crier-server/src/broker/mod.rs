@@ -33,11 +33,12 @@ use serde_json::value::RawValue;
 pub use memory::MemoryBus;
 
 /// A broadcast as it travels between nodes, borrowed from its publisher: a broker that
-/// must keep it (a network bus) copies or serializes it.
+/// must keep it (a network bus) copies or serializes it. It carries no stream position:
+/// each node gives it the next one of its own history.
 #[derive(Debug, Clone, Copy)]
 pub enum Publication<'a> {
     /// A JSON broadcast: the whole `{"type":"broadcast","event":…,"payload":…}` body,
-    /// already serialized.
+    /// already serialized, with the sender's `meta` if any.
     Json(&'a RawValue),
     /// A binary broadcast (a kind-4 frame for 2.0.0 sockets).
     Binary(&'a UserBroadcast),
@@ -90,6 +91,12 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// Connects the node: publications of its subscribed topics from other nodes go to
     /// `delivery` from now on. Called once, when the node is built.
     fn attach(&self, delivery: Weak<dyn LocalDelivery>);
+
+    /// Whether another node may be listening. When not, the node does not prepare its
+    /// publications for the bus at all (a node of its own).
+    fn has_peers(&self) -> bool {
+        true
+    }
 
     /// Carries `publication` to every other node subscribed to `topic`.
     fn publish(&self, topic: &str, publication: Publication<'_>) -> Result<(), BrokerError>;

@@ -64,6 +64,60 @@ impl Content {
         }
     }
 
+    /// A broadcast from another node, as its body without a position (what the broker
+    /// carries): its `meta` is kept whole as the sender's, and this node's position goes
+    /// after it. `None` when the body is not a JSON object.
+    pub(crate) fn from_body(body: &RawValue) -> Option<Content> {
+        // Borrowed values: the payload is copied as text, never parsed into a tree.
+        let members: std::collections::BTreeMap<std::borrow::Cow<'_, str>, &RawValue> =
+            serde_json::from_str(body.get()).ok()?;
+        let mut text = String::with_capacity(body.get().len());
+        let mut sender = None;
+        for (key, value) in members {
+            if key == "meta" {
+                let meta = value.get().trim();
+                let inner = meta.strip_prefix('{')?.strip_suffix('}')?.trim();
+                sender = (!inner.is_empty()).then(|| inner.into());
+                continue;
+            }
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(&json_string(&key));
+            text.push(':');
+            text.push_str(value.get());
+        }
+        Some(Content::Json {
+            members: text.into(),
+            meta: Meta {
+                sender,
+                ..Meta::default()
+            },
+        })
+    }
+
+    /// A binary broadcast from another node (its metadata without a position): the
+    /// metadata's members are kept as the sender's. `None` when the metadata is not a
+    /// JSON object.
+    pub(crate) fn from_user_broadcast(broadcast: &UserBroadcast) -> Option<Content> {
+        let sender = if broadcast.metadata.is_empty() {
+            None
+        } else {
+            let meta = std::str::from_utf8(&broadcast.metadata).ok()?;
+            let map: Map<String, Value> = serde_json::from_str(meta).ok()?;
+            (!map.is_empty()).then(|| members_of(&map))
+        };
+        Some(Content::Binary {
+            event: broadcast.event.clone(),
+            encoding: broadcast.encoding,
+            payload: broadcast.payload.clone(),
+            meta: Meta {
+                sender,
+                ..Meta::default()
+            },
+        })
+    }
+
     /// `{"type":"broadcast","event":event,"payload":payload}` with `meta.id` when given.
     pub(crate) fn json(event: &str, payload: &RawValue, id: Option<Box<RawValue>>) -> Content {
         let event = serde_json::to_string(event).expect("a string serializes");
@@ -251,6 +305,47 @@ mod tests {
             panic!("json")
         };
         serde_json::from_str(raw.get()).unwrap()
+    }
+
+    #[test]
+    fn a_broadcast_from_another_node_takes_this_nodes_position_after_its_meta() {
+        let body = RawValue::from_string(
+            r#"{"type":"broadcast","event":"e","payload":{"x":[1,{"meta":2}]},"meta":{"mine":2,"id":"7"}}"#
+                .into(),
+        )
+        .unwrap();
+        let content = Content::from_body(&body).unwrap();
+        assert_eq!(
+            json_of(content.assemble(Some(&position(4)))),
+            json!({"type": "broadcast", "event": "e", "payload": {"x": [1, {"meta": 2}]},
+                   "meta": {"mine": 2, "id": "7", "offset": 4, "epoch": "ep"}})
+        );
+        let bare = RawValue::from_string(r#"{"event":"e","payload":1}"#.into()).unwrap();
+        assert_eq!(
+            json_of(Content::from_body(&bare).unwrap().assemble(None)),
+            json!({"event": "e", "payload": 1})
+        );
+        let not_an_object = RawValue::from_string("[1]".into()).unwrap();
+        assert!(Content::from_body(&not_an_object).is_none());
+
+        let binary = UserBroadcast {
+            event: "b".into(),
+            metadata: Bytes::from_static(br#"{"id":"9"}"#),
+            encoding: PayloadEncoding::Binary,
+            payload: Bytes::from_static(b"\x01"),
+        };
+        let Assembled::Binary(out) = Content::from_user_broadcast(&binary)
+            .unwrap()
+            .assemble(Some(&position(5)))
+        else {
+            panic!("binary")
+        };
+        assert_eq!(&out.metadata[..], br#"{"id":"9","offset":5,"epoch":"ep"}"#);
+        let junk = UserBroadcast {
+            metadata: Bytes::from_static(b"nope"),
+            ..binary
+        };
+        assert!(Content::from_user_broadcast(&junk).is_none());
     }
 
     #[test]

@@ -32,13 +32,10 @@ use crate::outbound::ConnHandle;
 /// The body of an [`Outgoing`] message.
 #[derive(Debug)]
 enum Body {
-    /// JSON text, already serialized (presence diffs, postgres changes, a broadcast from
-    /// another node).
+    /// JSON text, already serialized (presence diffs, postgres changes, system messages).
     Json(Box<RawValue>),
-    /// A broadcast published here, to be given its position and assembled once.
+    /// A broadcast, to be given its position and assembled once.
     Broadcast(Arc<Content>),
-    /// A binary broadcast from another node, ready to encode.
-    Binary(crier_protocol::UserBroadcast),
 }
 
 /// A fan-out message (`join_ref` and `ref` are null) with its frames cached per serializer.
@@ -51,6 +48,8 @@ pub(crate) struct Outgoing {
     position: OnceCell<Position>,
     /// A broadcast's body with its `meta`, built on first use.
     assembled: OnceCell<Assembled>,
+    /// The same without the position, for other nodes (each gives it its own).
+    bare: OnceCell<Assembled>,
     v1: OnceCell<Option<Frame>>,
     v2: OnceCell<Option<Frame>>,
 }
@@ -93,13 +92,12 @@ impl Outgoing {
     }
 
     /// A broadcast from another node.
-    pub(crate) fn from_publication(topic: &str, publication: Publication<'_>) -> Self {
-        match publication {
-            Publication::Json(body) => Outgoing::raw(topic, BROADCAST, body.to_owned()),
-            Publication::Binary(broadcast) => {
-                Outgoing::new(topic, BROADCAST, Body::Binary(broadcast.clone()))
-            }
-        }
+    pub(crate) fn from_publication(topic: &str, publication: Publication<'_>) -> Option<Self> {
+        let content = match publication {
+            Publication::Json(body) => Content::from_body(body)?,
+            Publication::Binary(broadcast) => Content::from_user_broadcast(broadcast)?,
+        };
+        Some(Outgoing::broadcast(topic, Arc::new(content)))
     }
 
     /// The broadcast's content, for the history (`None` for anything else).
@@ -129,14 +127,17 @@ impl Outgoing {
         if self.event != BROADCAST {
             return None;
         }
-        Some(match &self.body {
-            Body::Json(raw) => Publication::Json(raw),
-            Body::Binary(broadcast) => Publication::Binary(broadcast),
-            Body::Broadcast(_) => match self.assembled() {
-                Some(Assembled::Json(raw)) => Publication::Json(raw),
-                Some(Assembled::Binary(broadcast)) => Publication::Binary(broadcast),
-                None => unreachable!("a broadcast assembles"),
+        let bare = match &self.body {
+            Body::Json(raw) => return Some(Publication::Json(raw)),
+            Body::Broadcast(content) => match self.position.get() {
+                // Without a position, the frames' body is already the bare one.
+                None => self.assembled()?,
+                Some(_) => self.bare.get_or_init(|| content.assemble(None)),
             },
+        };
+        Some(match bare {
+            Assembled::Json(raw) => Publication::Json(raw),
+            Assembled::Binary(broadcast) => Publication::Binary(broadcast),
         })
     }
 
@@ -157,6 +158,7 @@ impl Outgoing {
             body,
             position: OnceCell::new(),
             assembled: OnceCell::new(),
+            bare: OnceCell::new(),
             v1: OnceCell::new(),
             v2: OnceCell::new(),
         }
@@ -167,7 +169,6 @@ impl Outgoing {
         match &self.body {
             Body::Json(raw) => raw.get().len(),
             Body::Broadcast(content) => content.len(),
-            Body::Binary(broadcast) => broadcast.payload.len(),
         }
     }
 
@@ -196,8 +197,7 @@ impl Outgoing {
             (Body::Json(raw), _) | (Body::Broadcast(_), Some(Assembled::Json(raw))) => {
                 Some(json(raw))
             }
-            (Body::Binary(broadcast), _)
-            | (Body::Broadcast(_), Some(Assembled::Binary(broadcast))) => binary(broadcast),
+            (Body::Broadcast(_), Some(Assembled::Binary(broadcast))) => binary(broadcast),
             (Body::Broadcast(_), None) => unreachable!("a broadcast assembles"),
         }
     }
@@ -293,6 +293,10 @@ mod tests {
         let Some(Publication::Json(body)) = message.publication() else {
             panic!("a JSON publication")
         };
-        assert!(body.get().ends_with(r#""meta":{"offset":9,"epoch":"ep"}}"#));
+        assert_eq!(
+            body.get(),
+            r#"{"type":"broadcast","event":"e","payload":{"x":1}}"#,
+            "other nodes get it without this node's position"
+        );
     }
 }

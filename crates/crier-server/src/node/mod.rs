@@ -428,7 +428,8 @@ impl Shared {
         exclude: Option<ConnId>,
     ) -> Delivery {
         let delivery = self.publish_here(key, message, exclude);
-        if let Some(publication) = message.publication()
+        if self.broker.has_peers()
+            && let Some(publication) = message.publication()
             && let Err(err) = self.broker.publish(key, publication)
         {
             tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
@@ -499,9 +500,17 @@ impl crate::presence::PresenceSink for Shared {
 /// waiting (the publishing node paces its publisher, and a bus must not stall on one
 /// node's slow readers).
 impl LocalDelivery for Shared {
+    /// Through this node's history, so that it gets this node's next position: every
+    /// broadcast a subscriber here receives is in one stream, whichever node published it.
     fn deliver(&self, key: &str, publication: Publication<'_>) {
-        let message = Outgoing::from_publication(wire_topic(key), publication);
-        self.deliver_local(key, &message, None);
+        match Outgoing::from_publication(wire_topic(key), publication) {
+            Some(message) => {
+                self.publish_here(key, &message, None);
+            }
+            None => {
+                tracing::warn!(topic = %key, "ignoring an unreadable broadcast from another node");
+            }
+        }
     }
 
     fn gap(&self, key: &str) {

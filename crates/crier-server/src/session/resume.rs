@@ -46,6 +46,13 @@ impl Session {
         match &shared.history {
             None => (subscribe(), None),
             Some(history) => {
+                // A topic nobody here subscribes to does not hear other nodes, so this
+                // node's stream of it has missed their broadcasts: a resume from before
+                // now gets a gap. (Checked before attaching: the stream's lock comes
+                // before the registry's.)
+                if shared.broker.has_peers() && shared.registry.get(key).is_none() {
+                    history.break_stream(key);
+                }
                 let mut topic = None;
                 let attached = history.attach(key, resume, &mut || topic = Some(subscribe()));
                 (topic.expect("attach subscribes"), Some(attached))
