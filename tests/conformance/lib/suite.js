@@ -4,7 +4,11 @@
 import { before, after, afterEach } from 'node:test'
 
 import { ClientPool } from './clients.js'
+import { startCluster } from './cluster.js'
 import { startServer } from './server.js'
+
+/** CRIER_CONFORMANCE_CLUSTER=1: every suite runs against two nodes on one Redis instead. */
+export const CLUSTER = Boolean(process.env.CRIER_CONFORMANCE_CLUSTER)
 
 /**
  * Registers the hooks in the current `describe` and returns `{ server, pool }`.
@@ -20,7 +24,7 @@ export function useServer({ args = [] } = {}) {
   let running
   const pool = new ClientPool()
   before(async () => {
-    running = await startServer({ args })
+    running = CLUSTER ? await startCluster({ args }) : await startServer({ args })
   })
   afterEach(() => pool.closeAll())
   after(() => running?.stop())
