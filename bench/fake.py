@@ -96,10 +96,15 @@ def fanout_runs(a):
                 dps = min(float(rate) * n, sat)
                 lat = p99 * (0.2 + k / 20)
                 cpu = min(99.0, 100 * dps / sat)
+            if a.also_url:  # a cluster: the work is shared, a little is added
+                dps, cpu = dps * 0.9, cpu / 2
             r.update(rate="max" if rate == "max" else int(rate), payload_bytes=payload,
                      publishes_per_sec=dps / n, deliveries_per_sec=dps, delivery_ratio=1.0,
                      p50_ms=lat / 4, p95_ms=lat / 1.5, p99_ms=lat, max_ms=lat * 1.6,
                      rss_bytes=int(rss * 1.1), server_cpu_pct=cpu, tool_cpu_pct=70.0)
+            if a.peer_pid:
+                r["peer_cpu_pct"] = {peer.split("=")[0]: (2.0 if peer.startswith("redis") else cpu)
+                                     for peer in a.peer_pid}
             runs.append(r)
     return runs
 
@@ -198,7 +203,8 @@ def main(argv=None):
     s = sub.add_parser("server")
     s.add_argument("--kind", required=True)
     s.add_argument("--port", type=int, required=True)
-    for flag in ("--database-url", "--slot", "--cdc-resume-grace"):  # crier serve's, for B3; ignored
+    for flag in ("--database-url", "--slot", "--cdc-resume-grace",  # crier serve's, for B3 and B4; ignored
+                 "--redis-url", "--node-name", "--bind", "--save", "--appendonly"):
         s.add_argument(flag)
 
     b = sub.add_parser("bench")
@@ -211,6 +217,8 @@ def main(argv=None):
         p.add_argument("--vsn", choices=["1", "2"])
         p.add_argument("--server-pid", type=int)
         p.add_argument("--json")
+        p.add_argument("--also-url", action="append")
+        p.add_argument("--peer-pid", action="append")
         if name != "idle":
             p.add_argument("--seconds", type=float, default=5)
             p.add_argument("--warmup", type=float, default=2)

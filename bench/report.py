@@ -409,6 +409,28 @@ def b3_table(doc):
                   "p99 ms", "Server CPU", "PostgreSQL CPU"], rows, "llrrrrrrrrr")
 
 
+def b4_table(doc):
+    runs = list(good_runs(doc, "B4"))
+    if not runs:
+        return "_No B4 runs._"
+    single = {(r.get("subscribers"), r.get("payload_bytes"), plot.rate_key(r.get("rate"))): r
+              for r in runs if r.get("variant") == "single"}
+    rows = []
+    key = lambda r: (r.get("subscribers") or 0, r.get("payload_bytes") or 0, r.get("variant") != "single")
+    for r in sorted(runs, key=key):
+        peers = r.get("peer_cpu_pct") or {}
+        base = single.get((r.get("subscribers"), r.get("payload_bytes"), plot.rate_key(r.get("rate"))))
+        ratio = "–"
+        if r.get("variant") == "cluster" and base and num(base.get("deliveries_per_sec")):
+            ratio = f"{num(r.get('deliveries_per_sec')) / base['deliveries_per_sec']:.2f}×"
+        rows.append([r.get("variant"), fmt_int(r.get("subscribers")), str(r.get("payload_bytes")),
+                     fmt_int(r.get("deliveries_per_sec")), ratio, fmt_pct(r.get("delivery_ratio"), 2),
+                     fmt_ms(r.get("p99_ms")), fmt_cpu(r.get("server_cpu_pct")), fmt_cpu(peers.get("node-b")),
+                     fmt_cpu(peers.get("redis"))])
+    return table(["Nodes", "Subscribers", "Bytes", "Deliveries/s", "vs one node", "Delivered", "p99 ms",
+                  "Node A CPU", "Node B CPU", "Redis CPU"], rows, "lrrrrrrrrr")
+
+
 def errors_section(doc):
     errs = doc.get("errors") or []
     if not errs:
@@ -476,6 +498,15 @@ def render_block(doc, svg_name="benchmarks.svg"):
                 "row's `clock_timestamp()` to receipt. Missing deliveries must be 0.",
                 "",
                 b3_table(doc),
+                ""]
+    if any(good_runs(doc, "B4")):
+        out += ["### B4: a two-node cluster on one Redis",
+                "",
+                "B1's fan-out (rate max) on one node, then on two nodes sharing one Redis, with the "
+                "subscribers split between the nodes and the publisher on node A; every process on the "
+                "server CPU. Node A's CPU is beside node B's and Redis's.",
+                "",
+                b4_table(doc),
                 ""]
     out += errors_section(doc)
     out.append(END)

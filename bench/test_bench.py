@@ -300,6 +300,27 @@ class Orchestrator(unittest.TestCase):
                 self.assertEqual(len([r for r in doc["runs"] if r["workload"] == "B3"]), b3_runs, args)
                 self.assertEqual("b3" in doc["plan"]["workloads"], b3_runs > 0, args)
 
+    def test_fake_b4_runs_one_node_then_two_beside_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            out, md = os.path.join(d, "r.json"), os.path.join(d, "B.md")
+            port_base = 48600 + os.getpid() % 500 * 9
+            env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
+            cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers", "crier",
+                   "--workloads", "b4", "--out", out, "--docs-file", md, "--svg-file", os.path.join(d, "b.svg"),
+                   "--log-dir", os.path.join(d, "logs"), "--port-base", str(port_base)]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(out, encoding="utf-8") as f:
+                doc = json.load(f)
+            b4 = [r for r in doc["runs"] if r["workload"] == "B4"]
+            self.assertEqual([r["variant"] for r in b4], ["single", "cluster"])
+            self.assertEqual(set(b4[1]["peer_cpu_pct"]), {"node-b", "redis"})
+            self.assertFalse([r for r in doc["runs"] if r["workload"] == "B1"], "B4's runs are not B1's")
+            with open(md, encoding="utf-8") as f:
+                text = f.read()
+            self.assertIn("### B4: a two-node cluster on one Redis", text)
+            self.assertIn("0.90×", text)
+
     def test_bad_arguments(self):
         p = subprocess.run([sys.executable, os.path.join(HERE, "run"), "--servers", "crier,apache"],
                            capture_output=True, text=True, env=dict(os.environ, BENCH_FAKE="1"))

@@ -125,6 +125,10 @@ pub struct Run {
     /// unauthorized deliveries, PostgreSQL's CPU, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgchanges: Option<PgChangesFigures>,
+    /// Other processes' CPU in the window (other nodes of a cluster, Redis), percent of
+    /// one core, by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub peer_cpu_pct: std::collections::BTreeMap<String, f64>,
 }
 
 /// Prints runs as an aligned table.

@@ -46,6 +46,10 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Tries of one pipeline before its publications count as lost (about 3 s in all).
 const RETRIES: u32 = 5;
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long a pipeline or a snapshot read may take before it counts as failed. Well
+/// above redis-rs's default (0.5 s): on a node whose CPU is saturated Redis answers late,
+/// and a publication retried after a late answer would reach the other nodes twice.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bus between nodes, over one Redis: broadcasts ([`Broker`]) and presence
 /// ([`PresenceStore`]). Give a node both.
@@ -227,8 +231,13 @@ async fn publish(
     node: Arc<str>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let config =
+        redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(COMMAND_TIMEOUT));
     let mut connection: ConnectionManager = loop {
-        match client.get_connection_manager().await {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
             Ok(connection) => break connection,
             Err(err) => {
                 tracing::warn!(error = %err, retry_in = ?backoff, "cannot reach Redis to publish to other nodes");
@@ -257,9 +266,9 @@ async fn publish(
             pipeline.add_command(command).ignore();
         }
         // A connection lost under a pipeline is reconnected by the manager: try again a
-        // few times. A pipeline cut half way may then deliver some twice, which resuming
-        // clients drop by offset; one that still fails is lost, and said so. An error
-        // Redis answers (not a lost connection) would come back on every try.
+        // few times. A pipeline cut half way may then deliver some twice; one that still
+        // fails is lost, and said so. Neither an error Redis answers (it would come back
+        // on every try) nor a late answer (Redis may have applied it) is tried again.
         let mut wait = BACKOFF_MIN;
         for attempt in 1..=RETRIES {
             match pipeline.query_async::<()>(&mut connection).await {
@@ -282,10 +291,8 @@ async fn publish(
 }
 
 fn is_lost_connection(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_connection_dropped()
-        || err.is_timeout()
-        || err.is_connection_refusal()
+    !err.is_timeout()
+        && (err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal())
 }
 
 /// Where the subscriber stands: the topics subscribed and each one's presence position.
@@ -398,7 +405,11 @@ async fn subscribe(
     loop {
         let opened = async {
             let pubsub = client.get_async_pubsub().await?;
-            let reader = client.get_multiplexed_async_connection().await?;
+            let config =
+                redis::AsyncConnectionConfig::new().set_response_timeout(Some(COMMAND_TIMEOUT));
+            let reader = client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?;
             redis::RedisResult::Ok((pubsub, reader))
         };
         let (pubsub, mut reader) = match opened.await {

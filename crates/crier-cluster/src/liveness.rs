@@ -99,8 +99,15 @@ pub(crate) async fn watch(
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     healthy: Arc<AtomicBool>,
 ) {
+    // Answers may come late on a busy machine; three late renewals in a row would let the
+    // lease lapse, so each may take most of the 2 s between them.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_millis(1_900)));
     let mut connection = loop {
-        match client.get_connection_manager().await {
+        match client
+            .get_connection_manager_with_config(config.clone())
+            .await
+        {
             Ok(connection) => break connection,
             Err(err) => {
                 healthy.store(false, Ordering::Relaxed);

@@ -200,6 +200,13 @@ struct Common {
     /// The server's process id: report its RSS and CPU.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Another node of the same Crier cluster (repeatable): connections are spread over
+    /// --url and these, the publisher stays on --url.
+    #[arg(long = "also-url", value_name = "URL")]
+    also_urls: Vec<String>,
+    /// Report this process's CPU too, as NAME (repeatable): another node, Redis.
+    #[arg(long = "peer-pid", value_name = "NAME=PID", value_parser = parse_peer)]
+    peer_pids: Vec<(String, u32)>,
     /// Write the results as JSON ({"runs": [...]}) to this file (`-` for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -416,6 +423,8 @@ impl Common {
         let program = std::env::current_exe().context("cannot find the crier executable")?;
         let mut options = Options::new(target);
         options.server_pid = self.server_pid;
+        options.also_urls.clone_from(&self.also_urls);
+        options.peer_pids.clone_from(&self.peer_pids);
         options.launch = Launch::Processes {
             program,
             args: vec!["bench-worker".into()],
@@ -426,6 +435,17 @@ impl Common {
         options.progress = !self.no_progress;
         Ok(options)
     }
+}
+
+/// `NAME=PID`.
+fn parse_peer(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=PID, got {text:?}"))?;
+    let pid = pid
+        .parse()
+        .map_err(|_| format!("{pid:?} is not a process id"))?;
+    Ok((name.to_owned(), pid))
 }
 
 /// A service-role token valid for a day.

@@ -173,7 +173,7 @@ serve_args! {
     /// [default: 64MiB].
     history_max_bytes: HumanBytes = HumanBytes(64 << 20), env "CRIER_HISTORY_MAX_BYTES";
     /// Join a cluster over this Redis (`redis://[:password@]host:port[/db]`): broadcasts
-    /// reach subscribers on every node. Without it the node stands alone.
+    /// and presence reach every node. Without it the node stands alone.
     redis_url: String = String::new(), env "CRIER_REDIS_URL";
     /// This node's name in the cluster, unique among live nodes [default: the host name
     /// and a random suffix].

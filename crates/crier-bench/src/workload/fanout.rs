@@ -119,6 +119,7 @@ pub async fn fanout(options: &Options, shape: &FanoutOptions) -> Result<Vec<Run>
             epoch += 1;
             pool.all(Command::Epoch { epoch }).await?;
             let (seconds, server_cpu_pct, tool_cpu_pct) = window.close(options, &pool);
+            let peer_cpu_pct = window.peers(options);
             pool.first(Command::Publish {
                 plan: PublishPlan::PAUSED,
             })
@@ -145,6 +146,7 @@ pub async fn fanout(options: &Options, shape: &FanoutOptions) -> Result<Vec<Run>
                 seconds,
                 server_cpu_pct,
                 tool_cpu_pct,
+                peer_cpu_pct,
                 connect_join_per_sec,
                 failed_joins: failed as u64,
                 problems,
@@ -232,5 +234,6 @@ pub(super) fn memory_run(
         stopped_because: None,
         problems: problems.to_vec(),
         pgchanges: None,
+        peer_cpu_pct: Default::default(),
     }
 }

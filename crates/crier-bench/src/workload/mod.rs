@@ -31,6 +31,12 @@ pub struct Options {
     pub target: Target,
     /// The server's process id, for its memory and CPU.
     pub server_pid: Option<u32>,
+    /// More addresses of the same service (other nodes of a Crier cluster): the
+    /// connections are spread over `target.url` and these, one worker per address at
+    /// least; the publisher is on `target.url`.
+    pub also_urls: Vec<String>,
+    /// Other processes whose CPU each window reports (other nodes, Redis), by name.
+    pub peer_pids: Vec<(String, u32)>,
     /// How to start workers when one is not enough.
     pub launch: Launch,
     /// Connections per worker; above this a run is split over worker processes, each
@@ -50,6 +56,8 @@ impl Options {
         Options {
             target,
             server_pid: None,
+            also_urls: Vec::new(),
+            peer_pids: Vec::new(),
             launch: Launch::Threads,
             per_worker: 15_000,
             concurrency: 200,
@@ -61,7 +69,11 @@ impl Options {
     /// Starts enough workers for `connections`: one thread when they fit in one,
     /// otherwise processes (when configured) with distinct loopback source addresses.
     fn pool(&self, connections: usize) -> Result<Pool, BenchError> {
-        let count = connections.div_ceil(self.per_worker.max(1)).max(1);
+        let addresses = 1 + self.also_urls.len();
+        let count = connections
+            .div_ceil(self.per_worker.max(1))
+            .max(1)
+            .next_multiple_of(addresses);
         let launch = if count == 1 {
             Launch::Threads
         } else {
@@ -72,9 +84,16 @@ impl Options {
             .map(|index| {
                 let source = (count > 1 && loopback)
                     .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (index % 250) as u8)));
+                let mut target = self.target.clone();
+                if let Some(url) = (index % addresses)
+                    .checked_sub(1)
+                    .and_then(|n| self.also_urls.get(n))
+                {
+                    target.url.clone_from(url);
+                }
                 let spec = WorkerSpec {
                     index,
-                    target: self.target.clone(),
+                    target,
                     source,
                     concurrency: self.concurrency,
                     read_buffer: self.read_buffer,
@@ -152,6 +171,7 @@ struct Window {
     started: Instant,
     server: CpuSample,
     tool: CpuSample,
+    peers: Vec<CpuSample>,
 }
 
 impl Window {
@@ -160,7 +180,19 @@ impl Window {
             started: Instant::now(),
             server: CpuSample::take(&options.server_pid.into_iter().collect::<Vec<_>>()),
             tool: CpuSample::take(&tool_pids(pool)),
+            peers: peer_samples(options),
         }
+    }
+
+    /// Each peer's CPU in the window, percent of one core.
+    fn peers(&self, options: &Options) -> std::collections::BTreeMap<String, f64> {
+        let now = peer_samples(options);
+        options
+            .peer_pids
+            .iter()
+            .zip(now.iter().zip(&self.peers))
+            .filter_map(|((name, _), (now, then))| Some((name.clone(), now.percent_since(then)?)))
+            .collect()
     }
 
     /// (seconds, server CPU %, tool CPU %)
@@ -173,6 +205,14 @@ impl Window {
             tool.percent_since(&self.tool),
         )
     }
+}
+
+fn peer_samples(options: &Options) -> Vec<CpuSample> {
+    options
+        .peer_pids
+        .iter()
+        .map(|(_, pid)| CpuSample::take(&[*pid]))
+        .collect()
 }
 
 /// This process and every worker process.
@@ -192,6 +232,7 @@ struct Measured<'a> {
     seconds: f64,
     server_cpu_pct: Option<f64>,
     tool_cpu_pct: Option<f64>,
+    peer_cpu_pct: std::collections::BTreeMap<String, f64>,
     connect_join_per_sec: f64,
     failed_joins: u64,
     problems: Vec<String>,
@@ -237,6 +278,7 @@ impl Measured<'_> {
             stopped_because: None,
             problems,
             pgchanges: None,
+            peer_cpu_pct: self.peer_cpu_pct,
         }
     }
 }

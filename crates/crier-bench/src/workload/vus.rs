@@ -93,6 +93,7 @@ pub async fn vus(options: &Options, shape: &VuOptions) -> Result<Vec<Run>, Bench
         epoch += 1;
         pool.all(Command::Epoch { epoch }).await?;
         let (seconds, server_cpu_pct, tool_cpu_pct) = window.close(options, &pool);
+        let peer_cpu_pct = window.peers(options);
         // Users keep publishing: their traffic is the load. Give the window's last
         // messages their time, then count.
         tokio::time::sleep(Duration::from_secs_f64(shape.drain)).await;
@@ -106,6 +107,7 @@ pub async fn vus(options: &Options, shape: &VuOptions) -> Result<Vec<Run>, Bench
             seconds,
             server_cpu_pct,
             tool_cpu_pct,
+            peer_cpu_pct,
             connect_join_per_sec: joined_now as f64 / join_secs.max(1e-9),
             failed_joins: failed_total as u64,
             problems,

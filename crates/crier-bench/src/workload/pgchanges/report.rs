@@ -327,6 +327,7 @@ impl PgChangesReport {
             stopped_because: None,
             problems: self.anomalies(),
             pgchanges: Some(f.clone()),
+            peer_cpu_pct: Default::default(),
         }
     }
 
