@@ -36,10 +36,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::ClusterError;
 use crate::envelope::{self, Carried};
 use crate::liveness::{self, NodeSeen};
+use crate::outbox::{Outbox, Queued};
 use crate::presence::{self, Cursor, Presence};
 
 /// The prefix of every topic's channel.
 const CHANNEL_PREFIX: &str = "crier:topic:";
+/// Most commands waiting for Redis (`crate::outbox`): past it, what other nodes would get
+/// is dropped, and they are told.
+const MAX_WAITING: usize = 100_000;
 /// Most publications sent in one pipeline.
 const MAX_PIPELINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -56,7 +60,7 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct RedisBroker {
     node: Arc<str>,
-    publications: mpsc::UnboundedSender<Queued>,
+    outbox: Arc<Outbox>,
     subscriptions: mpsc::UnboundedSender<SubscriberCommand>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
     presence: Arc<Presence>,
@@ -67,10 +71,6 @@ pub struct RedisBroker {
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     watcher: tokio::task::JoinHandle<()>,
 }
-
-/// A command for the publisher, with the topic when it carries a broadcast (to say so
-/// to the other nodes if it is lost).
-pub(crate) type Queued = (Option<String>, redis::Cmd);
 
 #[derive(Debug)]
 enum SubscriberCommand {
@@ -102,15 +102,21 @@ impl RedisBroker {
     }
 
     fn start(client: redis::Client, node: &str, token: String) -> Arc<RedisBroker> {
-        let (publications, queued) = mpsc::unbounded_channel();
+        let (outbox, queued) = Outbox::new(MAX_WAITING);
+        let outbox = Arc::new(outbox);
         let (subscriptions, commands) = mpsc::unbounded_channel();
         let delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>> = Arc::default();
         let node: Arc<str> = Arc::from(node);
-        let presence = Arc::new(Presence::new(Arc::clone(&node), publications.clone()));
+        let presence = Arc::new(Presence::new(Arc::clone(&node), Arc::clone(&outbox)));
         let subscribed = Arc::new(AtomicBool::new(false));
         let renewed = Arc::new(AtomicBool::new(false));
         let nodes = Arc::default();
-        tokio::spawn(publish(client.clone(), queued, Arc::clone(&node)));
+        tokio::spawn(publish(
+            client.clone(),
+            queued,
+            Arc::clone(&outbox),
+            Arc::downgrade(&presence),
+        ));
         tokio::spawn(subscribe(
             client.clone(),
             commands,
@@ -127,7 +133,7 @@ impl RedisBroker {
         ));
         Arc::new(RedisBroker {
             node,
-            publications,
+            outbox,
             subscriptions,
             delivery,
             presence,
@@ -170,8 +176,8 @@ impl Broker for RedisBroker {
         let frame = envelope::encode(&self.node, publication);
         let mut command = redis::cmd("PUBLISH");
         command.arg(channel_of(topic)).arg(frame.as_ref());
-        self.publications
-            .send((Some(topic.to_owned()), command))
+        self.outbox
+            .broadcast(topic, command)
             .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
     }
 
@@ -228,11 +234,12 @@ pub(crate) fn channel_of(topic: &str) -> String {
 async fn publish(
     client: redis::Client,
     mut queued: mpsc::UnboundedReceiver<Queued>,
-    node: Arc<str>,
+    outbox: Arc<Outbox>,
+    presence: Weak<Presence>,
 ) {
-    let mut backoff = BACKOFF_MIN;
     let config =
         redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(COMMAND_TIMEOUT));
+    let mut backoff = BACKOFF_MIN;
     let mut connection: ConnectionManager = loop {
         match client
             .get_connection_manager_with_config(config.clone())
@@ -246,12 +253,21 @@ async fn publish(
             }
         }
     };
-    let gap = envelope::gap(&node);
-    // Topics whose broadcasts were lost: the other nodes are told with the next pipeline
-    // that goes through.
+    let gap = presence
+        .upgrade()
+        .map(|presence| envelope::gap(presence.node()))
+        .unwrap_or_default();
+    // Topics whose broadcasts were lost (here, or dropped by a full outbox): the other
+    // nodes are told with the next pipeline that goes through. Likewise a dropped
+    // presence change makes this node push all its presences again then.
     let mut lost: HashSet<String> = HashSet::new();
+    let mut presence_lost = false;
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
+        outbox.drained(batch.len());
+        let dropped = outbox.take_dropped();
+        lost.extend(dropped.topics);
+        presence_lost |= dropped.presence;
         let mut pipeline = redis::pipe();
         for topic in &lost {
             pipeline
@@ -274,11 +290,17 @@ async fn publish(
             match pipeline.query_async::<()>(&mut connection).await {
                 Ok(()) => {
                     lost.clear();
+                    if std::mem::take(&mut presence_lost)
+                        && let Some(sink) = presence.upgrade().and_then(|p| p.sink())
+                    {
+                        sink.republish();
+                    }
                     break;
                 }
                 Err(err) if attempt == RETRIES || !is_lost_connection(&err) => {
                     tracing::warn!(error = %err, "broadcasts or presence changes to other nodes were lost: Redis failed");
                     lost.extend(topics);
+                    presence_lost = true;
                     break;
                 }
                 Err(_) => {

@@ -25,6 +25,7 @@
 mod broker;
 mod envelope;
 mod liveness;
+mod outbox;
 mod presence;
 
 pub use broker::RedisBroker;

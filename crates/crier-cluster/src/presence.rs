@@ -25,9 +25,9 @@ use crier_server::presence::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
 
 use crate::broker::channel_of;
+use crate::outbox::Outbox;
 
 /// Applies one node's change to a topic's hash and publishes it with its position.
 ///
@@ -132,7 +132,7 @@ pub(crate) struct Presence {
     /// The start of this node's presence frames (`envelope::presence_head`).
     head: Vec<u8>,
     /// The publisher's queue: changes go out in the order they were made.
-    commands: mpsc::UnboundedSender<crate::broker::Queued>,
+    outbox: Arc<Outbox>,
     numbers: Mutex<HashMap<String, NodeNo>>,
     /// Entries this node tracks, over all topics.
     local_entries: AtomicU64,
@@ -140,14 +140,11 @@ pub(crate) struct Presence {
 }
 
 impl Presence {
-    pub(crate) fn new(
-        node: Arc<str>,
-        commands: mpsc::UnboundedSender<crate::broker::Queued>,
-    ) -> Self {
+    pub(crate) fn new(node: Arc<str>, outbox: Arc<Outbox>) -> Self {
         Presence {
             head: crate::envelope::presence_head(&node),
             node,
-            commands,
+            outbox,
             numbers: Mutex::default(),
             local_entries: AtomicU64::new(0),
             sink: OnceLock::new(),
@@ -183,10 +180,8 @@ impl Presence {
     }
 
     fn send(&self, topic: &str, change: &Change, node_empty: bool) {
-        // The queue only closes when the broker is gone, and the node with it.
-        let _ = self
-            .commands
-            .send((None, change_command(topic, change, &self.head, node_empty)));
+        self.outbox
+            .presence(change_command(topic, change, &self.head, node_empty));
     }
 
     /// Opens a topic's presence on this node.
