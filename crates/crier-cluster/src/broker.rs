@@ -70,6 +70,7 @@ pub struct RedisBroker {
     renewed: Arc<AtomicBool>,
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     watcher: tokio::task::JoinHandle<()>,
+    client: redis::Client,
 }
 
 #[derive(Debug)]
@@ -124,6 +125,7 @@ impl RedisBroker {
             Arc::clone(&delivery),
             Arc::clone(&subscribed),
         ));
+        let client_for_relay = client.clone();
         let watcher = tokio::spawn(liveness::watch(
             client,
             token,
@@ -141,7 +143,14 @@ impl RedisBroker {
             renewed,
             nodes,
             watcher,
+            client: client_for_relay,
         })
+    }
+
+    /// The change relay on the same Redis, for `NodeBuilder::change_relay`: the nodes
+    /// share one replication slot, one streams it, the others follow.
+    pub fn change_relay(&self) -> std::sync::Arc<crate::RedisRelay> {
+        std::sync::Arc::new(crate::RedisRelay::new(self.client.clone()))
     }
 
     /// This node's name on the bus.

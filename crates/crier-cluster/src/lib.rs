@@ -27,8 +27,10 @@ mod envelope;
 mod liveness;
 mod outbox;
 mod presence;
+mod relay;
 
 pub use broker::RedisBroker;
+pub use relay::RedisRelay;
 
 /// Why the cluster could not be joined.
 #[derive(Debug, thiserror::Error)]

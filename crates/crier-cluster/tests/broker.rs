@@ -1,4 +1,5 @@
-//! The broker and presence conformance suites of `crier-server`, run against Redis:
+//! The broker, presence and change relay conformance suites of `crier-server`, run
+//! against Redis:
 //! every test gets a private `redis-server`, and each node on the bus a `RedisBroker` of
 //! its own.
 
@@ -8,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crier_cluster::RedisBroker;
 use crier_server::broker::Broker;
 use crier_server::broker::conformance::TestBus;
+use crier_server::changes::{ChangeRelay, RelayCursor, RelayError};
 use crier_server::presence::{PresenceStore, TopicPresence};
 use crier_testkit::TestRedis;
 
@@ -59,3 +61,40 @@ impl PresenceStore for PresenceOnRedis {
 }
 
 crier_server::presence_conformance!(redis_presence, PresenceOnRedis::start().await);
+
+/// A change relay on a private Redis that lives as long as it does.
+#[derive(Debug)]
+struct RelayOnRedis {
+    relay: Arc<crier_cluster::RedisRelay>,
+    _broker: Arc<RedisBroker>,
+    _redis: TestRedis,
+}
+
+impl RelayOnRedis {
+    async fn start() -> Arc<dyn ChangeRelay> {
+        let redis = TestRedis::start().expect("redis-server");
+        let broker = RedisBroker::connect(&redis.url(), "node-0").await.unwrap();
+        Arc::new(RelayOnRedis {
+            relay: broker.change_relay(),
+            _broker: broker,
+            _redis: redis,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ChangeRelay for RelayOnRedis {
+    async fn append(&self, batch: Vec<u8>) -> Result<(), RelayError> {
+        self.relay.append(batch).await
+    }
+
+    async fn read(
+        &self,
+        cursor: &mut RelayCursor,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Vec<u8>>, RelayError> {
+        self.relay.read(cursor, wait).await
+    }
+}
+
+crier_server::relay_conformance!(redis_relay, RelayOnRedis::start().await);

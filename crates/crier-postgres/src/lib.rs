@@ -25,6 +25,7 @@ pub mod filter;
 pub mod pgoutput;
 mod pgtext;
 pub mod realtime_schema;
+pub mod relay;
 pub mod render;
 pub mod replication;
 pub mod rls;

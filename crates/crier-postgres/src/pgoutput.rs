@@ -80,7 +80,7 @@ pub enum Message {
 }
 
 /// A table as pgoutput describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Relation {
     /// The table's OID.
     pub id: u32,
@@ -95,7 +95,7 @@ pub struct Relation {
 }
 
 /// A column of a [`Relation`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RelationColumn {
     /// Part of the replica identity key.
     pub key: bool,
@@ -108,7 +108,7 @@ pub struct RelationColumn {
 }
 
 /// The old row of an update or delete.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum OldTuple {
     /// The replica identity key columns (other columns are null).
     Key(Tuple),
@@ -126,11 +126,11 @@ impl OldTuple {
 }
 
 /// A row: one value per column of the relation.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Tuple(pub Vec<Value>);
 
 /// One column value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     /// SQL null.
     Null,

@@ -128,6 +128,8 @@ pub fn quote_ident(name: &str) -> String {
 pub enum StreamEvent {
     /// A committed transaction starts; its changes follow.
     Begin {
+        /// The LSN of the transaction's commit record: transactions stream in its order.
+        final_lsn: u64,
         /// Commit time, microseconds since the Unix epoch.
         commit_time_micros: i64,
         /// The transaction's id (32 bits, without the epoch).
@@ -152,7 +154,7 @@ pub enum StreamEvent {
 }
 
 /// What happened to a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ChangeKind {
     /// `INSERT`.
     Insert,
@@ -262,11 +264,12 @@ impl ChangeStream {
             };
             match event {
                 ReplicationEvent::Begin {
+                    final_lsn,
                     commit_time_micros,
                     xid,
-                    ..
                 } => {
                     return Ok(Some(StreamEvent::Begin {
+                        final_lsn: final_lsn.0,
                         commit_time_micros: commit_time_micros
                             + pgoutput::POSTGRES_EPOCH_OFFSET_MICROS,
                         xid,

@@ -38,7 +38,7 @@
 pub mod auth;
 pub mod authz;
 pub mod broker;
-mod changes;
+pub mod changes;
 pub mod clock;
 mod config;
 mod fanout;

@@ -88,7 +88,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let bus = crier_cluster::RedisBroker::connect(url, &name)
             .await
             .context("cannot join the cluster")?;
-        builder = builder.broker(bus.clone()).presence_store(bus);
+        // The nodes share the replication slot: one streams it, the others follow.
+        builder = builder
+            .broker(bus.clone())
+            .presence_store(bus.clone())
+            .change_relay(bus.change_relay());
         cluster_note = Some(format!(
             "  cluster:    node {name} on Redis {}",
             redact(url)

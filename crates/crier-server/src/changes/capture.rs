@@ -7,6 +7,7 @@
 //! After a failure the loop reconnects with a capped backoff.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crier_postgres::catalog::CatalogError;
@@ -39,6 +40,8 @@ pub(super) enum CaptureError {
     Ended,
     #[error("the replication stream was read before it was started")]
     NotStarted,
+    #[error("the change relay: {0}")]
+    Relay(String),
     #[error("transactions {0:?} were decoded but other sessions do not see them as ended yet")]
     NotEnded(Vec<u32>),
 }
@@ -112,17 +115,27 @@ async fn capture(
     let mut cache = CatalogCache::default();
     let mut commit_time_micros = 0;
     let mut xid = 0;
+    // A transaction this node delivered already (it came again after a reconnect, or
+    // from a new capturing node of the cluster) is skipped, by its commit position.
+    let mut skipping = false;
+    let mut final_lsn = 0;
     loop {
         // Wait for one event, then take whatever else is already buffered (the stream's
         // `next` is cancel-safe, so polling it once and dropping it loses nothing).
         let mut event = stream.next().await?.ok_or(CaptureError::Ended)?;
         let mut ack = None;
+        let mut done = None;
         loop {
             match event {
                 StreamEvent::Begin {
+                    final_lsn: commit_at,
                     commit_time_micros: at,
                     xid: id,
-                } => (commit_time_micros, xid) = (at, id),
+                } => {
+                    (commit_time_micros, xid, final_lsn) = (at, id, commit_at);
+                    skipping = commit_at <= feed.done_lsn.load(Ordering::Relaxed);
+                }
+                StreamEvent::Change(_) if skipping => {}
                 StreamEvent::Change(change)
                     if broadcasts && database_broadcast::is_messages_table(&change.relation) =>
                 {
@@ -143,7 +156,12 @@ async fn capture(
                         xid,
                     });
                 }
-                StreamEvent::Commit { end_lsn } => ack = Some(end_lsn),
+                StreamEvent::Commit { end_lsn } => {
+                    ack = Some(end_lsn);
+                    if !std::mem::take(&mut skipping) {
+                        done = Some(final_lsn);
+                    }
+                }
                 StreamEvent::Relation(relation) => {
                     cache.forget_table(relation.id);
                     for column in &relation.columns {
@@ -172,8 +190,11 @@ async fn capture(
             broadcasts::deliver(feed, &stored).await;
             stored.clear();
         }
+        if let Some(lsn) = done {
+            feed.done_lsn.fetch_max(lsn, Ordering::Relaxed);
+        }
         if let Some(lsn) = ack {
-            stream.ack(lsn);
+            stream.ack(lsn).await;
         }
     }
 }

@@ -47,6 +47,7 @@ impl MemorySlot {
     /// adds) ending at `end_lsn`.
     pub(super) fn commit(&self, xid: u32, end_lsn: u64, events: Vec<StreamEvent>) {
         let mut all = vec![StreamEvent::Begin {
+            final_lsn: end_lsn - 1,
             commit_time_micros: 0,
             xid,
         }];
@@ -132,7 +133,7 @@ impl SlotStream for MemoryStream {
         }
     }
 
-    fn ack(&mut self, lsn: u64) {
+    async fn ack(&mut self, lsn: u64) {
         self.slot.log.lock().retain(|(end, _)| *end > lsn);
         self.slot
             .acked

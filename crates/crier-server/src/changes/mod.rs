@@ -20,8 +20,10 @@ mod cache;
 mod capture;
 mod database;
 mod deliver;
+mod follow;
 #[cfg(test)]
 mod memory;
+pub mod relay;
 mod source;
 mod subscribe;
 mod subscriptions;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use broadcasts::{BroadcastSink, Skipped};
+pub use relay::{ChangeRelay, MemoryRelay, RelayCursor, RelayError};
 pub(crate) use subscriptions::{Binding, Identity, SubscriptionId};
 
 use self::database::{ChangeDatabase, PgDatabase};
@@ -77,6 +80,9 @@ struct Feed {
     /// Table facts and row level security checks.
     database: Arc<dyn ChangeDatabase>,
     next_id: AtomicU64,
+    /// The commit position of the last transaction delivered: one that comes again is
+    /// skipped (see `capture`).
+    done_lsn: AtomicU64,
     /// Flow control: how long to wait for subscribers' queues after a batch.
     flow: FlowConfig,
     /// The node's count of queued bytes, to wait on when it is over budget.
@@ -138,13 +144,19 @@ impl PostgresChanges {
         metrics: ChangeMetrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
+        relay: Option<Arc<dyn ChangeRelay>>,
     ) -> Self {
-        let source = Arc::new(PgSource::new(CaptureSettings {
+        let slot: Arc<dyn ChangeSource> = Arc::new(PgSource::new(CaptureSettings {
             database_url: config.database_url.clone(),
             publication: config.publication.clone(),
             slot: config.slot.clone(),
             database_broadcasts: config.database_broadcasts,
         }));
+        // In a cluster the nodes share the slot: one streams it, the others follow.
+        let source = match relay {
+            Some(relay) => Arc::new(follow::ClusterSource::new(slot, relay)),
+            None => slot,
+        };
         let database = Arc::new(PgDatabase::new(&config.database_url, config.pool_size));
         let backends = Backends { source, database };
         PostgresChanges::start_with(backends, config, flow, ledger, metrics, shutdown, tasks)
@@ -169,6 +181,7 @@ impl PostgresChanges {
             broadcasts_live: tokio::sync::watch::Sender::new(false),
             sink: OnceLock::new(),
             next_id: AtomicU64::new(1),
+            done_lsn: AtomicU64::new(0),
             flow,
             ledger,
             metrics,

@@ -37,7 +37,7 @@ pub(crate) trait SlotStream: Send {
     async fn next(&mut self) -> Result<Option<StreamEvent>, CaptureError>;
 
     /// Everything up to `lsn` is handled: the slot may let it go.
-    fn ack(&mut self, lsn: u64);
+    async fn ack(&mut self, lsn: u64);
 
     /// Learns a type the catalog does not know yet (one created after capture started).
     async fn learn_type(&mut self, oid: u32) -> Result<(), CaptureError>;
@@ -118,7 +118,7 @@ impl SlotStream for PgSlotStream {
         Ok(stream.next().await?)
     }
 
-    fn ack(&mut self, lsn: u64) {
+    async fn ack(&mut self, lsn: u64) {
         if let Some(stream) = &self.stream {
             stream.ack(lsn);
         }

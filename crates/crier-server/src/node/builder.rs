@@ -30,6 +30,7 @@ pub struct NodeBuilder {
     hooks: Hooks,
     broker: Option<Arc<dyn Broker>>,
     presence: Option<Arc<dyn PresenceStore>>,
+    relay: Option<Arc<dyn crate::changes::ChangeRelay>>,
     clock: Option<Arc<dyn Clock>>,
     authorizer: Option<Arc<dyn ChannelAuthorizer>>,
 }
@@ -42,6 +43,7 @@ impl NodeBuilder {
             hooks: Hooks::default(),
             broker: None,
             presence: None,
+            relay: None,
             clock: None,
             authorizer: None,
         }
@@ -64,6 +66,15 @@ impl NodeBuilder {
     /// its own.
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
+        self
+    }
+
+    /// Shares the replication slot with the other nodes of a cluster through `relay`: one
+    /// node streams the slot and appends what it captures to the relay, the others read
+    /// it (`changes::relay`). Give every node the same `--slot`. Without a relay the node
+    /// streams its slot alone.
+    pub fn change_relay(mut self, relay: Arc<dyn crate::changes::ChangeRelay>) -> Self {
+        self.relay = Some(relay);
         self
     }
 
@@ -95,6 +106,7 @@ impl NodeBuilder {
             hooks,
             broker,
             presence,
+            relay,
             clock,
             authorizer,
         } = self;
@@ -119,6 +131,7 @@ impl NodeBuilder {
                     ChangeMetrics::of(&metrics),
                     shutdown.clone(),
                     tasks.clone(),
+                    relay,
                 ))
             }
         };

@@ -134,3 +134,72 @@ fn presence_is_one_state_across_nodes_and_a_killed_node_leaves_it_within_10_s() 
     );
     drop(ana);
 }
+
+#[test]
+fn the_node_streaming_the_slot_is_killed_and_the_other_takes_over_with_no_row_lost() {
+    let pg = crier_testkit::TestPostgres::start().expect("postgres");
+    pg.psql(
+        "create role anon nologin;
+         create table notes (id bigint primary key);
+         grant select on notes to anon;
+         create publication supabase_realtime for table notes;",
+    )
+    .unwrap();
+    let redis = TestRedis::start().expect("redis-server");
+    let capturing = |name: &str| {
+        let (process, port) = serve(&[
+            "--jwt-secret",
+            SECRET,
+            "--redis-url",
+            &redis.url(),
+            "--node-name",
+            name,
+            "--database-url",
+            &pg.url(),
+            "--cdc-resume-grace",
+            "0s",
+            "--log-level",
+            "warn",
+        ]);
+        (process, format!("ws://127.0.0.1:{port}/socket"))
+    };
+    // Node A starts first and streams the slot; node B follows it through Redis.
+    let (a, _) = capturing("a");
+    let (_b, on_b) = capturing("b");
+    let key = token(SECRET);
+    let listener = Running::spawn(&[
+        "listen",
+        "notes",
+        "--postgres",
+        "INSERT:public.notes",
+        "--url",
+        &on_b,
+        "--apikey",
+        &key,
+    ]);
+    listener.until(|line| line["type"] == "system" && line["status"] == "ok");
+    let mut seen = std::collections::BTreeMap::<i64, u32>::new();
+    let mut read_until = |last: i64| {
+        while !(1..=last).all(|id| seen.contains_key(&id)) {
+            let line = listener.next_json();
+            if line["type"] == "postgres_changes" {
+                *seen
+                    .entry(line["new"]["id"].as_i64().expect("an id"))
+                    .or_default() += 1;
+            }
+        }
+    };
+    pg.psql("insert into notes select generate_series(1, 100)")
+        .unwrap();
+    read_until(100);
+
+    a.kill();
+    let killed = std::time::Instant::now();
+    pg.psql("insert into notes select generate_series(101, 200)")
+        .unwrap();
+    read_until(200);
+    let took = killed.elapsed();
+    eprintln!("rows committed after node A's kill -9 reached node B's listener in {took:?}");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
+    assert!(seen.values().all(|&n| n == 1), "each row once: {seen:?}");
+}
