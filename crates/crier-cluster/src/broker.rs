@@ -85,12 +85,25 @@ impl RedisBroker {
     /// Connects to the Redis at `url`, takes the name `node` (refused while another live
     /// node holds it), and starts the bus's tasks on the current tokio runtime. Fails
     /// when the URL is unusable, Redis cannot be reached or refuses the credentials, or
-    /// the name is taken; later outages are ridden out.
+    /// the name is taken or unusable (empty, over 200 bytes, or with a `|`); later
+    /// outages are ridden out.
     pub async fn connect(url: &str, node: &str) -> Result<Arc<RedisBroker>, ClusterError> {
+        crate::check_name(node)?;
         let client = crate::reach(url).await?;
         let token = liveness::token();
         liveness::take(&client, node, &token).await?;
-        Ok(RedisBroker::start(client, node, token))
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(ClusterError::from_redis)?;
+        let broker = RedisBroker::start(client, node, token);
+        // A previous run under this name may have left presences behind.
+        broker
+            .presence
+            .resync(&mut connection)
+            .await
+            .map_err(ClusterError::from_redis)?;
+        Ok(broker)
     }
 
     /// Starts the bus's tasks on the current tokio runtime without waiting for Redis:
@@ -98,6 +111,7 @@ impl RedisBroker {
     /// waits for them; the name is taken once Redis answers. Fails only on an unusable
     /// URL.
     pub fn connect_later(url: &str, node: &str) -> Result<Arc<RedisBroker>, ClusterError> {
+        crate::check_name(node)?;
         let client = redis::Client::open(url).map_err(|err| ClusterError::Url(err.to_string()))?;
         Ok(RedisBroker::start(client, node, liveness::token()))
     }
@@ -115,7 +129,7 @@ impl RedisBroker {
         tokio::spawn(publish(
             client.clone(),
             queued,
-            Arc::clone(&outbox),
+            Arc::downgrade(&outbox),
             Arc::downgrade(&presence),
         ));
         tokio::spawn(subscribe(
@@ -243,7 +257,9 @@ pub(crate) fn channel_of(topic: &str) -> String {
 async fn publish(
     client: redis::Client,
     mut queued: mpsc::UnboundedReceiver<Queued>,
-    outbox: Arc<Outbox>,
+    // Weak: the outbox holds the queue's sender, which must go with the broker for this
+    // task to end.
+    outbox: Weak<Outbox>,
     presence: Weak<Presence>,
 ) {
     let config =
@@ -273,10 +289,12 @@ async fn publish(
     let mut presence_lost = false;
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
-        outbox.drained(batch.len());
-        let dropped = outbox.take_dropped();
-        lost.extend(dropped.topics);
-        presence_lost |= dropped.presence;
+        if let Some(outbox) = outbox.upgrade() {
+            outbox.drained(batch.len());
+            let dropped = outbox.take_dropped();
+            lost.extend(dropped.topics);
+            presence_lost |= dropped.presence;
+        }
         let mut pipeline = redis::pipe();
         for topic in &lost {
             pipeline
@@ -300,9 +318,17 @@ async fn publish(
                 Ok(()) => {
                     lost.clear();
                     if std::mem::take(&mut presence_lost)
-                        && let Some(sink) = presence.upgrade().and_then(|p| p.sink())
+                        && let Some(presence) = presence.upgrade()
                     {
-                        sink.republish();
+                        // Leaves that were dropped may be of topics this node no longer
+                        // has: clear those, and push the others again.
+                        if let Err(err) = presence.resync(&mut connection).await {
+                            tracing::warn!(error = %err, "cannot clear this node's stale presences yet");
+                            presence_lost = true;
+                        }
+                        if let Some(sink) = presence.sink() {
+                            sink.republish(None);
+                        }
                     }
                     break;
                 }
@@ -387,6 +413,9 @@ impl Subscriptions {
         if at.epoch == cursor.epoch && at.seq <= cursor.seq {
             return None; // the snapshot has it
         }
+        if presence::older(&at.epoch, &cursor.epoch) {
+            return None; // of a hash deleted before the snapshot was read
+        }
         // The first change of a new hash is all of it; any other must follow the last.
         let fresh = at.seq == 1;
         let next = at.epoch == cursor.epoch && at.seq == cursor.seq + 1;
@@ -397,8 +426,8 @@ impl Subscriptions {
         let sink = self.presence.sink()?;
         let about_here = change.node == self.presence.node();
         if about_here && change.clear && origin != self.presence.node() {
-            // Another node took this one for dead and cleared its entries.
-            sink.republish();
+            // Another node took this one for dead and cleared its entries here.
+            sink.republish(Some(topic));
             return None;
         }
         if fresh {
@@ -434,6 +463,9 @@ async fn subscribe(
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
     loop {
+        if commands.is_closed() {
+            return; // the broker is gone
+        }
         let opened = async {
             let pubsub = client.get_async_pubsub().await?;
             let config =
@@ -453,18 +485,22 @@ async fn subscribe(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        if connected_before && let Some(presences) = state.presence.sink() {
-            // Redis may have restarted empty: push this node's presences again.
-            presences.republish();
-        }
         let mut healthy = true;
+        if connected_before {
+            // Redis may have restarted, empty or from a snapshot: push this node's
+            // presences again, and clear what it holds of this node's that is stale.
+            if let Some(presences) = state.presence.sink() {
+                presences.republish(None);
+            }
+            healthy = state.presence.resync(&mut reader).await.is_ok();
+        }
         let topics: Vec<String> = state.topics.keys().cloned().collect();
         for topic in &topics {
-            healthy = sink.subscribe(channel_of(topic)).await.is_ok()
-                && state.load(&mut reader, topic).await.is_ok();
             if !healthy {
                 break;
             }
+            healthy = sink.subscribe(channel_of(topic)).await.is_ok()
+                && state.load(&mut reader, topic).await.is_ok();
         }
         if healthy {
             if connected_before && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)

@@ -46,9 +46,21 @@ pub enum ClusterError {
     Redis(String),
     /// Another live node holds this name.
     #[error(
-        "another node runs as {0:?}; give this one another --node-name (a crashed node's name frees itself within 15 s)"
+        "another node runs as {0:?}; give this one another --node-name (a crashed node's name frees itself within 6 s)"
     )]
     NameTaken(String),
+    /// The node name cannot be used.
+    #[error("invalid node name {0:?}: use 1 to 200 bytes, without `|`")]
+    InvalidName(String),
+}
+
+/// Checks a node name: it is written into Redis field names (`<node>|<connection>`) and
+/// frame headers (at most 255 bytes).
+pub(crate) fn check_name(node: &str) -> Result<(), ClusterError> {
+    if node.is_empty() || node.len() > 200 || node.contains('|') {
+        return Err(ClusterError::InvalidName(node.to_owned()));
+    }
+    Ok(())
 }
 
 /// Opens a client for `url` and proves Redis answers it with these credentials, at once

@@ -135,7 +135,7 @@ pub(crate) async fn watch(
 async fn round(
     connection: &mut ConnectionManager,
     token: &str,
-    presence: &Presence,
+    presence: &Arc<Presence>,
 ) -> redis::RedisResult<Vec<NodeSeen>> {
     let node = presence.node();
     let renewed: i64 = redis::Script::new(RENEW)
@@ -157,8 +157,9 @@ async fn round(
                 "this node's lease had lapsed in Redis; taking it again"
             );
             if let Some(sink) = presence.sink() {
-                sink.republish();
+                sink.republish(None);
             }
+            presence.resync(connection).await?;
         }
         _ => {}
     }
@@ -184,7 +185,14 @@ async fn round(
                 presence_entries: count.unwrap_or(0),
             });
         } else {
-            reap(connection, &name, presence).await?;
+            // On a task of its own: a node with many topics takes many round trips, and
+            // this node's own renewal must not wait for them.
+            let (mut connection, presence) = (connection.clone(), Arc::clone(presence));
+            tokio::spawn(async move {
+                if let Err(err) = reap(&mut connection, &name, &presence).await {
+                    tracing::warn!(node = name, error = %err, "could not clear a lapsed node's presences; trying again");
+                }
+            });
         }
     }
     seen.sort_by(|a, b| a.name.cmp(&b.name));
@@ -208,6 +216,13 @@ async fn reap(
     if claimed.is_none() {
         return Ok(()); // another node is at it
     }
+    let back: bool = redis::cmd("EXISTS")
+        .arg(lease_of(dead))
+        .query_async(connection)
+        .await?;
+    if back {
+        return Ok(()); // it renewed in between: alive after all
+    }
     let topics: Vec<String> = redis::cmd("SMEMBERS")
         .arg(topics_of(dead))
         .query_async(connection)
@@ -223,10 +238,9 @@ async fn reap(
             .query_async::<()>(connection)
             .await?;
     }
+    // Each topic left the node's set with its clearing (the set itself is not deleted: a
+    // node that came back meanwhile has put its new topics in it).
     redis::pipe()
-        .cmd("DEL")
-        .arg(topics_of(dead))
-        .ignore()
         .cmd("SREM")
         .arg(NODES)
         .arg(dead)

@@ -136,6 +136,8 @@ pub(crate) struct Presence {
     numbers: Mutex<HashMap<String, NodeNo>>,
     /// Entries this node tracks, over all topics.
     local_entries: AtomicU64,
+    /// The topics where it tracks any, with how many.
+    local_topics: Mutex<HashMap<String, usize>>,
     sink: OnceLock<Weak<dyn PresenceSink>>,
 }
 
@@ -147,6 +149,7 @@ impl Presence {
             outbox,
             numbers: Mutex::default(),
             local_entries: AtomicU64::new(0),
+            local_topics: Mutex::default(),
             sink: OnceLock::new(),
         }
     }
@@ -170,6 +173,60 @@ impl Presence {
     /// Entries this node tracks, over all topics.
     pub(crate) fn local_entries(&self) -> u64 {
         self.local_entries.load(Ordering::Relaxed)
+    }
+
+    /// Clears this node's entries in every topic Redis lists for it where it tracks
+    /// nothing now: leaves that never reached Redis (dropped while it was away), or a
+    /// previous run of a node of the same name.
+    pub(crate) async fn resync(
+        &self,
+        connection: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<()> {
+        let listed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(topics_of(&self.node))
+            .query_async(connection)
+            .await?;
+        let stale: Vec<String> = {
+            let local = self.local_topics.lock();
+            listed
+                .into_iter()
+                .filter(|topic| !local.contains_key(topic))
+                .collect()
+        };
+        let cleared = Change {
+            node: self.node.to_string(),
+            clear: true,
+            set: Vec::new(),
+            del: Vec::new(),
+        };
+        for topic in &stale {
+            change_command(topic, &cleared, &self.head, true)
+                .query_async::<()>(connection)
+                .await?;
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                topics = stale.len(),
+                "cleared this node's stale presences in Redis"
+            );
+        }
+        Ok(())
+    }
+
+    fn counted(&self, topic: &str, added: bool) {
+        let mut local = self.local_topics.lock();
+        if added {
+            self.local_entries.fetch_add(1, Ordering::Relaxed);
+            *local.entry(topic.to_owned()).or_default() += 1;
+        } else {
+            self.local_entries.fetch_sub(1, Ordering::Relaxed);
+            if let Some(count) = local.get_mut(topic) {
+                *count -= 1;
+                if *count == 0 {
+                    local.remove(topic);
+                }
+            }
+        }
     }
 
     /// The number [`Replica`] knows node `name` by.
@@ -250,12 +307,19 @@ impl Presence {
         connection: &mut redis::aio::MultiplexedConnection,
         topic: &str,
     ) -> redis::RedisResult<(Cursor, Vec<RemoteEntry>)> {
-        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+        let fields: HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
             .arg(hash_of(topic))
             .query_async(connection)
             .await?;
         let mut cursor = Cursor::default();
         let mut entries = Vec::new();
+        // Another program's bytes in the hash are skipped, never fatal.
+        let fields = fields.into_iter().filter_map(|(field, value)| {
+            Some((
+                String::from_utf8(field).ok()?,
+                String::from_utf8(value).ok()?,
+            ))
+        });
         for (field, value) in fields {
             match field.as_str() {
                 "#epoch" => cursor.epoch = value,
@@ -289,6 +353,16 @@ impl Presence {
         }
         Ok((cursor, entries))
     }
+}
+
+/// Whether epoch `a` began before epoch `b` (epochs are Redis's `TIME` at a hash's
+/// creation, `seconds.microseconds`).
+pub(crate) fn older(a: &str, b: &str) -> bool {
+    let parse = |epoch: &str| -> Option<(u64, u64)> {
+        let (seconds, micros) = epoch.split_once('.')?;
+        Some((seconds.parse().ok()?, micros.parse().ok()?))
+    };
+    matches!((parse(a), parse(b)), (Some(a), Some(b)) if a < b)
 }
 
 /// Reads a presence frame's body: its position and the change.
@@ -335,7 +409,7 @@ impl TopicPresence for ClusterTopic {
         let before = self.replica.local_len();
         let diff = self.replica.track(owner, key, meta, new_ref)?;
         if self.replica.local_len() > before {
-            self.presence.local_entries.fetch_add(1, Ordering::Relaxed);
+            self.presence.counted(&self.topic, true);
         }
         let (key, meta) = self.replica.local(owner).expect("just tracked");
         let mut change = self.change();
@@ -346,7 +420,7 @@ impl TopicPresence for ClusterTopic {
 
     fn untrack(&mut self, owner: Owner) -> Option<PresenceDiff> {
         let diff = self.replica.untrack(owner)?;
-        self.presence.local_entries.fetch_sub(1, Ordering::Relaxed);
+        self.presence.counted(&self.topic, false);
         let mut change = self.change();
         change.del.push(owner);
         self.presence
@@ -384,6 +458,15 @@ impl TopicPresence for ClusterTopic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epochs_compare_by_time_not_text() {
+        assert!(older("99.5", "100.1"));
+        assert!(older("100.5", "100.10"));
+        assert!(!older("100.10", "100.5"));
+        assert!(!older("100.1", "100.1"));
+        assert!(!older("", "100.1"), "no epoch yet is not older");
+    }
 
     #[test]
     fn a_frame_body_reads_back() {

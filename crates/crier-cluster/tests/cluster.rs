@@ -258,6 +258,13 @@ async fn a_name_two_live_nodes_ask_for_goes_to_the_first() {
     );
     assert_eq!(first.node(), "twin");
     assert!(RedisBroker::connect(&redis.url(), "other").await.is_ok());
+    for bad in ["", "a|b", &"n".repeat(201)] {
+        let refused = RedisBroker::connect(&redis.url(), bad).await.unwrap_err();
+        assert!(
+            matches!(refused, ClusterError::InvalidName(_)),
+            "{bad:?}: {refused}"
+        );
+    }
 }
 
 #[tokio::test]

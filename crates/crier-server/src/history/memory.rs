@@ -103,6 +103,16 @@ impl MemoryHistory {
         self.evicted.fetch_add(messages as u64, Ordering::Relaxed);
     }
 
+    /// Starts a new epoch: what was kept goes. `last` goes on counting (the append-order
+    /// queue names entries by offset).
+    fn end_epoch(&self, stream: &mut Stream) {
+        stream.epoch = new_epoch();
+        let gone = std::mem::take(&mut stream.entries);
+        let bytes = gone.iter().map(|kept| kept.bytes).sum();
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.messages.fetch_sub(gone.len(), Ordering::Relaxed);
+    }
+
     /// Evicts the oldest entries of any topic while the node holds too many bytes.
     fn enforce_bytes(&self) {
         while self.bytes.load(Ordering::Relaxed) > self.config.max_bytes {
@@ -157,10 +167,18 @@ impl HistoryStore for MemoryHistory {
         self.enforce_bytes();
     }
 
-    fn attach(&self, key: &str, resume: Option<&ResumeFrom>, then: &mut dyn FnMut()) -> Attached {
+    fn attach(
+        &self,
+        key: &str,
+        resume: Option<&ResumeFrom>,
+        then: &mut dyn FnMut() -> bool,
+    ) -> Attached {
         let (_, stream) = self.stream(key);
         let now = Instant::now();
         let mut stream = stream.lock();
+        if then() {
+            self.end_epoch(&mut stream);
+        }
         self.trim(&mut stream, now);
         stream.touched = now;
         let latest = Position {
@@ -188,7 +206,6 @@ impl HistoryStore for MemoryHistory {
                 _ => Err(Gap::TooOld { needed }),
             }
         });
-        then();
         Attached { latest, missed }
     }
 
@@ -217,12 +234,7 @@ impl HistoryStore for MemoryHistory {
         let Some(stream) = self.streams.get(key).map(|s| Arc::clone(&s)) else {
             return; // no stream: the next one starts with a new epoch anyway
         };
-        let mut stream = stream.lock();
-        stream.epoch = new_epoch();
-        // `last` goes on counting: the append-order queue names entries by offset.
-        let gone = std::mem::take(&mut stream.entries);
-        let bytes = gone.iter().map(|kept| kept.bytes).sum();
-        self.forget(bytes, gone.len());
+        self.end_epoch(&mut stream.lock());
     }
 
     fn sweep(&self) {

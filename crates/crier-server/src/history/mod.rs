@@ -129,9 +129,17 @@ pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
     /// anything else can be appended to that stream.
     fn append(&self, key: &str, content: &Arc<Content>, then: &mut dyn FnMut(&Position));
 
-    /// The stream's latest position and, when `resume` is given, what came after it;
-    /// `then` runs before anything else can be appended (the join subscribes in it).
-    fn attach(&self, key: &str, resume: Option<&ResumeFrom>, then: &mut dyn FnMut()) -> Attached;
+    /// The stream's latest position and, when `resume` is given, what came after it.
+    /// `then` runs first, before anything else can be appended (the join subscribes in
+    /// it); when it returns true, the stream missed broadcasts before now (the topic
+    /// had no subscriber here in a cluster) and its epoch ends as with
+    /// [`HistoryStore::break_stream`].
+    fn attach(
+        &self,
+        key: &str,
+        resume: Option<&ResumeFrom>,
+        then: &mut dyn FnMut() -> bool,
+    ) -> Attached;
 
     /// Up to `limit` broadcasts after offset `after`, oldest first, with the latest
     /// position; `None` when the topic has no stream.

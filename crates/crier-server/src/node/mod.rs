@@ -489,9 +489,18 @@ impl crate::presence::PresenceSink for Shared {
         }
     }
 
-    fn republish(&self) {
-        for topic in self.registry.topics() {
-            topic.republish_presence();
+    fn republish(&self, topic: Option<&str>) {
+        match topic {
+            Some(key) => {
+                if let Some(topic) = self.registry.get(key) {
+                    topic.republish_presence();
+                }
+            }
+            None => {
+                for topic in self.registry.topics() {
+                    topic.republish_presence();
+                }
+            }
         }
     }
 }

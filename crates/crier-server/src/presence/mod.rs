@@ -48,9 +48,10 @@ pub trait PresenceSink: Send + Sync {
     /// sends the resulting diff to them.
     fn merge(&self, topic: &str, change: RemoteChange);
 
-    /// Asks every topic's presence to push this node's entries to the store again (the
-    /// store lost them: it restarted, or other nodes took this node for dead).
-    fn republish(&self);
+    /// Asks the presence of `topic` (of every topic when `None`) to push this node's
+    /// entries to the store again: the store lost them (it restarted, or other nodes took
+    /// this node for dead).
+    fn republish(&self, topic: Option<&str>);
 }
 
 /// The presence of one topic. Calls come one at a time (the topic holds a lock).

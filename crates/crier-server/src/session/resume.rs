@@ -20,6 +20,9 @@ use crate::frame::Frame;
 use crate::history::{Attached, Position};
 use crate::registry::{Receives, Topic};
 
+/// Longest wait of a join for the bus's subscription.
+const BUS_SYNC_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The `system` message when this node keeps no history.
 const NO_HISTORY: &str = "Resume gap: this server keeps no history";
 
@@ -46,15 +49,18 @@ impl Session {
         match &shared.history {
             None => (subscribe(), None),
             Some(history) => {
-                // A topic nobody here subscribes to does not hear other nodes, so this
-                // node's stream of it has missed their broadcasts: a resume from before
-                // now gets a gap. (Checked before attaching: the stream's lock comes
-                // before the registry's.)
-                if shared.broker.has_peers() && shared.registry.get(key).is_none() {
-                    history.break_stream(key);
-                }
+                // A topic nobody here subscribed to did not hear the other nodes, so
+                // this node's stream of it missed their broadcasts: its first subscriber
+                // ends the epoch (under the stream's lock), and a resume from before now
+                // gets a gap.
+                let peers = shared.broker.has_peers();
                 let mut topic = None;
-                let attached = history.attach(key, resume, &mut || topic = Some(subscribe()));
+                let attached = history.attach(key, resume, &mut || {
+                    let subscribed = subscribe();
+                    let first_here = subscribed.1;
+                    topic = Some(subscribed);
+                    first_here && peers
+                });
                 (topic.expect("attach subscribes"), Some(attached))
             }
         }
@@ -72,7 +78,14 @@ impl Session {
         let to = to.clone();
         super::checks_of(&mut self.checks).push(
             async move {
-                broker.synced().await;
+                // An unreachable bus must not hold the join: after a while it is answered
+                // (the bus catches up by itself, and says so with a gap message).
+                if tokio::time::timeout(BUS_SYNC_LIMIT, broker.synced())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("the cluster bus did not confirm a subscription in time; answering the join anyway");
+                }
                 CheckDone::BusSynced {
                     to,
                     response,
