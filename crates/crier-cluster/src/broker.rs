@@ -44,6 +44,10 @@ const CHANNEL_PREFIX: &str = "crier:topic:";
 /// Most commands waiting for Redis (`crate::outbox`): past it, what other nodes would get
 /// is dropped, and they are told.
 const MAX_WAITING: usize = 100_000;
+/// And at most this many bytes of them.
+const MAX_WAITING_BYTES: usize = 64 << 20;
+/// How often a topic whose presence snapshot could not be read is tried again.
+const STALE_RETRY: Duration = Duration::from_secs(2);
 /// Most publications sent in one pipeline.
 const MAX_PIPELINE: usize = 512;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -117,7 +121,7 @@ impl RedisBroker {
     }
 
     fn start(client: redis::Client, node: &str, token: String) -> Arc<RedisBroker> {
-        let (outbox, queued) = Outbox::new(MAX_WAITING);
+        let (outbox, queued) = Outbox::new(MAX_WAITING, MAX_WAITING_BYTES);
         let outbox = Arc::new(outbox);
         let (subscriptions, commands) = mpsc::unbounded_channel();
         let delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>> = Arc::default();
@@ -200,7 +204,7 @@ impl Broker for RedisBroker {
         let mut command = redis::cmd("PUBLISH");
         command.arg(channel_of(topic)).arg(frame.as_ref());
         self.outbox
-            .broadcast(topic, command)
+            .broadcast(topic, command, frame.len())
             .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
     }
 
@@ -290,7 +294,8 @@ async fn publish(
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
         if let Some(outbox) = outbox.upgrade() {
-            outbox.drained(batch.len());
+            let bytes = batch.iter().map(|queued| queued.2).sum();
+            outbox.drained(batch.len(), bytes);
             let dropped = outbox.take_dropped();
             lost.extend(dropped.topics);
             presence_lost |= dropped.presence;
@@ -304,7 +309,7 @@ async fn publish(
                 .ignore();
         }
         let mut topics = Vec::new();
-        for (topic, command) in batch.drain(..) {
+        for (topic, command, _) in batch.drain(..) {
             topics.extend(topic);
             pipeline.add_command(command).ignore();
         }
@@ -355,6 +360,8 @@ fn is_lost_connection(err: &redis::RedisError) -> bool {
 /// Where the subscriber stands: the topics subscribed and each one's presence position.
 struct Subscriptions {
     topics: HashMap<String, Cursor>,
+    /// Topics whose presence snapshot could not be read: read again every few seconds.
+    stale: HashSet<String>,
     presence: Arc<Presence>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
 }
@@ -374,6 +381,20 @@ impl Subscriptions {
             *at = cursor;
         }
         Ok(())
+    }
+
+    /// [`Subscriptions::load`], or when Redis does not answer in time, later: one slow
+    /// read must not cost every topic a reconnect.
+    async fn load_or_later(&mut self, reader: &mut MultiplexedConnection, topic: &str) {
+        match self.load(reader, topic).await {
+            Ok(()) => {
+                self.stale.remove(topic);
+            }
+            Err(err) => {
+                tracing::warn!(topic, error = %err, "cannot read a topic's presence yet; trying again");
+                self.stale.insert(topic.to_owned());
+            }
+        }
     }
 
     /// Hands one message from the topic's channel to this node. Returns a topic whose
@@ -454,6 +475,7 @@ async fn subscribe(
 ) {
     let mut state = Subscriptions {
         topics: HashMap::new(),
+        stale: HashSet::new(),
         presence,
         delivery,
     };
@@ -462,6 +484,7 @@ async fn subscribe(
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
+    let mut retry = tokio::time::interval(STALE_RETRY);
     loop {
         if commands.is_closed() {
             return; // the broker is gone
@@ -499,8 +522,10 @@ async fn subscribe(
             if !healthy {
                 break;
             }
-            healthy = sink.subscribe(channel_of(topic)).await.is_ok()
-                && state.load(&mut reader, topic).await.is_ok();
+            healthy = sink.subscribe(channel_of(topic)).await.is_ok();
+            if healthy {
+                state.load_or_later(&mut reader, topic).await;
+            }
         }
         if healthy {
             if connected_before && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
@@ -523,12 +548,15 @@ async fn subscribe(
                     None => return,
                     Some(SubscriberCommand::Subscribe(topic)) => {
                         state.topics.insert(topic.clone(), Cursor::default());
-                        healthy = sink.subscribe(channel_of(&topic)).await.is_ok()
-                            && state.load(&mut reader, &topic).await.is_ok();
+                        healthy = sink.subscribe(channel_of(&topic)).await.is_ok();
+                        if healthy {
+                            state.load_or_later(&mut reader, &topic).await;
+                        }
                     }
                     Some(SubscriberCommand::Unsubscribe(topic)) => {
                         healthy = sink.unsubscribe(channel_of(&topic)).await.is_ok();
                         state.topics.remove(&topic);
+                        state.stale.remove(&topic);
                     }
                     Some(SubscriberCommand::Synced(done)) => {
                         // A round trip proves the connection is still the live one (a
@@ -541,11 +569,17 @@ async fn subscribe(
                         }
                     }
                 },
+                _ = retry.tick(), if !state.stale.is_empty() => {
+                    let stale: Vec<String> = state.stale.iter().cloned().collect();
+                    for topic in stale {
+                        state.load_or_later(&mut reader, &topic).await;
+                    }
+                }
                 message = stream.next() => match message {
                     None => healthy = false,
                     Some(message) => {
                         if let Some(topic) = state.receive(&message) {
-                            healthy = state.load(&mut reader, &topic).await.is_ok();
+                            state.load_or_later(&mut reader, &topic).await;
                         }
                     }
                 },

@@ -118,8 +118,9 @@ pub(crate) async fn watch(
     };
     loop {
         match round(&mut connection, &token, &presence).await {
-            Ok(seen) => {
-                healthy.store(true, Ordering::Relaxed);
+            Ok((seen, held)) => {
+                // A node whose name another holds is not a healthy member either.
+                healthy.store(held, Ordering::Relaxed);
                 *nodes.lock() = seen;
             }
             Err(err) => {
@@ -131,12 +132,13 @@ pub(crate) async fn watch(
     }
 }
 
-/// One renewal and check: the live nodes with their presence counts.
+/// One renewal and check: the live nodes with their presence counts, and whether this
+/// node still holds its name.
 async fn round(
     connection: &mut ConnectionManager,
     token: &str,
     presence: &Arc<Presence>,
-) -> redis::RedisResult<Vec<NodeSeen>> {
+) -> redis::RedisResult<(Vec<NodeSeen>, bool)> {
     let node = presence.node();
     let renewed: i64 = redis::Script::new(RENEW)
         .key(lease_of(node))
@@ -196,7 +198,7 @@ async fn round(
         }
     }
     seen.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(seen)
+    Ok((seen, renewed != 0))
 }
 
 /// Clears a dead node's presences in every topic (the first node to notice does it).

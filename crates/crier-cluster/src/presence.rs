@@ -237,8 +237,10 @@ impl Presence {
     }
 
     fn send(&self, topic: &str, change: &Change, node_empty: bool) {
-        self.outbox
-            .presence(change_command(topic, change, &self.head, node_empty));
+        let command = change_command(topic, change, &self.head, node_empty);
+        // Presence changes are few: measuring one exactly costs little.
+        let bytes = command.get_packed_command().len();
+        self.outbox.presence(command, bytes);
     }
 
     /// Opens a topic's presence on this node.

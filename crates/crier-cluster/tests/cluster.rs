@@ -268,6 +268,26 @@ async fn a_name_two_live_nodes_ask_for_goes_to_the_first() {
 }
 
 #[tokio::test]
+async fn a_node_whose_name_another_takes_says_it_is_degraded() {
+    let redis = TestRedis::start().unwrap();
+    let (a, _) = node(&redis, "a").await;
+    until(|| a.node.health().is_ok()).await;
+    // Another process writes over node A's lease (an operator's mistake, or a twin
+    // started while node A was cut off long enough for its lease to lapse).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("SET")
+        .arg("crier:node:a")
+        .arg("someone-else")
+        .arg("PX")
+        .arg(60_000)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap();
+    until(|| a.node.health().is_err()).await;
+}
+
+#[tokio::test]
 async fn an_unusable_url_or_an_unreachable_redis_is_a_clear_error() {
     let bad = RedisBroker::connect("http://nope", "n").await.unwrap_err();
     assert!(matches!(bad, ClusterError::Url(_)), "{bad}");

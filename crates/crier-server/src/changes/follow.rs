@@ -55,6 +55,18 @@ impl ClusterSource {
 impl ChangeSource for ClusterSource {
     async fn open(&self) -> Result<Box<dyn SlotStream>, CaptureError> {
         let slot = self.slot.open().await?;
+        // Where this node starts reading the relay is fixed before the capture loop
+        // confirms any subscription (it does once this returns): whatever a confirmed
+        // subscriber must get is appended after it.
+        // (Without the relay now, the reader fixes it when it can: the node still
+        // captures if it gets the slot.)
+        if self.cursor.lock().0.is_none() {
+            let mut start = RelayCursor::default();
+            match self.relay.read(&mut start, Duration::ZERO).await {
+                Ok(_) => *self.cursor.lock() = start,
+                Err(err) => tracing::warn!(error = %err, "cannot reach the change relay yet"),
+            }
+        }
         Ok(Box::new(ClusterStream {
             slot,
             relay: Arc::clone(&self.relay),
