@@ -27,7 +27,9 @@ mod envelope;
 mod liveness;
 mod outbox;
 mod presence;
+mod publisher;
 mod relay;
+mod subscriber;
 
 pub use broker::RedisBroker;
 pub use relay::RedisRelay;
