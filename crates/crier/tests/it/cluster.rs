@@ -24,6 +24,23 @@ fn node(redis: &TestRedis, name: &str) -> (Running, String) {
     (process, format!("ws://127.0.0.1:{port}/socket"))
 }
 
+/// Runs `crier serve` with `extra`, which must make it stop at start; returns its stderr.
+fn serve_refused(extra: &[&str]) -> String {
+    let mut args = vec![
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--jwt-secret",
+        SECRET,
+    ];
+    args.extend_from_slice(extra);
+    let refused = run(&args);
+    assert!(!refused.status.success(), "{refused:?}");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 #[test]
 fn a_broadcast_sent_on_one_node_is_printed_by_a_listener_on_the_other() {
     let redis = TestRedis::start().expect("redis-server");
@@ -48,40 +65,13 @@ fn a_broadcast_sent_on_one_node_is_printed_by_a_listener_on_the_other() {
     assert_eq!(line["event"], "hello");
     assert_eq!(line["payload"], serde_json::json!({"n": 1}));
 
-    let url = redis.url();
-    let twin = run(&[
-        "serve",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--jwt-secret",
-        SECRET,
-        "--redis-url",
-        &url,
-        "--node-name",
-        "a",
-    ]);
-    assert!(!twin.status.success());
-    let stderr = String::from_utf8_lossy(&twin.stderr);
+    let stderr = serve_refused(&["--redis-url", &redis.url(), "--node-name", "a"]);
     assert!(stderr.contains(r#"another node runs as "a""#), "{stderr}");
 }
 
 #[test]
 fn an_unusable_redis_url_stops_serve_with_the_reason() {
-    let bad = run(&[
-        "serve",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--jwt-secret",
-        SECRET,
-        "--redis-url",
-        "http://not-redis",
-    ]);
-    assert!(!bad.status.success());
-    let stderr = String::from_utf8_lossy(&bad.stderr);
+    let stderr = serve_refused(&["--redis-url", "http://not-redis"]);
     assert!(stderr.contains("invalid Redis URL"), "{stderr}");
 }
 
