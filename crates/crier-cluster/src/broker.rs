@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use crier_server::HistoryConfig;
 use crier_server::broker::{
-    Broker, BrokerError, BusStatus, LocalDelivery, NodeStatus, Publication,
+    Broker, BrokerError, BusStatus, LocalDelivery, NodeStatus, Publication, SharedHistory,
 };
 use crier_server::presence::{PresenceSink, PresenceStore, TopicPresence};
 use parking_lot::Mutex;
@@ -33,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ClusterError;
 use crate::envelope;
+use crate::history::RedisHistory;
 use crate::liveness::{self, NodeSeen};
 use crate::outbox::Outbox;
 use crate::presence::Presence;
@@ -70,6 +72,9 @@ pub struct RedisBroker {
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     watcher: tokio::task::JoinHandle<()>,
     client: redis::Client,
+    /// Set when the node keeps history: broadcasts are then numbered in Redis
+    /// (`crate::history`).
+    history: Arc<OnceLock<HistoryConfig>>,
 }
 
 impl RedisBroker {
@@ -117,6 +122,7 @@ impl RedisBroker {
         let subscribed = Arc::new(AtomicBool::new(false));
         let renewed = Arc::new(AtomicBool::new(false));
         let nodes = Arc::default();
+        let history: Arc<OnceLock<HistoryConfig>> = Arc::default();
         tokio::spawn(publisher::publish(
             client.clone(),
             queued,
@@ -129,6 +135,7 @@ impl RedisBroker {
             Arc::clone(&presence),
             Arc::clone(&delivery),
             Arc::clone(&subscribed),
+            Arc::clone(&history),
         ));
         let client_for_relay = client.clone();
         let watcher = tokio::spawn(liveness::watch(
@@ -149,6 +156,7 @@ impl RedisBroker {
             nodes,
             watcher,
             client: client_for_relay,
+            history,
         })
     }
 
@@ -219,6 +227,17 @@ impl Broker for RedisBroker {
                 let _ = answer.await;
             }
         })
+    }
+
+    fn shared_history(&self, config: &HistoryConfig) -> Option<Arc<dyn SharedHistory>> {
+        let _ = self.history.set(config.clone());
+        Some(Arc::new(RedisHistory::new(
+            Arc::clone(&self.node),
+            config.clone(),
+            Arc::clone(&self.outbox),
+            (Arc::clone(&self.subscribed), Arc::clone(&self.renewed)),
+            self.client.clone(),
+        )))
     }
 
     fn status(&self) -> Option<BusStatus> {

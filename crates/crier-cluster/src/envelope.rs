@@ -8,6 +8,12 @@
 //! 'p': a presence change: "<epoch> <seq>\n" and its JSON (crate::presence), written by
 //!      the Redis script that applies it
 //! 'b': event length (u8) | event | metadata length (u16, big endian) | metadata | encoding (u8) | payload
+//! 's': a broadcast numbered in the shared history (crate::history): the connection the
+//!      origin excludes (u64, big endian; u64::MAX for none) | "<epoch> <offset>\n" |
+//!      kind ('j' or 'b') and body as above; the Redis script that numbers it writes
+//!      the position
+//! 'm': "<epoch> <offset>\n": where the topic's shared stream stands, published by the
+//!      origin after it subscribed the topic
 //! ```
 //!
 //! Hand-written rather than serde: the JSON body must travel byte for byte (it is already
@@ -29,6 +35,19 @@ pub(crate) enum Carried {
     Presence(String),
     /// The origin lost broadcasts of the topic on their way to the other nodes.
     Gap,
+    /// A broadcast numbered in the shared history.
+    Numbered {
+        epoch: String,
+        offset: u64,
+        /// The origin's connection that does not receive it.
+        exclude: Option<u64>,
+        publication: Box<Carried>,
+    },
+    /// Where the topic's shared stream stands.
+    Mark {
+        epoch: String,
+        offset: u64,
+    },
 }
 
 impl PartialEq for Carried {
@@ -38,6 +57,27 @@ impl PartialEq for Carried {
             (Carried::Binary(a), Carried::Binary(b)) => a == b,
             (Carried::Presence(a), Carried::Presence(b)) => a == b,
             (Carried::Gap, Carried::Gap) => true,
+            (
+                Carried::Numbered {
+                    epoch,
+                    offset,
+                    exclude,
+                    publication,
+                },
+                Carried::Numbered {
+                    epoch: e,
+                    offset: o,
+                    exclude: x,
+                    publication: p,
+                },
+            ) => (epoch, offset, exclude, publication) == (e, o, x, p),
+            (
+                Carried::Mark { epoch, offset },
+                Carried::Mark {
+                    epoch: e,
+                    offset: o,
+                },
+            ) => (epoch, offset) == (e, o),
             _ => false,
         }
     }
@@ -49,7 +89,8 @@ impl Carried {
         match self {
             Carried::Json(body) => Some(Publication::Json(body)),
             Carried::Binary(broadcast) => Some(Publication::Binary(broadcast)),
-            Carried::Presence(_) | Carried::Gap => None,
+            Carried::Numbered { publication, .. } => publication.publication(),
+            Carried::Presence(_) | Carried::Gap | Carried::Mark { .. } => None,
         }
     }
 }
@@ -68,6 +109,8 @@ pub(crate) enum EnvelopeError {
     Json(String),
     #[error("the binary broadcast's event or encoding is unreadable")]
     Binary,
+    #[error("the stream position is unreadable")]
+    Position,
 }
 
 /// Encodes `publication` from node `origin` (at most 255 bytes of name).
@@ -77,6 +120,38 @@ pub(crate) fn encode(origin: &str, publication: Publication<'_>) -> Bytes {
     out.put_u8(VERSION);
     out.put_u8(origin.len() as u8);
     out.put_slice(origin);
+    put_body(&mut out, publication);
+    out.freeze()
+}
+
+/// A publication's kind and body alone: what the shared history keeps of it.
+pub(crate) fn body(publication: Publication<'_>) -> Bytes {
+    let mut out = BytesMut::with_capacity(8 + body_len(publication));
+    put_body(&mut out, publication);
+    out.freeze()
+}
+
+/// The start of a numbered broadcast's frame from node `origin`, excluding its
+/// connection `exclude`: the script that numbers it appends the position and body.
+pub(crate) fn numbered_head(origin: &str, exclude: Option<u64>) -> Vec<u8> {
+    let mut frame = head(origin, b's');
+    frame.extend_from_slice(&exclude.unwrap_or(u64::MAX).to_be_bytes());
+    frame
+}
+
+/// The start of node `origin`'s mark of where a topic's shared stream stands: the
+/// script appends the position.
+pub(crate) fn mark_head(origin: &str) -> Vec<u8> {
+    head(origin, b'm')
+}
+
+fn head(origin: &str, kind: u8) -> Vec<u8> {
+    let mut frame = presence_head(origin);
+    *frame.last_mut().expect("the kind byte") = kind;
+    frame
+}
+
+fn put_body(out: &mut BytesMut, publication: Publication<'_>) {
     match publication {
         Publication::Json(body) => {
             out.put_u8(b'j');
@@ -94,14 +169,11 @@ pub(crate) fn encode(origin: &str, publication: Publication<'_>) -> Bytes {
             out.put_slice(&broadcast.payload);
         }
     }
-    out.freeze()
 }
 
 /// The frame saying node `origin` lost broadcasts of a topic on their way.
 pub(crate) fn gap(origin: &str) -> Vec<u8> {
-    let mut frame = presence_head(origin);
-    *frame.last_mut().expect("the kind byte") = b'g';
-    frame
+    head(origin, b'g')
 }
 
 /// The start of a presence change's frame from node `origin`: the script that applies
@@ -144,6 +216,54 @@ pub(crate) fn decode(frame: &[u8]) -> Result<(&str, Carried), EnvelopeError> {
     let origin = std::str::from_utf8(take(origin_len)?).map_err(|_| EnvelopeError::Short)?;
     let kind = take(1)?[0];
     let carried = match kind {
+        b's' => {
+            let exclude = u64::from_be_bytes(take(8)?.try_into().expect("eight bytes"));
+            let (epoch, offset, body) = position(rest)?;
+            Carried::Numbered {
+                epoch,
+                offset,
+                exclude: (exclude != u64::MAX).then_some(exclude),
+                publication: Box::new(decode_body(body)?),
+            }
+        }
+        b'm' => {
+            let (epoch, offset, _) = position(rest)?;
+            Carried::Mark { epoch, offset }
+        }
+        b'g' => Carried::Gap,
+        b'p' => Carried::Presence(
+            String::from_utf8(rest.to_vec()).map_err(|err| EnvelopeError::Json(err.to_string()))?,
+        ),
+        _ => decode_body(&frame[frame.len() - rest.len() - 1..])?,
+    };
+    Ok((origin, carried))
+}
+
+/// `"<epoch> <offset>\n"` and what follows it.
+fn position(text: &[u8]) -> Result<(String, u64, &[u8]), EnvelopeError> {
+    let end = text
+        .iter()
+        .position(|&byte| byte == b'\n')
+        .ok_or(EnvelopeError::Short)?;
+    let line = std::str::from_utf8(&text[..end]).map_err(|_| EnvelopeError::Position)?;
+    let (epoch, offset) = line.split_once(' ').ok_or(EnvelopeError::Position)?;
+    let offset = offset.parse().map_err(|_| EnvelopeError::Position)?;
+    Ok((epoch.to_owned(), offset, &text[end + 1..]))
+}
+
+/// A publication's kind and body (see [`body`]).
+pub(crate) fn decode_body(frame: &[u8]) -> Result<Carried, EnvelopeError> {
+    let mut rest = frame;
+    let mut take = |n: usize| -> Result<&[u8], EnvelopeError> {
+        if rest.len() < n {
+            return Err(EnvelopeError::Short);
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let kind = take(1)?[0];
+    let carried = match kind {
         b'j' => {
             let text =
                 std::str::from_utf8(rest).map_err(|err| EnvelopeError::Json(err.to_string()))?;
@@ -165,13 +285,9 @@ pub(crate) fn decode(frame: &[u8]) -> Result<(&str, Carried), EnvelopeError> {
                 payload: Bytes::copy_from_slice(rest),
             })
         }
-        b'g' => Carried::Gap,
-        b'p' => Carried::Presence(
-            String::from_utf8(rest.to_vec()).map_err(|err| EnvelopeError::Json(err.to_string()))?,
-        ),
         other => return Err(EnvelopeError::Kind(other)),
     };
-    Ok((origin, carried))
+    Ok(carried)
 }
 
 #[cfg(test)]
@@ -192,7 +308,10 @@ mod tests {
             payload: Bytes::from_static(b"\x00\xff"),
         };
         let frame = encode("node-b", Publication::Binary(&binary));
-        assert_eq!(decode(&frame).unwrap(), ("node-b", Carried::Binary(binary)));
+        assert_eq!(
+            decode(&frame).unwrap(),
+            ("node-b", Carried::Binary(binary.clone()))
+        );
 
         let mut frame = presence_head("node-c");
         frame.extend_from_slice(b"17.5 3\n{}");
@@ -201,6 +320,39 @@ mod tests {
             ("node-c", Carried::Presence("17.5 3\n{}".into()))
         );
         assert_eq!(decode(&gap("node-d")).unwrap(), ("node-d", Carried::Gap));
+
+        let mut frame = numbered_head("node-e", Some(7));
+        frame.extend_from_slice(b"1733.5 42\n");
+        frame.extend_from_slice(&super::body(Publication::Json(&body_json())));
+        let numbered = Carried::Numbered {
+            epoch: "1733.5".into(),
+            offset: 42,
+            exclude: Some(7),
+            publication: Box::new(Carried::Json(body_json())),
+        };
+        assert_eq!(decode(&frame).unwrap(), ("node-e", numbered));
+        let mut frame = numbered_head("node-e", None);
+        frame.extend_from_slice(b"e 1\n");
+        frame.extend_from_slice(&super::body(Publication::Binary(&binary)));
+        assert!(matches!(
+            decode(&frame).unwrap().1,
+            Carried::Numbered {
+                exclude: None,
+                offset: 1,
+                ..
+            }
+        ));
+        let mut frame = mark_head("node-f");
+        frame.extend_from_slice(b"e 0\n");
+        let mark = Carried::Mark {
+            epoch: "e".into(),
+            offset: 0,
+        };
+        assert_eq!(decode(&frame).unwrap(), ("node-f", mark));
+    }
+
+    fn body_json() -> Box<RawValue> {
+        RawValue::from_string(r#"{"type":"broadcast","event":"e","payload":{}}"#.into()).unwrap()
     }
 
     #[test]
@@ -214,5 +366,10 @@ mod tests {
             Err(EnvelopeError::Json(_))
         ));
         assert_eq!(decode(b"\x01\x00b\x09ab"), Err(EnvelopeError::Short));
+        assert_eq!(decode(b"\x01\x00m1 2"), Err(EnvelopeError::Short));
+        assert_eq!(decode(b"\x01\x00mx y\n"), Err(EnvelopeError::Position));
+        let mut frame = numbered_head("n", None);
+        frame.extend_from_slice(b"e 1\nx");
+        assert_eq!(decode(&frame), Err(EnvelopeError::Kind(b'x')));
     }
 }

@@ -24,6 +24,7 @@
 
 mod broker;
 mod envelope;
+mod history;
 mod liveness;
 mod outbox;
 mod presence;

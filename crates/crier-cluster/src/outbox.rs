@@ -74,6 +74,12 @@ impl Outbox {
         self.send((Some(topic.to_owned()), command, bytes))
     }
 
+    /// Remembers that a broadcast of `topic` never reached the bus (the other nodes are
+    /// told of the gap once it is back).
+    pub(crate) fn lose(&self, topic: &str) {
+        self.lost.lock().insert(topic.to_owned());
+    }
+
     /// Queues a presence change; when full, drops it and remembers that one was dropped.
     pub(crate) fn presence(&self, command: redis::Cmd, bytes: usize) {
         if !self.room(bytes) {

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use crier_server::broker::LocalDelivery;
+use crier_server::HistoryConfig;
+use crier_server::broker::{LocalDelivery, StreamPosition};
 use crier_server::presence::RemoteChange;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::broker::{BACKOFF_MAX, BACKOFF_MIN, CHANNEL_PREFIX, COMMAND_TIMEOUT, channel_of};
 use crate::envelope::{self, Carried};
+use crate::history;
 use crate::presence::{self, Cursor, Presence};
 
 /// How often a topic whose presence snapshot could not be read is tried again.
@@ -37,9 +39,57 @@ struct Subscriptions {
     stale: HashSet<String>,
     presence: Arc<Presence>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
+    /// Set when broadcasts are numbered in the shared history (`crate::history`).
+    history: Arc<OnceLock<HistoryConfig>>,
+    /// The topic whose mark this node waits for, and whether it came.
+    awaited_mark: Option<(String, bool)>,
 }
 
 impl Subscriptions {
+    /// With a shared history: publishes where `topic`'s stream stands, and waits for
+    /// that mark to come back through the pub/sub connection (handing what comes before
+    /// it to the node), so that when a join's `synced` is answered, this node's copy of
+    /// the stream knows where it starts. Returns false when the connection failed.
+    async fn mark(
+        &mut self,
+        reader: &mut MultiplexedConnection,
+        stream: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+        topic: &str,
+    ) -> bool {
+        let Some(config) = self.history.get().cloned() else {
+            return true;
+        };
+        if let Err(err) = history::mark(reader, self.presence.node(), topic, &config).await {
+            tracing::warn!(topic, error = %err, "cannot read where a topic's history stands");
+            return !err.is_io_error() && !err.is_connection_dropped();
+        }
+        self.awaited_mark = Some((topic.to_owned(), false));
+        let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT;
+        let mut healthy = true;
+        while self.awaited_mark.as_ref().is_some_and(|(_, seen)| !seen) {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(message)) => {
+                    if let Some(stale) = self.receive(&message) {
+                        self.stale.insert(stale);
+                    }
+                }
+                Ok(None) => {
+                    healthy = false;
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        topic,
+                        "the mark of a topic's history did not come back in time"
+                    );
+                    break;
+                }
+            }
+        }
+        self.awaited_mark = None;
+        healthy
+    }
+
     /// Reads `topic`'s presence snapshot and makes this node's view of it exactly that.
     async fn load(
         &mut self,
@@ -82,14 +132,50 @@ impl Subscriptions {
             }
         };
         let node = self.presence.node();
+        let shared = self.history.get().is_some();
         match carried {
             Carried::Presence(text) => self.presence_change(topic, origin, &text),
-            _ if origin == node => None, // this node delivered it locally already
-            Carried::Gap => {
+            Carried::Numbered {
+                epoch,
+                offset,
+                exclude,
+                publication,
+            } => {
+                let delivery = self.delivery.get().and_then(Weak::upgrade)?;
+                let at = StreamPosition {
+                    epoch: &epoch,
+                    offset,
+                };
+                let exclude = exclude.filter(|_| origin == node);
+                delivery.deliver_at(topic, publication.publication()?, at, exclude);
+                None
+            }
+            // Another node's mark is for that node.
+            Carried::Mark { .. } if origin != node => None,
+            Carried::Mark { epoch, offset } => {
+                if let Some((awaited, seen)) = &mut self.awaited_mark
+                    && awaited == topic
+                {
+                    *seen = true;
+                }
+                let delivery = self.delivery.get().and_then(Weak::upgrade)?;
+                delivery.continues(
+                    topic,
+                    StreamPosition {
+                        epoch: &epoch,
+                        offset,
+                    },
+                );
+                None
+            }
+            // With a shared history, this node's own publications reach its
+            // subscribers through Redis too, so its own gaps are theirs.
+            Carried::Gap if origin != node || shared => {
                 let delivery = self.delivery.get().and_then(Weak::upgrade)?;
                 delivery.gap(topic);
                 None
             }
+            _ if origin == node => None, // this node delivered it locally already
             carried => {
                 let delivery = self.delivery.get().and_then(Weak::upgrade)?;
                 delivery.deliver(topic, carried.publication()?);
@@ -145,12 +231,15 @@ pub(crate) async fn subscribe(
     presence: Arc<Presence>,
     delivery: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
     connected: Arc<AtomicBool>,
+    history: Arc<OnceLock<HistoryConfig>>,
 ) {
     let mut state = Subscriptions {
         topics: HashMap::new(),
         stale: HashSet::new(),
         presence,
         delivery,
+        history,
+        awaited_mark: None,
     };
     // `synced` calls that came while the connection was failing: answered once it is
     // back and every topic is subscribed again.
@@ -198,12 +287,17 @@ pub(crate) async fn subscribe(
             healthy = sink.subscribe(channel_of(topic)).await.is_ok();
             if healthy {
                 state.load_or_later(&mut reader, topic).await;
+                healthy = state.mark(&mut reader, &mut stream, topic).await;
             }
         }
         if healthy {
-            if connected_before && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
+            // What other nodes published while this connection was down never came. With
+            // a shared history, the marks just read told each topic's subscribers
+            // whether they missed any.
+            if connected_before
+                && state.history.get().is_none()
+                && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
             {
-                // What other nodes published while this connection was down never came.
                 for topic in &topics {
                     delivery.gap(topic);
                 }
@@ -224,6 +318,7 @@ pub(crate) async fn subscribe(
                         healthy = sink.subscribe(channel_of(&topic)).await.is_ok();
                         if healthy {
                             state.load_or_later(&mut reader, &topic).await;
+                            healthy = state.mark(&mut reader, &mut stream, &topic).await;
                         }
                     }
                     Some(SubscriberCommand::Unsubscribe(topic)) => {

@@ -35,6 +35,7 @@ impl TestBus for RedisBus {
 }
 
 crier_server::broker_conformance!(redis, RedisBus::new());
+crier_server::shared_history_conformance!(redis_shared, RedisBus::new());
 
 /// A `RedisBroker`'s presence store on a private Redis that lives as long as it does.
 #[derive(Debug)]

@@ -9,10 +9,11 @@ use parking_lot::RwLock;
 
 use super::{Broker, BrokerError, LocalDelivery, Publication};
 
-type NodeKey = u64;
+pub(super) type NodeKey = u64;
 
 /// An in-process bus: every node given one of its [`MemoryBus::broker`]s receives the
-/// publications of the topics it subscribes to from every other such node.
+/// publications of the topics it subscribes to from every other such node. For nodes
+/// that keep history, it keeps one history for all of them ([`super::SharedHistory`]).
 ///
 /// A node built without a broker gets a bus of its own, and publishing on a bus with one
 /// node costs an atomic load. Delivery to another node happens on the publisher's task,
@@ -23,13 +24,17 @@ pub struct MemoryBus {
 }
 
 #[derive(Default)]
-struct Bus {
+pub(super) struct Bus {
     next_node: AtomicU64,
     /// Nodes attached, so a bus of one skips every lookup.
     attached: AtomicUsize,
-    nodes: RwLock<HashMap<NodeKey, Weak<dyn LocalDelivery>>>,
+    pub(super) nodes: RwLock<HashMap<NodeKey, Weak<dyn LocalDelivery>>>,
     /// Which nodes subscribe to each topic.
-    topics: RwLock<HashMap<Arc<str>, HashSet<NodeKey>>>,
+    pub(super) topics: RwLock<HashMap<Arc<str>, HashSet<NodeKey>>>,
+    /// Whether nodes that keep history keep it in the bus's shared one.
+    shares_history: bool,
+    /// That shared history (`super::memory_history`).
+    pub(super) streams: parking_lot::Mutex<super::memory_history::Streams>,
 }
 
 impl fmt::Debug for MemoryBus {
@@ -47,19 +52,37 @@ impl MemoryBus {
         MemoryBus::default()
     }
 
+    /// A bus with no node on it whose nodes that keep history number their broadcasts
+    /// in one history for all of them ([`super::SharedHistory`]), as a Redis cluster's
+    /// do: a subscriber can resume on any node.
+    pub fn sharing_history() -> Self {
+        MemoryBus {
+            inner: Arc::new(Bus {
+                shares_history: true,
+                ..Bus::default()
+            }),
+        }
+    }
+
     /// A broker for one more node on this bus.
     pub fn broker(&self) -> Arc<dyn Broker> {
         Arc::new(MemoryBroker {
             bus: Arc::clone(&self.inner),
             node: self.inner.next_node.fetch_add(1, Ordering::Relaxed),
+            history: std::sync::OnceLock::new(),
+            unmarked: parking_lot::Mutex::new(Vec::new()),
         })
     }
 }
 
 /// One node's end of a [`MemoryBus`].
-struct MemoryBroker {
-    bus: Arc<Bus>,
-    node: NodeKey,
+pub(super) struct MemoryBroker {
+    pub(super) bus: Arc<Bus>,
+    pub(super) node: NodeKey,
+    /// Set when the node keeps history in the bus's shared one.
+    pub(super) history: std::sync::OnceLock<crate::HistoryConfig>,
+    /// Topics subscribed since the last `synced`, which marks them then.
+    pub(super) unmarked: parking_lot::Mutex<Vec<Arc<str>>>,
 }
 
 impl fmt::Debug for MemoryBroker {
@@ -107,6 +130,9 @@ impl Broker for MemoryBroker {
     }
 
     fn subscribe(&self, topic: &str) {
+        if self.history.get().is_some() {
+            self.unmarked.lock().push(Arc::from(topic));
+        }
         let mut topics = self.bus.topics.write();
         match topics.get_mut(topic) {
             Some(nodes) => {
@@ -116,6 +142,32 @@ impl Broker for MemoryBroker {
                 topics.insert(Arc::from(topic), HashSet::from([self.node]));
             }
         }
+    }
+
+    fn confirms_later(&self) -> bool {
+        // The node's copy of the shared history learns where a topic's stream stands
+        // at `synced`.
+        self.history.get().is_some()
+    }
+
+    fn synced(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.mark_subscribed();
+        Box::pin(std::future::ready(()))
+    }
+
+    fn shared_history(
+        &self,
+        config: &crate::HistoryConfig,
+    ) -> Option<Arc<dyn super::SharedHistory>> {
+        if !self.bus.shares_history {
+            return None;
+        }
+        let _ = self.history.set(config.clone());
+        Some(Arc::new(super::memory_history::MemoryBusHistory::new(
+            Arc::clone(&self.bus),
+            self.node,
+            config.clone(),
+        )))
     }
 
     fn unsubscribe(&self, topic: &str) {

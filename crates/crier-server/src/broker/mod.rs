@@ -17,11 +17,16 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
+mod memory_history;
+#[cfg(any(test, feature = "conformance"))]
+pub mod shared_conformance;
+mod shared_history;
 #[cfg(test)]
 mod tests {
     use super::MemoryBus;
 
     crate::broker_conformance!(memory, MemoryBus::new());
+    crate::shared_history_conformance!(memory_shared, MemoryBus::sharing_history());
 }
 
 use std::fmt;
@@ -31,10 +36,14 @@ use crier_protocol::UserBroadcast;
 use serde_json::value::RawValue;
 
 pub use memory::MemoryBus;
+pub use shared_history::{
+    BusFuture, OwnedPublication, SharedEntry, SharedHistory, SharedRead, StreamPosition,
+};
 
 /// A broadcast as it travels between nodes, borrowed from its publisher: a broker that
 /// must keep it (a network bus) copies or serializes it. It carries no stream position:
-/// each node gives it the next one of its own history.
+/// each node gives it the next one of its own history, unless the bus numbers the
+/// broadcasts itself ([`SharedHistory`]).
 #[derive(Debug, Clone, Copy)]
 pub enum Publication<'a> {
     /// A JSON broadcast: the whole `{"type":"broadcast","event":…,"payload":…}` body,
@@ -83,6 +92,26 @@ pub trait LocalDelivery: Send + Sync {
     fn gap(&self, topic: &str) {
         let _ = topic;
     }
+
+    /// A publication of `topic` numbered by the bus's [`SharedHistory`] at `at`: queued
+    /// to this node's subscribers of the topic except `exclude` (a connection of this
+    /// node, when this node published it), with that position.
+    fn deliver_at(
+        &self,
+        topic: &str,
+        publication: Publication<'_>,
+        at: StreamPosition<'_>,
+        exclude: Option<u64>,
+    ) {
+        let _ = (at, exclude);
+        self.deliver(topic, publication);
+    }
+
+    /// The bus's [`SharedHistory`] says that `topic`'s stream stood at `at` here, in the
+    /// order of its publications: every later one will be delivered to this node.
+    fn continues(&self, topic: &str, at: StreamPosition<'_>) {
+        let _ = (topic, at);
+    }
 }
 
 /// The bus between nodes. Calls never wait: a network implementation queues what it has
@@ -120,6 +149,18 @@ pub trait Broker: Send + Sync + fmt::Debug {
     /// always in effect.
     fn synced(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::ready(()))
+    }
+
+    /// A history of every topic kept on the bus for all its nodes, bounded by `config`,
+    /// when the bus keeps one: the node then numbers its broadcasts there (a subscriber
+    /// can resume on any node) instead of in a history of its own. Asked once, when the
+    /// node is built with history on.
+    fn shared_history(
+        &self,
+        config: &crate::HistoryConfig,
+    ) -> Option<std::sync::Arc<dyn SharedHistory>> {
+        let _ = config;
+        None
     }
 
     /// The cluster as the bus sees it; `None` for a bus within one process.

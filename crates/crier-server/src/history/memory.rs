@@ -5,6 +5,11 @@
 //! is the oldest of all topics: a second queue records every append in order, `(topic,
 //! offset)`, and eviction pops from its front. An entry that a per-topic bound dropped
 //! first is simply not found there any more. No two locks are ever held at once.
+//!
+//! The same store is a node's copy of a cluster's shared history
+//! ([`MemoryHistory::copy_of_shared`]): then the bus numbers the broadcasts
+//! ([`HistoryStore::append_at`]) and the store only keeps the recent ones and checks that
+//! each follows the last.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +22,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use super::{Attached, Entry, Gap, HistoryConfig, HistoryStats, HistoryStore, Position};
+use super::{Attached, Entry, Fetched, Gap, HistoryConfig, HistoryStats, HistoryStore, Position};
 use crate::fanout::Content;
 
 /// What an entry costs beyond its payload: the deque slot, the `Arc`, the content's
@@ -28,6 +33,8 @@ const ENTRY_OVERHEAD: usize = 96;
 #[derive(Debug)]
 pub(crate) struct MemoryHistory {
     config: HistoryConfig,
+    /// A copy of a cluster's shared history: positions come from the bus.
+    copy: bool,
     streams: DashMap<Arc<str>, Arc<Mutex<Stream>>>,
     /// Every entry kept, in append order across topics: the node-wide bound's queue.
     order: Mutex<VecDeque<(Arc<str>, u64)>>,
@@ -42,6 +49,9 @@ struct Stream {
     /// The offset of the newest broadcast ever appended (0: none).
     last: u64,
     entries: VecDeque<Kept>,
+    /// Whether `epoch` and `last` say where the stream stands: always for a stream of
+    /// this node's own; for a copy, once the bus has said so.
+    known: bool,
     /// The last append or join: a stream left empty is dropped a retention after it.
     touched: Instant,
 }
@@ -57,8 +67,18 @@ struct Kept {
 impl MemoryHistory {
     /// Empty, keeping what `config` allows.
     pub(crate) fn new(config: HistoryConfig) -> Self {
+        MemoryHistory::with(config, false)
+    }
+
+    /// Empty, as this node's copy of a cluster's shared history (see the module doc).
+    pub(crate) fn copy_of_shared(config: HistoryConfig) -> Self {
+        MemoryHistory::with(config, true)
+    }
+
+    fn with(config: HistoryConfig, copy: bool) -> Self {
         MemoryHistory {
             config,
+            copy,
             streams: DashMap::new(),
             order: Mutex::new(VecDeque::new()),
             bytes: AtomicUsize::new(0),
@@ -75,8 +95,13 @@ impl MemoryHistory {
         }
         let entry = self.streams.entry(Arc::from(key)).or_insert_with(|| {
             Arc::new(Mutex::new(Stream {
-                epoch: new_epoch(),
+                epoch: if self.copy {
+                    Arc::from("")
+                } else {
+                    new_epoch()
+                },
                 last: 0,
+                known: !self.copy,
                 entries: VecDeque::new(),
                 touched: Instant::now(),
             }))
@@ -106,7 +131,12 @@ impl MemoryHistory {
     /// Starts a new epoch: what was kept goes. `last` goes on counting (the append-order
     /// queue names entries by offset).
     fn end_epoch(&self, stream: &mut Stream) {
-        stream.epoch = new_epoch();
+        self.start_again(stream, new_epoch());
+    }
+
+    /// Drops what `stream` kept, and names its run `epoch`.
+    fn start_again(&self, stream: &mut Stream, epoch: Arc<str>) {
+        stream.epoch = epoch;
         let gone = std::mem::take(&mut stream.entries);
         let bytes = gone.iter().map(|kept| kept.bytes).sum();
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -171,13 +201,21 @@ impl HistoryStore for MemoryHistory {
         &self,
         key: &str,
         resume: Option<&ResumeFrom>,
+        fetched: Option<&Fetched>,
         then: &mut dyn FnMut() -> bool,
     ) -> Attached {
         let (_, stream) = self.stream(key);
         let now = Instant::now();
         let mut stream = stream.lock();
         if then() {
-            self.end_epoch(&mut stream);
+            if self.copy {
+                // Until the bus says where the stream stands again.
+                self.start_again(&mut stream, Arc::from(""));
+                stream.known = false;
+                stream.last = 0;
+            } else {
+                self.end_epoch(&mut stream);
+            }
         }
         self.trim(&mut stream, now);
         stream.touched = now;
@@ -185,6 +223,10 @@ impl HistoryStore for MemoryHistory {
             epoch: Arc::clone(&stream.epoch),
             offset: stream.last,
         };
+        if self.copy {
+            let missed = resume.map(|from| missed_in_copy(&stream, from, fetched));
+            return Attached { latest, missed };
+        }
         let missed = resume.map(|from| {
             if *from.epoch != *stream.epoch {
                 return Err(Gap::EpochChanged);
@@ -207,6 +249,65 @@ impl HistoryStore for MemoryHistory {
             }
         });
         Attached { latest, missed }
+    }
+
+    fn append_at(
+        &self,
+        key: &str,
+        at: &Position,
+        content: &Arc<Content>,
+        then: &mut dyn FnMut(bool),
+    ) {
+        let (key, stream) = self.stream(key);
+        let now = Instant::now();
+        {
+            let mut stream = stream.lock();
+            let same_run = stream.known && stream.epoch == at.epoch;
+            if same_run && at.offset <= stream.last {
+                return; // delivered already
+            }
+            let follows = same_run && at.offset == stream.last + 1;
+            // Before the bus said where the stream stood, the first broadcast says it.
+            let jumped = stream.known && !follows;
+            if !follows {
+                self.start_again(&mut stream, Arc::clone(&at.epoch));
+            }
+            stream.known = true;
+            stream.last = at.offset;
+            let bytes = content.len() + ENTRY_OVERHEAD;
+            stream.entries.push_back(Kept {
+                offset: at.offset,
+                at: now,
+                bytes,
+                content: Arc::clone(content),
+            });
+            stream.touched = now;
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.messages.fetch_add(1, Ordering::Relaxed);
+            self.trim(&mut stream, now);
+            then(jumped);
+        }
+        self.order.lock().push_back((key, at.offset));
+        self.enforce_bytes();
+    }
+
+    fn continue_after(&self, key: &str, at: &Position) -> bool {
+        let (_, stream) = self.stream(key);
+        let mut stream = stream.lock();
+        if stream.known && stream.epoch == at.epoch && stream.last >= at.offset {
+            return false; // in step
+        }
+        let jumped = stream.known;
+        self.start_again(&mut stream, Arc::clone(&at.epoch));
+        stream.known = true;
+        stream.last = at.offset;
+        jumped
+    }
+
+    fn follows(&self, key: &str) -> bool {
+        self.streams
+            .get(key)
+            .is_some_and(|stream| stream.lock().known)
     }
 
     fn read(&self, key: &str, after: u64, limit: usize) -> Option<(Position, Vec<Entry>)> {
@@ -266,6 +367,56 @@ impl HistoryStore for MemoryHistory {
             evicted: self.evicted.load(Ordering::Relaxed),
         }
     }
+}
+
+/// What a resume from `from` missed, from a copy of the shared stream and, for the part
+/// the copy does not reach back to, from `fetched`. Every offset from the one after
+/// `from` up to the copy's latest must be found, in order; the first one missing is the
+/// gap.
+fn missed_in_copy(
+    stream: &Stream,
+    from: &ResumeFrom,
+    fetched: Option<&Fetched>,
+) -> Result<Vec<Entry>, Gap> {
+    if !stream.known {
+        return Err(Gap::Unavailable);
+    }
+    if *from.epoch != *stream.epoch {
+        return Err(Gap::EpochChanged);
+    }
+    if from.offset >= stream.last {
+        return Ok(Vec::new());
+    }
+    let kept = stream.entries.iter().map(|kept| Entry {
+        offset: kept.offset,
+        content: Arc::clone(&kept.content),
+    });
+    let reaches_back = stream
+        .entries
+        .front()
+        .is_some_and(|first| first.offset <= from.offset + 1);
+    let read = match fetched {
+        _ if reaches_back => Vec::new(),
+        Some(fetched) if fetched.latest.epoch == stream.epoch => fetched.entries.clone(),
+        Some(_) => return Err(Gap::EpochChanged),
+        None => return Err(Gap::Unavailable),
+    };
+    let mut missed = Vec::new();
+    let mut next = from.offset + 1;
+    for entry in read.into_iter().chain(kept) {
+        if entry.offset < next {
+            continue;
+        }
+        if entry.offset > next || next > stream.last {
+            break;
+        }
+        missed.push(entry);
+        next += 1;
+    }
+    if next <= stream.last {
+        return Err(Gap::TooOld { needed: next });
+    }
+    Ok(missed)
 }
 
 /// A new epoch: random, so that one from before a restart never matches.

@@ -61,6 +61,8 @@ pub(crate) enum Gap {
         /// That broadcast's offset.
         needed: u64,
     },
+    /// The cluster's shared history could not be read (the bus is unreachable).
+    Unavailable,
 }
 
 impl fmt::Display for Gap {
@@ -70,6 +72,7 @@ impl fmt::Display for Gap {
             Gap::TooOld { needed } => {
                 write!(f, "Resume gap: history no longer reaches offset {needed}")
             }
+            Gap::Unavailable => f.write_str("Resume gap: the cluster's history is unreachable"),
         }
     }
 }
@@ -83,6 +86,16 @@ pub(crate) struct Attached {
     /// For a resuming join: the broadcasts after its offset, oldest first, or why they
     /// cannot be had.
     pub(crate) missed: Option<Result<Vec<Entry>, Gap>>,
+}
+
+/// What a resuming join read of the cluster's shared history before it attached, for
+/// the part of the stream this node's copy does not reach back to.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The shared stream's epoch and latest offset when read.
+    pub(crate) latest: Position,
+    /// Its kept broadcasts after the join's offset, oldest first.
+    pub(crate) entries: Vec<Entry>,
 }
 
 /// Totals for the metrics.
@@ -134,12 +147,41 @@ pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
     /// it); when it returns true, the stream missed broadcasts before now (the topic
     /// had no subscriber here in a cluster) and its epoch ends as with
     /// [`HistoryStore::break_stream`].
+    ///
+    /// A copy of a shared history (see [`HistoryStore::append_at`]) instead forgets
+    /// where the stream stands until the bus says it again. It serves a resume from
+    /// what it keeps and, for what it does not reach back to, from `fetched` (read of
+    /// the shared stream just before; `None` when that read failed).
     fn attach(
         &self,
         key: &str,
         resume: Option<&ResumeFrom>,
+        fetched: Option<&Fetched>,
         then: &mut dyn FnMut() -> bool,
     ) -> Attached;
+
+    /// For a copy of a cluster's shared history: keeps `content`, numbered `at` by the
+    /// bus, and calls `then` while the stream is locked, unless this copy has it already
+    /// (a duplicate is dropped). `then` is told `true` when the broadcast does not follow
+    /// the last one kept (broadcasts were lost on their way here, or the shared stream
+    /// began a new epoch): subscribers must be told.
+    fn append_at(
+        &self,
+        key: &str,
+        at: &Position,
+        content: &Arc<Content>,
+        then: &mut dyn FnMut(bool),
+    );
+
+    /// For a copy of a cluster's shared history: the bus says the stream of `key` stood
+    /// at `at`, in order with its publications. A copy that does not know where it
+    /// stands yet starts from there; one that is behind starts again from there, and
+    /// `true` says subscribers must be told they missed broadcasts.
+    fn continue_after(&self, key: &str, at: &Position) -> bool;
+
+    /// For a copy of a cluster's shared history: whether it knows where the stream of
+    /// `key` stands (the bus has said so, or a publication came).
+    fn follows(&self, key: &str) -> bool;
 
     /// Up to `limit` broadcasts after offset `after`, oldest first, with the latest
     /// position; `None` when the topic has no stream.

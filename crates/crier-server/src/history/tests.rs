@@ -82,7 +82,7 @@ fn a_broken_stream_tells_a_resume_from_before_it_of_the_gap() {
         let before = append(&*store, "t", 2);
         store.break_stream("t");
         store.break_stream("never");
-        let attached = store.attach("t", Some(&resume(&before, 1)), &mut || false);
+        let attached = store.attach("t", Some(&resume(&before, 1)), None, &mut || false);
         assert_eq!(
             attached.missed.unwrap().unwrap_err(),
             Gap::EpochChanged,
@@ -110,7 +110,8 @@ fn a_join_reads_what_it_missed_or_says_why_not() {
             last = append(&*store, "t", n);
         }
         // Offsets 3, 4 and 5 are kept.
-        let attach = |from: Option<ResumeFrom>| store.attach("t", from.as_ref(), &mut || false);
+        let attach =
+            |from: Option<ResumeFrom>| store.attach("t", from.as_ref(), None, &mut || false);
         let plain = attach(None);
         assert_eq!(
             (plain.latest.clone(), plain.missed.is_none()),
@@ -140,7 +141,13 @@ fn a_join_reads_what_it_missed_or_says_why_not() {
             "{name}"
         );
         // A join on a topic nobody published to yet starts at offset 0.
-        assert_eq!(store.attach("fresh", None, &mut || false).latest.offset, 0);
+        assert_eq!(
+            store
+                .attach("fresh", None, None, &mut || false)
+                .latest
+                .offset,
+            0
+        );
     }
 }
 
@@ -153,7 +160,7 @@ async fn broadcasts_older_than_the_retention_go() {
         append(&*store, "t", 2);
         tokio::time::advance(Duration::from_secs(5)).await;
         let missed = store
-            .attach("t", Some(&resume(&first, 0)), &mut || false)
+            .attach("t", Some(&resume(&first, 0)), None, &mut || false)
             .missed;
         assert_eq!(
             missed.unwrap().unwrap_err(),
@@ -189,7 +196,7 @@ fn the_node_byte_bound_drops_the_oldest_of_any_topic() {
             "{name}: {stats:?}"
         );
         let missed = store
-            .attach("a", Some(&resume(&a1, 0)), &mut || false)
+            .attach("a", Some(&resume(&a1, 0)), None, &mut || false)
             .missed;
         assert_eq!(
             missed.unwrap().unwrap_err(),
@@ -235,7 +242,7 @@ fn a_join_racing_publishers_sees_every_broadcast_once() {
                 })
                 .collect();
             std::thread::yield_now();
-            let attached = store.attach("t", Some(&resume(&start, 1)), &mut || {
+            let attached = store.attach("t", Some(&resume(&start, 1)), None, &mut || {
                 live.lock().0 = true;
                 false
             });

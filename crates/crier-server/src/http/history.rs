@@ -75,7 +75,21 @@ pub(crate) async fn history(
         }
     }
     let limit = query.limit.unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT);
-    let body = match store.read(&topic_key(&topic, private), query.after, limit) {
+    let key = topic_key(&topic, private);
+    // In a cluster that shares its history, the shared stream is the whole one.
+    let read = match &node.shared.shared_history {
+        None => store.read(&key, query.after, limit),
+        Some(shared) => match shared.read(&key, query.after, limit).await {
+            Ok(read) => Some(crate::session::shared_entries(read)),
+            Err(err) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("The cluster's history cannot be read now: {err}"),
+                );
+            }
+        },
+    };
+    let body = match read {
         None => json!({"epoch": Value::Null, "offset": 0, "messages": []}),
         Some((latest, entries)) => json!({
             "epoch": &*latest.epoch,

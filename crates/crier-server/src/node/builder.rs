@@ -195,8 +195,16 @@ impl NodeBuilder {
                 Err(_) => return Err(ConfigError::NoRuntime),
             }
         }
+        // With history on, a bus that keeps one for all nodes numbers the broadcasts,
+        // and this node's store is its copy of the recent part.
+        let shared_history = (config.history.size > 0)
+            .then(|| broker.shared_history(&config.history))
+            .flatten();
         let history = (config.history.size > 0).then(|| {
-            let store: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new(config.history.clone()));
+            let store: Arc<dyn HistoryStore> = match shared_history {
+                Some(_) => Arc::new(MemoryHistory::copy_of_shared(config.history.clone())),
+                None => Arc::new(MemoryHistory::new(config.history.clone())),
+            };
             if tokio::runtime::Handle::try_current().is_ok() {
                 tasks.spawn(keep_history(
                     Arc::clone(&store),
@@ -232,6 +240,7 @@ impl NodeBuilder {
                 next_ref: AtomicU64::new(1),
                 broker,
                 history,
+                shared_history,
                 clock,
                 checks,
                 config,

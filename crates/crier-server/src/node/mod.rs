@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{JwksError, JwtVerifier, load_jwks};
 use crate::authz::Checks;
-use crate::broker::{Broker, LocalDelivery, Publication};
+use crate::broker::{Broker, SharedHistory};
 use crate::changes::PostgresChanges;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
@@ -30,10 +30,11 @@ use crate::hooks::Hooks;
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, ConnId, Outbound};
-use crate::registry::{Delivery, Registry, wire_topic};
+use crate::registry::{Delivery, Registry};
 
 mod builder;
 mod database_broadcasts;
+mod from_bus;
 
 pub use builder::NodeBuilder;
 
@@ -80,6 +81,9 @@ pub(crate) struct Shared {
     pub(crate) broker: Arc<dyn Broker>,
     /// Each topic's recent broadcasts with their positions; `None` when history is off.
     pub(crate) history: Option<Arc<dyn HistoryStore>>,
+    /// The history the bus keeps for every node, when it numbers broadcasts (then
+    /// `history` is this node's copy of it).
+    pub(crate) shared_history: Option<Arc<dyn SharedHistory>>,
     /// The wall time, for token claims.
     pub(crate) clock: Arc<dyn Clock>,
     /// Private channels' checks; `None` when there is nothing to ask (every private
@@ -427,6 +431,19 @@ impl Shared {
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
+        if let Some(shared_history) = &self.shared_history
+            && let Some(publication) = message.publication()
+        {
+            // The bus numbers it and brings it back to this node's subscribers too.
+            self.counters.events.add(1);
+            match shared_history.append(key, publication, exclude) {
+                Ok(()) => return Delivery::default(),
+                Err(err) => {
+                    tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
+                    return self.deliver_local(key, message, exclude);
+                }
+            }
+        }
         let delivery = self.publish_here(key, message, exclude);
         if self.broker.has_peers()
             && let Some(publication) = message.publication()
@@ -447,6 +464,11 @@ impl Shared {
     ) -> Delivery {
         self.counters.events.add(1);
         match (&self.history, message.content()) {
+            // Positions in a copy of the shared history are the bus's to give: what
+            // every node gets by itself goes without one.
+            (Some(_), Some(_)) if self.shared_history.is_some() => {
+                self.deliver_local(key, message, exclude)
+            }
             (Some(history), Some(content)) => {
                 let mut delivery = Delivery::default();
                 history.append(key, content, &mut |position| {
@@ -478,65 +500,5 @@ impl Shared {
             .observe(started.elapsed().as_secs_f64());
         self.counters.events.add(delivery.recipients);
         delivery
-    }
-}
-
-/// Presence changes from other nodes, from a replicating presence store.
-impl crate::presence::PresenceSink for Shared {
-    fn merge(&self, key: &str, change: crate::presence::RemoteChange) {
-        if let Some(topic) = self.registry.get(key) {
-            topic.merge_presence(change);
-        }
-    }
-
-    fn republish(&self, topic: Option<&str>) {
-        match topic {
-            Some(key) => {
-                if let Some(topic) = self.registry.get(key) {
-                    topic.republish_presence();
-                }
-            }
-            None => {
-                for topic in self.registry.topics() {
-                    topic.republish_presence();
-                }
-            }
-        }
-    }
-}
-
-/// Broadcasts published on other nodes: queued to this node's subscribers without
-/// waiting (the publishing node paces its publisher, and a bus must not stall on one
-/// node's slow readers).
-impl LocalDelivery for Shared {
-    /// Through this node's history, so that it gets this node's next position: every
-    /// broadcast a subscriber here receives is in one stream, whichever node published it.
-    fn deliver(&self, key: &str, publication: Publication<'_>) {
-        match Outgoing::from_publication(wire_topic(key), publication) {
-            Some(message) => {
-                self.publish_here(key, &message, None);
-            }
-            None => {
-                tracing::warn!(topic = %key, "ignoring an unreadable broadcast from another node");
-            }
-        }
-    }
-
-    fn gap(&self, key: &str) {
-        if let Some(history) = &self.history {
-            history.break_stream(key);
-        }
-        let Some(topic) = self.registry.get(key) else {
-            return;
-        };
-        tracing::warn!(topic = %key, "broadcasts from other nodes may have been lost: subscribers are told");
-        let report = serde_json::json!({
-            "extension": "broadcast",
-            "status": "error",
-            "message": crier_protocol::codes::BROADCASTS_LOST,
-            "resume": {"recovered": false},
-        });
-        let message = Outgoing::json(topic.name(), crier_protocol::events::SYSTEM, &report);
-        topic.deliver(&message, None, None);
     }
 }

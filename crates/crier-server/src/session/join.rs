@@ -177,16 +177,30 @@ impl Session {
         // A bus that subscribes on its own task also brings other nodes' presences then:
         // the channel's presence state waits until it has.
         let bus_later = shared.broker.confirms_later();
+        // With a history the cluster shares, a join is answered once this node knows
+        // where the topic's stream stands, and a resuming channel receives broadcasts
+        // only once it has what it missed (see `resume`).
+        let shared_stream = shared.shared_history.is_some()
+            && resume.is_some_and(|_| config.postgres_changes.is_empty());
         let subscribed = Receives {
             presence: receives.presence && !bus_later,
-            ..receives
+            broadcasts: receives.broadcasts && !shared_stream,
         };
-        let ((registry_topic, first_here), attached) =
-            self.subscribe_in_stream(&key, subscribed, replayed, resume, state_frame);
+        let ((registry_topic, first_here), attached) = self.subscribe_in_stream(
+            &key,
+            subscribed,
+            replayed,
+            resume.filter(|_| !shared_stream),
+            state_frame,
+        );
+        let shared_stream = shared_stream
+            || (shared.shared_history.is_some()
+                && config.postgres_changes.is_empty()
+                && shared.history.as_ref().is_some_and(|h| !h.follows(&key)));
         // The reply to a topic's first join here waits for the bus (see
         // `Broker::confirms_later`), and its presence state comes after the reply.
         let wait_for_bus = first_here && bus_later && config.postgres_changes.is_empty();
-        if subscribed != receives && !wait_for_bus {
+        if subscribed != receives && !wait_for_bus && !shared_stream {
             let state_frame = self.state_frame_for(topic, to.join_ref.clone());
             registry_topic.set_receives(self.conn.id, receives, state_frame);
         }
@@ -225,13 +239,23 @@ impl Session {
             response["broadcast"] =
                 json!({"epoch": &*attached.latest.epoch, "offset": attached.latest.offset});
         }
+        if config.broadcast.replication_ready {
+            self.watch_replication(to);
+        }
+        if shared_stream {
+            let pending = super::resume::SharedJoin {
+                key: key.into_owned(),
+                resume: resume.cloned(),
+                subscribed,
+                receives,
+                response,
+            };
+            return self.attach_when_following(to, pending);
+        }
         let after_reply = match resume {
             Some(_) => self.resume_frames(to, attached),
             None => Vec::new(),
         };
-        if config.broadcast.replication_ready {
-            self.watch_replication(to);
-        }
         if wait_for_bus {
             return self.reply_when_bus_synced(to, response, after_reply);
         }

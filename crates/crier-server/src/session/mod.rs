@@ -22,6 +22,8 @@ mod join;
 mod private;
 mod resume;
 
+pub(crate) use resume::shared_entries;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;

@@ -48,6 +48,13 @@ pub(crate) enum CheckDone {
         response: serde_json::Value,
         after_reply: Vec<crate::frame::Frame>,
     },
+    /// This node's copy of the shared stream follows a join's topic, and a resuming
+    /// join has read what it may miss.
+    SharedReady {
+        to: super::ReplyAddress,
+        join: super::resume::SharedJoin,
+        fetched: Option<crate::history::Fetched>,
+    },
 }
 
 /// A private join waiting for its read check.
@@ -181,6 +188,9 @@ impl Session {
                 response,
                 after_reply,
             } => self.on_bus_synced(&to, &response, after_reply),
+            CheckDone::SharedReady { to, join, fetched } => {
+                self.on_shared_ready(&to, join, fetched);
+            }
         }
     }
 

@@ -2,6 +2,14 @@
 //! (`HistoryStore::attach`), so a resuming channel gets every broadcast it missed and
 //! then every later one live, none twice. What it missed is sent right after the join
 //! reply, then a `system` message says how the resume went.
+//!
+//! With a history the cluster shares (`broker::SharedHistory`), this node's store is a
+//! copy of the stream's recent part, kept in step by the bus. A join waits until the
+//! copy knows where the stream stands (for a topic new here, once the bus has
+//! subscribed it); a resuming one first reads from the shared stream what the copy may
+//! not reach back to, and receives no broadcast until it attaches under the copy's lock
+//! with both. What it missed is then every offset from its own up to the copy's latest,
+//! and the broadcasts after that reach it live.
 
 use std::sync::Arc;
 
@@ -15,9 +23,10 @@ use futures_util::FutureExt;
 
 use super::private::CheckDone;
 use super::{ReplyAddress, Session};
+use crate::fanout::Content;
 use crate::fanout::{Outgoing, encode_one};
 use crate::frame::Frame;
-use crate::history::{Attached, Position};
+use crate::history::{Attached, Entry, Fetched, Position};
 use crate::registry::{Receives, Topic};
 
 /// Longest wait of a join for the bus's subscription.
@@ -55,7 +64,7 @@ impl Session {
                 // gets a gap.
                 let peers = shared.broker.has_peers();
                 let mut topic = None;
-                let attached = history.attach(key, resume, &mut || {
+                let attached = history.attach(key, resume, None, &mut || {
                     let subscribed = subscribe();
                     let first_here = subscribed.1;
                     topic = Some(subscribed);
@@ -124,6 +133,87 @@ impl Session {
         }
     }
 
+    /// Answers a join once this node's copy of the shared stream follows the topic (the
+    /// bus has subscribed it), and for a resuming one after reading the shared stream.
+    pub(super) fn attach_when_following(&mut self, to: &ReplyAddress, join: SharedJoin) {
+        let shared = Arc::clone(&self.node.shared);
+        let to = to.clone();
+        let limit = shared.config.history.size;
+        super::checks_of(&mut self.checks).push(
+            async move {
+                if tokio::time::timeout(BUS_SYNC_LIMIT, shared.broker.synced())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("the cluster bus did not confirm a subscription in time; answering the join anyway");
+                }
+                let fetched = match (&join.resume, &shared.shared_history) {
+                    (Some(from), Some(history)) => {
+                        let read = history.read(&join.key, from.offset, limit);
+                        match tokio::time::timeout(BUS_SYNC_LIMIT, read).await {
+                            Ok(Ok(read)) => Some(fetched(read)),
+                            Ok(Err(err)) => {
+                                tracing::warn!(error = %err, "cannot read the cluster's history for a resume");
+                                None
+                            }
+                            Err(_) => None,
+                        }
+                    }
+                    _ => None,
+                };
+                CheckDone::SharedReady { to, join, fetched }
+            }
+            .boxed(),
+        );
+    }
+
+    /// The bus follows the topic and a resume has read the shared stream: attach under
+    /// the copy's lock (the channel starts receiving broadcasts there), answer, send what
+    /// it missed and how the resume went, then its presence state.
+    pub(super) fn on_shared_ready(
+        &mut self,
+        to: &ReplyAddress,
+        join: SharedJoin,
+        fetched: Option<Fetched>,
+    ) {
+        let current = self
+            .channels
+            .get(&to.topic)
+            .is_some_and(|channel| channel.join_ref == to.join_ref);
+        let Some(history) = self.node.shared.history.clone().filter(|_| current) else {
+            return;
+        };
+        let SharedJoin {
+            key,
+            resume,
+            subscribed,
+            receives,
+            mut response,
+        } = join;
+        let topic = Arc::clone(&self.channels[&to.topic].topic);
+        let conn = self.conn.id;
+        let attached = history.attach(&key, resume.as_ref(), fetched.as_ref(), &mut || {
+            let live = Receives {
+                broadcasts: receives.broadcasts,
+                ..subscribed
+            };
+            topic.set_receives(conn, live, |_| unreachable!("presence is unchanged"));
+            false
+        });
+        response["broadcast"] =
+            json!({"epoch": &*attached.latest.epoch, "offset": attached.latest.offset});
+        let after_reply = match resume {
+            Some(_) => self.resume_frames(to, Some(attached)),
+            None => Vec::new(),
+        };
+        self.reply(to, "ok", &response);
+        self.out.extend(after_reply);
+        if receives.presence && !subscribed.presence {
+            let state_frame = self.state_frame_for(&to.topic, to.join_ref.clone());
+            topic.set_receives(conn, receives, state_frame);
+        }
+    }
+
     /// The frames a resuming join gets after its reply: the broadcasts it missed, oldest
     /// first, then the `system` message (`status` ok with how many, or error with why).
     pub(super) fn resume_frames(
@@ -169,4 +259,51 @@ impl Session {
         frames.push(encode_one(self.vsn, &envelope, &report));
         frames
     }
+}
+
+/// A join waiting for this node's copy of the shared stream (see the module doc).
+pub(crate) struct SharedJoin {
+    /// The topic's key.
+    pub(crate) key: String,
+    /// Where a resuming join's subscriber left off.
+    pub(crate) resume: Option<ResumeFrom>,
+    /// What the channel receives until it attaches.
+    pub(crate) subscribed: Receives,
+    /// What it receives once it has.
+    pub(crate) receives: Receives,
+    /// The join's reply, without its stream position yet.
+    pub(crate) response: serde_json::Value,
+}
+
+/// A read of the shared stream, as this node keeps broadcasts (an entry that does not
+/// read is left out, and reported as a gap where it was needed).
+fn fetched(read: crate::broker::SharedRead) -> Fetched {
+    let (latest, entries) = shared_entries(read);
+    Fetched { latest, entries }
+}
+
+/// A read of the shared stream: its latest position, and its entries as this node
+/// keeps broadcasts (one that does not read is left out).
+pub(crate) fn shared_entries(read: crate::broker::SharedRead) -> (Position, Vec<Entry>) {
+    let entries = read
+        .entries
+        .iter()
+        .filter_map(|entry| {
+            let content = match entry.publication.publication() {
+                crate::broker::Publication::Json(body) => Content::from_body(body)?,
+                crate::broker::Publication::Binary(broadcast) => {
+                    Content::from_user_broadcast(broadcast)?
+                }
+            };
+            Some(Entry {
+                offset: entry.offset,
+                content: Arc::new(content),
+            })
+        })
+        .collect();
+    let latest = Position {
+        epoch: Arc::from(read.epoch),
+        offset: read.latest,
+    };
+    (latest, entries)
 }

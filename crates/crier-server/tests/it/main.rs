@@ -16,4 +16,5 @@ mod postgres_changes;
 mod presence;
 mod private_channels;
 mod resume;
+mod shared_history;
 mod tokens;

@@ -1,0 +1,275 @@
+//! [`RedisHistory`]: the history every node of the cluster numbers its broadcasts in,
+//! so that a subscriber resumes on any node (`crier_server::broker::SharedHistory`).
+//!
+//! Each topic's stream is two keys: a hash `crier:history-meta:<topic>` with the epoch
+//! (`e`, from Redis's clock when the hash is made) and the last offset (`o`), and a
+//! Redis stream `crier:history:<topic>` whose entry ids are `<offset>-1`, with the
+//! broadcast (`d`, its kind and body as `crate::envelope::body` writes them) and when
+//! it was kept (`t`, ms). One script ([`APPEND`]) numbers a broadcast, keeps it (bounded
+//! by count) and publishes it with its position on the topic's channel: Redis runs a
+//! script whole, so the channel carries a topic's broadcasts in offset order, and a
+//! broadcast is kept before any node can see it. Every node, the publishing one
+//! included, delivers what the channel brings.
+//!
+//! After it subscribes a topic, a node runs [`MARK`], which publishes where the stream
+//! stands on the same channel: in the channel's order, everything after that mark
+//! reaches the node, which is how its copy of the stream knows where it starts.
+//!
+//! The stream expires a retention after its last broadcast, and the hash a day after
+//! the stream's last use: an idle topic keeps its epoch, so a subscriber that missed
+//! nothing resumes without a gap. A hash that is gone (expired, or Redis lost its data)
+//! gets a new epoch, and every resume from before it reports the gap.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crier_server::HistoryConfig;
+use crier_server::broker::{
+    BrokerError, BusFuture, OwnedPublication, Publication, SharedEntry, SharedHistory, SharedRead,
+};
+use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+use crate::broker::{COMMAND_TIMEOUT, channel_of};
+use crate::envelope::{self, Carried};
+use crate::outbox::Outbox;
+
+/// How long an idle topic keeps its epoch.
+const META_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// The epoch of KEYS[1]'s stream, made (from Redis's clock, with offset 0 and the
+/// stream KEYS[2] emptied) when missing; refreshes the hash's expiry (ARGV[1], ms).
+const EPOCH: &str = r"
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  local now = redis.call('TIME')
+  epoch = now[1] .. '.' .. now[2]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+";
+
+/// Numbers, keeps and publishes a broadcast. KEYS: meta, stream. ARGV: meta ttl ms,
+/// channel, frame head (`envelope::numbered_head`), body, max entries, stream ttl ms.
+const APPEND: &str = r"
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-1', 't', ms, 'd', ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. epoch .. ' ' .. offset .. '\n' .. ARGV[4])
+return offset
+";
+
+/// Publishes where a topic's stream stands. KEYS: meta, stream. ARGV: meta ttl ms,
+/// channel, frame head (`envelope::mark_head`).
+const MARK: &str = r"
+local offset = redis.call('HGET', KEYS[1], 'o')
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. epoch .. ' ' .. offset .. '\n')
+return offset
+";
+
+/// Reads a stream after an offset. KEYS: meta, stream. ARGV: meta ttl ms, after, most
+/// entries, stream ttl ms. Returns the epoch, the latest offset, then each kept entry's
+/// offset and body (those older than the ttl are gone).
+const READ: &str = r"
+local latest = redis.call('HGET', KEYS[1], 'o')
+local now = redis.call('TIME')
+local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[4])
+local out = {epoch, latest}
+local start = tostring(tonumber(ARGV[2]) + 1) .. '-0'
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3])) do
+  local fields = entry[2]
+  local at, body = 0, ''
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then at = tonumber(fields[i + 1]) end
+    if fields[i] == 'd' then body = fields[i + 1] end
+  end
+  if at >= oldest then
+    table.insert(out, string.match(entry[1], '^(%d+)'))
+    table.insert(out, body)
+  end
+end
+return out
+";
+
+/// The scripts, each prefixed with [`EPOCH`].
+struct Scripts {
+    /// Sent whole in the publisher's pipelines (`EVAL`), so that a Redis that restarted
+    /// and forgot its scripts needs nothing loaded again.
+    append: String,
+    mark: redis::Script,
+    read: redis::Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(|| Scripts {
+        append: format!("{EPOCH}{APPEND}"),
+        mark: redis::Script::new(&format!("{EPOCH}{MARK}")),
+        read: redis::Script::new(&format!("{EPOCH}{READ}")),
+    })
+}
+
+fn meta_of(topic: &str) -> String {
+    format!("crier:history-meta:{topic}")
+}
+
+fn stream_of(topic: &str) -> String {
+    format!("crier:history:{topic}")
+}
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().clamp(1, u64::MAX.into()) as u64
+}
+
+/// The shared history on the cluster's Redis (see the module doc). Made by
+/// `RedisBroker`, whose tasks carry its publications and marks.
+#[derive(Debug)]
+pub(crate) struct RedisHistory {
+    node: Arc<str>,
+    config: HistoryConfig,
+    outbox: Arc<Outbox>,
+    /// The pub/sub connection is up: a broadcast sent now comes back to this node.
+    subscribed: Arc<AtomicBool>,
+    /// The last lease renewal went through: Redis answers.
+    renewed: Arc<AtomicBool>,
+    client: redis::Client,
+    reader: OnceCell<ConnectionManager>,
+}
+
+impl RedisHistory {
+    pub(crate) fn new(
+        node: Arc<str>,
+        config: HistoryConfig,
+        outbox: Arc<Outbox>,
+        (subscribed, renewed): (Arc<AtomicBool>, Arc<AtomicBool>),
+        client: redis::Client,
+    ) -> Self {
+        RedisHistory {
+            node,
+            config,
+            outbox,
+            subscribed,
+            renewed,
+            client,
+            reader: OnceCell::new(),
+        }
+    }
+
+    async fn reader(&self) -> redis::RedisResult<ConnectionManager> {
+        let config =
+            redis::aio::ConnectionManagerConfig::new().set_response_timeout(Some(COMMAND_TIMEOUT));
+        self.reader
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .await
+            .cloned()
+    }
+}
+
+impl SharedHistory for RedisHistory {
+    fn append(
+        &self,
+        topic: &str,
+        publication: Publication<'_>,
+        exclude: Option<u64>,
+    ) -> Result<(), BrokerError> {
+        if !(self.subscribed.load(Ordering::Relaxed) && self.renewed.load(Ordering::Relaxed)) {
+            // It would not come back here: this node delivers it itself, and the other
+            // nodes hear of the gap once Redis is back.
+            self.outbox.lose(topic);
+            return Err(BrokerError::Unavailable(
+                "the cluster bus (Redis) is unreachable".into(),
+            ));
+        }
+        let body = envelope::body(publication);
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(&scripts().append)
+            .arg(2)
+            .arg(meta_of(topic))
+            .arg(stream_of(topic))
+            .arg(millis(META_TTL.max(self.config.ttl)))
+            .arg(channel_of(topic))
+            .arg(envelope::numbered_head(&self.node, exclude))
+            .arg(body.as_ref())
+            .arg(self.config.size)
+            .arg(millis(self.config.ttl));
+        let bytes = body.len() + 2 * topic.len() + 64;
+        self.outbox
+            .broadcast(topic, command, bytes)
+            .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        after: u64,
+        limit: usize,
+    ) -> BusFuture<'_, Result<SharedRead, BrokerError>> {
+        let mut invocation = scripts().read.prepare_invoke();
+        invocation
+            .key(meta_of(topic))
+            .key(stream_of(topic))
+            .arg(millis(META_TTL.max(self.config.ttl)))
+            .arg(after)
+            .arg(limit)
+            .arg(millis(self.config.ttl));
+        Box::pin(async move {
+            let unavailable = |err: redis::RedisError| BrokerError::Unavailable(err.to_string());
+            let mut reader = self.reader().await.map_err(unavailable)?;
+            let reply: Vec<Vec<u8>> = invocation
+                .invoke_async(&mut reader)
+                .await
+                .map_err(unavailable)?;
+            parse_read(reply).ok_or_else(|| {
+                BrokerError::Unavailable("the cluster's history answered unreadably".into())
+            })
+        })
+    }
+}
+
+fn parse_read(reply: Vec<Vec<u8>>) -> Option<SharedRead> {
+    let mut items = reply.into_iter();
+    let epoch = String::from_utf8(items.next()?).ok()?;
+    let latest = std::str::from_utf8(&items.next()?).ok()?.parse().ok()?;
+    let mut entries = Vec::new();
+    while let (Some(offset), Some(body)) = (items.next(), items.next()) {
+        let offset = std::str::from_utf8(&offset).ok()?.parse().ok()?;
+        let publication = match envelope::decode_body(&body) {
+            Ok(Carried::Json(body)) => OwnedPublication::Json(body),
+            Ok(Carried::Binary(broadcast)) => OwnedPublication::Binary(broadcast),
+            _ => continue, // unreadable: a resume that needs it reports a gap
+        };
+        entries.push(SharedEntry {
+            offset,
+            publication,
+        });
+    }
+    Some(SharedRead {
+        epoch,
+        latest,
+        entries,
+    })
+}
+
+/// Publishes where `topic`'s stream stands on its channel, as node `node` (see the
+/// module doc); `meta_ttl` as the history's.
+pub(crate) async fn mark(
+    connection: &mut impl redis::aio::ConnectionLike,
+    node: &str,
+    topic: &str,
+    config: &HistoryConfig,
+) -> redis::RedisResult<()> {
+    scripts()
+        .mark
+        .key(meta_of(topic))
+        .key(stream_of(topic))
+        .arg(millis(META_TTL.max(config.ttl)))
+        .arg(channel_of(topic))
+        .arg(envelope::mark_head(node))
+        .invoke_async::<()>(connection)
+        .await
+}
