@@ -5,8 +5,8 @@
 //! (`e`, from Redis's clock when the hash is made) and the last offset (`o`), and a
 //! Redis stream `crier:history:<topic>` whose entry ids are `<offset>-1`, with the
 //! broadcast (`d`, its kind and body as `crate::envelope::body` writes them) and when
-//! it was kept (`t`, ms). One script ([`APPEND`]) numbers a broadcast, keeps it (bounded
-//! by count) and publishes it with its position on the topic's channel: Redis runs a
+//! it was kept (`t`, ms). One script ([`APPEND`]) numbers a broadcast, keeps it (trimmed
+//! roughly by count; reads apply the exact bounds) and publishes it with its position on the topic's channel: Redis runs a
 //! script whole, so the channel carries a topic's broadcasts in offset order, and a
 //! broadcast is kept before any node can see it. Every node, the publishing one
 //! included, delivers what the channel brings.
@@ -17,8 +17,11 @@
 //!
 //! The stream expires a retention after its last broadcast, and the hash a day after
 //! the stream's last use: an idle topic keeps its epoch, so a subscriber that missed
-//! nothing resumes without a gap. A hash that is gone (expired, or Redis lost its data)
-//! gets a new epoch, and every resume from before it reports the gap.
+//! nothing resumes without a gap. A hash that is gone (expired, or Redis restarted
+//! empty) gets a new epoch, and every resume from before it reports the gap. A Redis
+//! restored from a snapshot would bring an old hash back with its epoch and number new
+//! broadcasts again from an older offset: run the cluster's Redis without persistence
+//! (docs/CLUSTER.md). Nodes notice the offsets going back and tell their subscribers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +60,7 @@ const APPEND: &str = r"
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-1', 't', ms, 'd', ARGV[4])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], offset .. '-1', 't', ms, 'd', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[2], ARGV[3] .. epoch .. ' ' .. offset .. '\n' .. ARGV[4])
 return offset
@@ -71,25 +74,31 @@ redis.call('PUBLISH', ARGV[2], ARGV[3] .. epoch .. ' ' .. offset .. '\n')
 return offset
 ";
 
-/// Reads a stream after an offset. KEYS: meta, stream. ARGV: meta ttl ms, after, most
-/// entries, stream ttl ms. Returns the epoch, the latest offset, then each kept entry's
-/// offset and body (those older than the ttl are gone).
+/// Reads a stream after an offset. KEYS: meta, stream. ARGV: meta ttl ms, the first
+/// offset wanted (`<offset>-0`, written by the caller: Lua's numbers lose digits), most
+/// entries, stream ttl ms, entries kept. Returns the epoch, the latest offset, then each
+/// kept entry's offset and body. The stream is trimmed roughly (`MAXLEN ~`, far cheaper
+/// than exactly): what is past the count bound, or older than the ttl, counts as gone.
 const READ: &str = r"
 local latest = redis.call('HGET', KEYS[1], 'o')
 local now = redis.call('TIME')
 local oldest = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[4])
+local first_kept = tonumber(latest) - tonumber(ARGV[5])
 local out = {epoch, latest}
-local start = tostring(tonumber(ARGV[2]) + 1) .. '-0'
-for _, entry in ipairs(redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[3])) do
+local found = 0
+for _, entry in ipairs(redis.call('XRANGE', KEYS[2], ARGV[2], '+')) do
   local fields = entry[2]
   local at, body = 0, ''
   for i = 1, #fields, 2 do
     if fields[i] == 't' then at = tonumber(fields[i + 1]) end
     if fields[i] == 'd' then body = fields[i + 1] end
   end
-  if at >= oldest then
-    table.insert(out, string.match(entry[1], '^(%d+)'))
+  local offset = string.match(entry[1], '^(%d+)')
+  if at >= oldest and tonumber(offset) > first_kept then
+    table.insert(out, offset)
     table.insert(out, body)
+    found = found + 1
+    if found >= tonumber(ARGV[3]) then break end
   end
 end
 return out
@@ -214,9 +223,10 @@ impl SharedHistory for RedisHistory {
             .key(meta_of(topic))
             .key(stream_of(topic))
             .arg(millis(META_TTL.max(self.config.ttl)))
-            .arg(after)
+            .arg(format!("{}-0", after.saturating_add(1)))
             .arg(limit)
-            .arg(millis(self.config.ttl));
+            .arg(millis(self.config.ttl))
+            .arg(self.config.size);
         Box::pin(async move {
             let unavailable = |err: redis::RedisError| BrokerError::Unavailable(err.to_string());
             let mut reader = self.reader().await.map_err(unavailable)?;

@@ -287,21 +287,26 @@ pub(crate) async fn subscribe(
             healthy = sink.subscribe(channel_of(topic)).await.is_ok();
             if healthy {
                 state.load_or_later(&mut reader, topic).await;
-                healthy = state.mark(&mut reader, &mut stream, topic).await;
             }
         }
-        if healthy {
-            // What other nodes published while this connection was down never came. With
-            // a shared history, the marks just read told each topic's subscribers
-            // whether they missed any.
-            if connected_before
-                && state.history.get().is_none()
-                && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
-            {
-                for topic in &topics {
-                    delivery.gap(topic);
-                }
+        if healthy
+            && connected_before
+            && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
+        {
+            // What other nodes published while this connection was down never came.
+            // With a shared history, each topic's copy then learns from its mark where
+            // the stream stands again (the broadcasts missed are in Redis, for a resume).
+            for topic in &topics {
+                delivery.gap(topic);
             }
+        }
+        for topic in &topics {
+            if !healthy {
+                break;
+            }
+            healthy = state.mark(&mut reader, &mut stream, topic).await;
+        }
+        if healthy {
             backoff = BACKOFF_MIN;
             connected_before = true;
             connected.store(true, Ordering::Relaxed);

@@ -167,13 +167,15 @@ serve_args! {
     /// Broadcasts kept per topic for subscribers that resume after a reconnect; 0 turns
     /// history and resume off [default: 100].
     history_size: usize = 100, env "CRIER_HISTORY_SIZE";
-    /// How long a broadcast is kept in history [default: 5m].
+    /// How long a broadcast is kept in history [default: 5m]. In a cluster give every
+    /// node the same size and ttl.
     history_ttl: HumanDuration = HumanDuration(Duration::from_secs(300)), env "CRIER_HISTORY_TTL";
-    /// Bytes all topics' history may hold together; past it the oldest go first
-    /// [default: 64MiB].
+    /// Bytes all topics' history may hold together on this node (in a cluster: its copy
+    /// of the recent history); past it the oldest go first [default: 64MiB].
     history_max_bytes: HumanBytes = HumanBytes(64 << 20), env "CRIER_HISTORY_MAX_BYTES";
     /// Join a cluster over this Redis (`redis://[:password@]host:port[/db]`): broadcasts
-    /// and presence reach every node. Without it the node stands alone.
+    /// and presence reach every node, and history is kept in Redis (a client resumes on
+    /// any node). Without it the node stands alone.
     redis_url: String = String::new(), env "CRIER_REDIS_URL";
     /// This node's name in the cluster, unique among live nodes [default: the host name
     /// and a random suffix].

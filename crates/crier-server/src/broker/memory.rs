@@ -130,9 +130,6 @@ impl Broker for MemoryBroker {
     }
 
     fn subscribe(&self, topic: &str) {
-        if self.history.get().is_some() {
-            self.unmarked.lock().push(Arc::from(topic));
-        }
         let mut topics = self.bus.topics.write();
         match topics.get_mut(topic) {
             Some(nodes) => {
@@ -141,6 +138,11 @@ impl Broker for MemoryBroker {
             None => {
                 topics.insert(Arc::from(topic), HashSet::from([self.node]));
             }
+        }
+        drop(topics);
+        // Marked at the next `synced`, once the node receives the topic.
+        if self.history.get().is_some() {
+            self.unmarked.lock().push(Arc::from(topic));
         }
     }
 

@@ -25,6 +25,10 @@ use tokio::time::Instant;
 use super::{Attached, Entry, Fetched, Gap, HistoryConfig, HistoryStats, HistoryStore, Position};
 use crate::fanout::Content;
 
+/// How long a copy of a shared stream that nothing touched is kept: as long as the
+/// cluster's Redis keeps an idle topic's epoch.
+const COPY_IDLE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// What an entry costs beyond its payload: the deque slot, the `Arc`, the content's
 /// other fields.
 const ENTRY_OVERHEAD: usize = 96;
@@ -41,6 +45,9 @@ pub(crate) struct MemoryHistory {
     bytes: AtomicUsize,
     messages: AtomicUsize,
     evicted: AtomicU64,
+    /// Woken when a copy's stream moves, for `caught_up`; only when someone waits.
+    moved: tokio::sync::Notify,
+    waiting: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -84,6 +91,8 @@ impl MemoryHistory {
             bytes: AtomicUsize::new(0),
             messages: AtomicUsize::new(0),
             evicted: AtomicU64::new(0),
+            moved: tokio::sync::Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -141,6 +150,21 @@ impl MemoryHistory {
         let bytes = gone.iter().map(|kept| kept.bytes).sum();
         self.bytes.fetch_sub(bytes, Ordering::Relaxed);
         self.messages.fetch_sub(gone.len(), Ordering::Relaxed);
+    }
+
+    /// Wakes `caught_up` waiters, if any.
+    fn moved(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.moved.notify_waiters();
+        }
+    }
+
+    /// Whether the copy of `key` has reached `offset` of `epoch`, or follows another.
+    fn reached(&self, key: &str, epoch: &str, offset: u64) -> bool {
+        self.streams.get(key).is_some_and(|stream| {
+            let stream = stream.lock();
+            stream.known && (*stream.epoch != *epoch || stream.last >= offset)
+        })
     }
 
     /// Evicts the oldest entries of any topic while the node holds too many bytes.
@@ -263,9 +287,8 @@ impl HistoryStore for MemoryHistory {
         {
             let mut stream = stream.lock();
             let same_run = stream.known && stream.epoch == at.epoch;
-            if same_run && at.offset <= stream.last {
-                return; // delivered already
-            }
+            // The bus never brings one broadcast twice: an offset that goes back means
+            // the shared stream was rewound (a Redis restored from a snapshot).
             let follows = same_run && at.offset == stream.last + 1;
             // Before the bus said where the stream stood, the first broadcast says it.
             let jumped = stream.known && !follows;
@@ -287,21 +310,66 @@ impl HistoryStore for MemoryHistory {
             self.trim(&mut stream, now);
             then(jumped);
         }
-        self.order.lock().push_back((key, at.offset));
+        let mut order = self.order.lock();
+        order.push_back((key, at.offset));
+        while order.len() > 4 * self.messages.load(Ordering::Relaxed) + 4096 {
+            order.pop_front();
+        }
+        drop(order);
+        self.moved();
         self.enforce_bytes();
     }
 
     fn continue_after(&self, key: &str, at: &Position) -> bool {
         let (_, stream) = self.stream(key);
         let mut stream = stream.lock();
-        if stream.known && stream.epoch == at.epoch && stream.last >= at.offset {
+        if stream.known && stream.epoch == at.epoch && stream.last == at.offset {
             return false; // in step
         }
         let jumped = stream.known;
         self.start_again(&mut stream, Arc::clone(&at.epoch));
         stream.known = true;
         stream.last = at.offset;
+        drop(stream);
+        self.moved();
         jumped
+    }
+
+    fn forget_position(&self, key: &str) {
+        if let Some(stream) = self.streams.get(key).map(|s| Arc::clone(&s)) {
+            let mut stream = stream.lock();
+            self.start_again(&mut stream, Arc::from(""));
+            stream.known = false;
+            stream.last = 0;
+        }
+    }
+
+    fn caught_up<'a>(
+        &'a self,
+        key: &'a str,
+        epoch: &'a str,
+        offset: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            // Counted before each check, so a move after the check sees the waiter.
+            struct Waiting<'a>(&'a AtomicUsize);
+            impl Drop for Waiting<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.waiting);
+            loop {
+                let moved = self.moved.notified();
+                tokio::pin!(moved);
+                moved.as_mut().enable();
+                if self.reached(key, epoch, offset) {
+                    return;
+                }
+                moved.await;
+            }
+        })
     }
 
     fn follows(&self, key: &str) -> bool {
@@ -341,10 +409,13 @@ impl HistoryStore for MemoryHistory {
     fn sweep(&self) {
         let now = Instant::now();
         let ttl = self.config.ttl;
+        // A copy keeps where a stream stands while it may still follow it (the bus says
+        // so only when it subscribes): as long as the shared stream keeps its epoch.
+        let idle = if self.copy { ttl.max(COPY_IDLE) } else { ttl };
         self.streams.retain(|_, stream| {
             let mut stream = stream.lock();
             self.trim(&mut stream, now);
-            !(stream.entries.is_empty() && now.saturating_duration_since(stream.touched) > ttl)
+            !(stream.entries.is_empty() && now.saturating_duration_since(stream.touched) > idle)
         });
         // The append-order queue still names what the per-topic bounds dropped: keep
         // only the names of entries that are still there.
@@ -384,7 +455,11 @@ fn missed_in_copy(
     if *from.epoch != *stream.epoch {
         return Err(Gap::EpochChanged);
     }
-    if from.offset >= stream.last {
+    if from.offset > stream.last {
+        // The client saw more than this copy has, even after waiting for it.
+        return Err(Gap::Unavailable);
+    }
+    if from.offset == stream.last {
         return Ok(Vec::new());
     }
     let kept = stream.entries.iter().map(|kept| Entry {

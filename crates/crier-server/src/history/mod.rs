@@ -21,6 +21,8 @@
 //! age, and per node by bytes (the oldest go first). The conformance suite in `tests`
 //! runs against each implementation.
 
+#[cfg(test)]
+mod copy_tests;
 mod memory;
 #[cfg(test)]
 mod tests;
@@ -61,7 +63,8 @@ pub(crate) enum Gap {
         /// That broadcast's offset.
         needed: u64,
     },
-    /// The cluster's shared history could not be read (the bus is unreachable).
+    /// The cluster's shared history could not be read for this join (the bus is
+    /// unreachable or late, or this node's copy of the stream is behind).
     Unavailable,
 }
 
@@ -72,7 +75,9 @@ impl fmt::Display for Gap {
             Gap::TooOld { needed } => {
                 write!(f, "Resume gap: history no longer reaches offset {needed}")
             }
-            Gap::Unavailable => f.write_str("Resume gap: the cluster's history is unreachable"),
+            Gap::Unavailable => {
+                f.write_str("Resume gap: the cluster's history could not be read for this join")
+            }
         }
     }
 }
@@ -179,9 +184,23 @@ pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
     /// `true` says subscribers must be told they missed broadcasts.
     fn continue_after(&self, key: &str, at: &Position) -> bool;
 
+    /// For a copy of a cluster's shared history: forgets where the stream of `key`
+    /// stands, until the bus says it again (broadcasts may have been lost on their way
+    /// here, and subscribers were told).
+    fn forget_position(&self, key: &str);
+
     /// For a copy of a cluster's shared history: whether it knows where the stream of
     /// `key` stands (the bus has said so, or a publication came).
     fn follows(&self, key: &str) -> bool;
+
+    /// For a copy of a cluster's shared history: completes once the copy of `key`'s
+    /// stream has reached `offset` of `epoch` (at once if it follows another epoch).
+    fn caught_up<'a>(
+        &'a self,
+        key: &'a str,
+        epoch: &'a str,
+        offset: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 
     /// Up to `limit` broadcasts after offset `after`, oldest first, with the latest
     /// position; `None` when the topic has no stream.

@@ -38,8 +38,9 @@ impl crate::presence::PresenceSink for Shared {
 /// waiting (the publishing node paces its publisher, and a bus must not stall on one
 /// node's slow readers).
 impl LocalDelivery for Shared {
-    /// Through this node's history, so that it gets this node's next position: every
-    /// broadcast a subscriber here receives is in one stream, whichever node published it.
+    /// A broadcast without a position (the bus keeps no shared history): through this
+    /// node's history, so that it gets this node's next position, and every broadcast a
+    /// subscriber here receives is in one stream, whichever node published it.
     fn deliver(&self, key: &str, publication: Publication<'_>) {
         match Outgoing::from_publication(wire_topic(key), publication) {
             Some(message) => {
@@ -93,11 +94,13 @@ impl LocalDelivery for Shared {
     }
 
     fn gap(&self, key: &str) {
-        // A copy of the shared history is put back in step by the bus itself.
-        if let Some(history) = &self.history
-            && self.shared_history.is_none()
-        {
-            history.break_stream(key);
+        // A copy of the shared history is put back in step by the bus's next mark; the
+        // broadcasts missed are still in the shared stream, for a resume.
+        if let Some(history) = &self.history {
+            match self.shared_history {
+                Some(_) => history.forget_position(key),
+                None => history.break_stream(key),
+            }
         }
         self.tell_gap(key);
     }

@@ -149,7 +149,8 @@ impl Node {
     /// Broadcasts `payload` as `event` to every subscriber of `channel` (the channel name
     /// as clients give it to `client.channel(name)`, without `realtime:`). Subscribers
     /// receive exactly what a broadcast from a client would give them. Returns how many
-    /// sockets it was queued to.
+    /// sockets of this node it was queued to (0 in a cluster that shares its history:
+    /// this node's subscribers get it when it comes back from the bus with its position).
     ///
     /// It never waits: when the node's queues are over their budget it refuses with
     /// [`PublishError::Overloaded`], and otherwise queues past any subscriber's room mark.

@@ -51,6 +51,9 @@ pub(crate) struct Channel {
     pub(crate) read: ReadAccess,
     /// What it may write, as far as known (a public channel writes freely).
     pub(crate) write: WriteAccess,
+    /// Waiting to attach to its topic's shared stream (see `resume`): it receives no
+    /// broadcast until then, whatever a token refresh says meanwhile.
+    pub(crate) attaching: bool,
 }
 
 impl Channel {

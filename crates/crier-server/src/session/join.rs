@@ -182,6 +182,7 @@ impl Session {
         // only once it has what it missed (see `resume`).
         let shared_stream = shared.shared_history.is_some()
             && resume.is_some_and(|_| config.postgres_changes.is_empty());
+        let shared_stream_resume = shared_stream;
         let subscribed = Receives {
             presence: receives.presence && !bus_later,
             broadcasts: receives.broadcasts && !shared_stream,
@@ -229,6 +230,7 @@ impl Session {
             private: config.private,
             read,
             write: WriteAccess::default(),
+            attaching: shared_stream_resume,
         };
         self.channels.insert(topic.to_owned(), channel);
         shared.metrics.channels.inc();
@@ -247,7 +249,6 @@ impl Session {
                 key: key.into_owned(),
                 resume: resume.cloned(),
                 subscribed,
-                receives,
                 response,
             };
             return self.attach_when_following(to, pending);

@@ -54,6 +54,8 @@ pub(crate) enum CheckDone {
         to: super::ReplyAddress,
         join: super::resume::SharedJoin,
         fetched: Option<crate::history::Fetched>,
+        /// Whether the bus confirmed the subscription in time.
+        synced: bool,
     },
 }
 
@@ -188,9 +190,12 @@ impl Session {
                 response,
                 after_reply,
             } => self.on_bus_synced(&to, &response, after_reply),
-            CheckDone::SharedReady { to, join, fetched } => {
-                self.on_shared_ready(&to, join, fetched);
-            }
+            CheckDone::SharedReady {
+                to,
+                join,
+                fetched,
+                synced,
+            } => self.on_shared_ready(&to, join, fetched, synced),
         }
     }
 
@@ -312,7 +317,9 @@ impl Session {
         match result {
             Ok(access) if may_read(access, channel.presence_enabled) => {
                 channel.read = access;
-                let receives = channel.receives();
+                let mut receives = channel.receives();
+                // Broadcasts start when it attaches, with what it reads then.
+                receives.broadcasts &= !channel.attaching;
                 let registry_topic = std::sync::Arc::clone(&channel.topic);
                 let state_frame = self.state_frame_for(topic, join_ref);
                 registry_topic.set_receives(self.conn.id, receives, state_frame);

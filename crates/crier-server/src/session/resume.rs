@@ -141,16 +141,17 @@ impl Session {
         let limit = shared.config.history.size;
         super::checks_of(&mut self.checks).push(
             async move {
-                if tokio::time::timeout(BUS_SYNC_LIMIT, shared.broker.synced())
+                let deadline = tokio::time::Instant::now() + BUS_SYNC_LIMIT;
+                let synced = tokio::time::timeout_at(deadline, shared.broker.synced())
                     .await
-                    .is_err()
-                {
+                    .is_ok();
+                if !synced {
                     tracing::warn!("the cluster bus did not confirm a subscription in time; answering the join anyway");
                 }
                 let fetched = match (&join.resume, &shared.shared_history) {
-                    (Some(from), Some(history)) => {
+                    (Some(from), Some(history)) if synced => {
                         let read = history.read(&join.key, from.offset, limit);
-                        match tokio::time::timeout(BUS_SYNC_LIMIT, read).await {
+                        match tokio::time::timeout_at(deadline, read).await {
                             Ok(Ok(read)) => Some(fetched(read)),
                             Ok(Err(err)) => {
                                 tracing::warn!(error = %err, "cannot read the cluster's history for a resume");
@@ -161,7 +162,22 @@ impl Session {
                     }
                     _ => None,
                 };
-                CheckDone::SharedReady { to, join, fetched }
+                // What the client or the shared stream has seen may not have reached
+                // this node's copy yet: attaching before would send it twice.
+                if let (Some(from), Some(history)) = (&join.resume, &shared.history) {
+                    let seen = fetched
+                        .as_ref()
+                        .filter(|read| *read.latest.epoch == *from.epoch)
+                        .map_or(from.offset, |read| read.latest.offset.max(from.offset));
+                    let caught_up = history.caught_up(&join.key, &from.epoch, seen);
+                    let _ = tokio::time::timeout_at(deadline, caught_up).await;
+                }
+                CheckDone::SharedReady {
+                    to,
+                    join,
+                    fetched,
+                    synced,
+                }
             }
             .boxed(),
         );
@@ -175,6 +191,7 @@ impl Session {
         to: &ReplyAddress,
         join: SharedJoin,
         fetched: Option<Fetched>,
+        synced: bool,
     ) {
         let current = self
             .channels
@@ -187,19 +204,28 @@ impl Session {
             key,
             resume,
             subscribed,
-            receives,
             mut response,
         } = join;
-        let topic = Arc::clone(&self.channels[&to.topic].topic);
+        let channel = self.channels.get_mut(&to.topic).expect("current");
+        channel.attaching = false;
+        // What it may read now (a token refresh may have changed it meanwhile).
+        let receives = channel.receives();
+        let topic = Arc::clone(&channel.topic);
         let conn = self.conn.id;
-        let attached = history.attach(&key, resume.as_ref(), fetched.as_ref(), &mut || {
+        let mut state_frame = Some(self.state_frame_for(&to.topic, to.join_ref.clone()));
+        let mut attached = history.attach(&key, resume.as_ref(), fetched.as_ref(), &mut || {
             let live = Receives {
                 broadcasts: receives.broadcasts,
                 ..subscribed
             };
-            topic.set_receives(conn, live, |_| unreachable!("presence is unchanged"));
+            let state_frame = state_frame.take().expect("attached once");
+            topic.set_receives(conn, live, state_frame);
             false
         });
+        if !synced && resume.is_some() {
+            // This node's copy may be behind what other nodes published.
+            attached.missed = Some(Err(crate::history::Gap::Unavailable));
+        }
         response["broadcast"] =
             json!({"epoch": &*attached.latest.epoch, "offset": attached.latest.offset});
         let after_reply = match resume {
@@ -269,8 +295,6 @@ pub(crate) struct SharedJoin {
     pub(crate) resume: Option<ResumeFrom>,
     /// What the channel receives until it attaches.
     pub(crate) subscribed: Receives,
-    /// What it receives once it has.
-    pub(crate) receives: Receives,
     /// The join's reply, without its stream position yet.
     pub(crate) response: serde_json::Value,
 }
