@@ -54,9 +54,16 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 ";
 
-/// Numbers, keeps and publishes a broadcast. KEYS: meta, stream. ARGV: meta ttl ms,
-/// channel, frame head (`envelope::numbered_head`), body, max entries, stream ttl ms.
+/// Numbers, keeps and publishes a broadcast. KEYS: meta, stream, the sender's applied
+/// sequence number. ARGV: meta ttl ms, channel, frame head (`envelope::numbered_head`),
+/// body, max entries, stream ttl ms, the sender's sequence number (added by the
+/// publisher). A sequence number at or below the last applied one is a pipeline sent
+/// again after a cut connection: already numbered, it is not numbered twice.
 const APPEND: &str = r"
+if tonumber(ARGV[7]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then
+  return 0
+end
+redis.call('SET', KEYS[3], ARGV[7], 'PX', ARGV[1])
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local now = redis.call('TIME')
 local ms = now[1] * 1000 + math.floor(now[2] / 1000)
@@ -147,6 +154,9 @@ pub(crate) struct RedisHistory {
     renewed: Arc<AtomicBool>,
     client: redis::Client,
     reader: OnceCell<ConnectionManager>,
+    /// Where Redis keeps the last sequence number it applied of this node's appends
+    /// (this run's: the publisher counts from 1 at start).
+    applied: String,
 }
 
 impl RedisHistory {
@@ -165,7 +175,33 @@ impl RedisHistory {
             renewed,
             client,
             reader: OnceCell::new(),
+            applied: format!("crier:applied:{}", crate::liveness::token()),
         }
+    }
+
+    /// The [`APPEND`] call for a broadcast, without its sequence number (the publisher
+    /// adds it), and its size as the outbox counts it.
+    fn append_command(
+        &self,
+        topic: &str,
+        publication: Publication<'_>,
+        exclude: Option<u64>,
+    ) -> (redis::Cmd, usize) {
+        let body = envelope::body(publication);
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(&scripts().append)
+            .arg(3)
+            .arg(meta_of(topic))
+            .arg(stream_of(topic))
+            .arg(&self.applied)
+            .arg(millis(META_TTL.max(self.config.ttl)))
+            .arg(channel_of(topic))
+            .arg(envelope::numbered_head(&self.node, exclude))
+            .arg(body.as_ref())
+            .arg(self.config.size)
+            .arg(millis(self.config.ttl));
+        (command, body.len() + 2 * topic.len() + 64)
     }
 
     async fn reader(&self) -> redis::RedisResult<ConnectionManager> {
@@ -193,22 +229,9 @@ impl SharedHistory for RedisHistory {
                 "the cluster bus (Redis) is unreachable".into(),
             ));
         }
-        let body = envelope::body(publication);
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(&scripts().append)
-            .arg(2)
-            .arg(meta_of(topic))
-            .arg(stream_of(topic))
-            .arg(millis(META_TTL.max(self.config.ttl)))
-            .arg(channel_of(topic))
-            .arg(envelope::numbered_head(&self.node, exclude))
-            .arg(body.as_ref())
-            .arg(self.config.size)
-            .arg(millis(self.config.ttl));
-        let bytes = body.len() + 2 * topic.len() + 64;
+        let (command, bytes) = self.append_command(topic, publication, exclude);
         self.outbox
-            .broadcast(topic, command, bytes)
+            .numbered(topic, command, bytes)
             .map_err(|_| BrokerError::Unavailable("the bus has stopped".into()))
     }
 
@@ -282,4 +305,50 @@ pub(crate) async fn mark(
         .arg(envelope::mark_head(node))
         .invoke_async::<()>(connection)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pipeline_sent_again_does_not_number_its_broadcasts_twice() {
+        let redis = crier_testkit::TestRedis::start().expect("redis-server");
+        let client = redis::Client::open(redis.url()).unwrap();
+        let (outbox, _queued) = Outbox::new(10, 1 << 20);
+        let flags = (
+            Arc::new(AtomicBool::new(true)),
+            Arc::new(AtomicBool::new(true)),
+        );
+        let history = RedisHistory::new(
+            Arc::from("n"),
+            HistoryConfig::default(),
+            Arc::new(outbox),
+            flags,
+            client.clone(),
+        );
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let body = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let send = |sequence: u64| {
+            let (mut command, _) = history.append_command("t", Publication::Json(&body), None);
+            command.arg(sequence);
+            command
+        };
+        let numbered = |command: redis::Cmd| {
+            let mut connection = connection.clone();
+            async move { command.query_async::<u64>(&mut connection).await.unwrap() }
+        };
+        assert_eq!(numbered(send(1)).await, 1);
+        assert_eq!(numbered(send(2)).await, 2);
+        assert_eq!(numbered(send(2)).await, 0, "sent again: not numbered");
+        assert_eq!(numbered(send(1)).await, 0);
+        assert_eq!(numbered(send(3)).await, 3);
+        let read = history.read("t", 0, 10).await.unwrap();
+        assert_eq!(read.latest, 3);
+        assert_eq!(read.entries.len(), 3);
+        let _: () = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
 }

@@ -13,9 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-/// A command for the publisher, with the topic when it carries a broadcast, and its
-/// size as the outbox counts it.
-pub(crate) type Queued = (Option<String>, redis::Cmd, usize);
+/// A command for the publisher, with the topic when it carries a broadcast, its size as
+/// the outbox counts it, and whether it numbers a broadcast in the shared history: the
+/// publisher then gives it a sequence number, so that a pipeline tried again after a
+/// cut connection does not number it twice (`crate::history`).
+pub(crate) type Queued = (Option<String>, redis::Cmd, usize, bool);
 
 /// Commands waiting for the publisher; see the module doc.
 #[derive(Debug)]
@@ -71,7 +73,7 @@ impl Outbox {
             self.lost.lock().insert(topic.to_owned());
             return Ok(());
         }
-        self.send((Some(topic.to_owned()), command, bytes))
+        self.send((Some(topic.to_owned()), command, bytes, false))
     }
 
     /// Remembers that a broadcast of `topic` never reached the bus (the other nodes are
@@ -80,13 +82,28 @@ impl Outbox {
         self.lost.lock().insert(topic.to_owned());
     }
 
+    /// Queues a broadcast of `topic` to be numbered in the shared history, like
+    /// [`Outbox::broadcast`] (see [`Queued`]).
+    pub(crate) fn numbered(
+        &self,
+        topic: &str,
+        command: redis::Cmd,
+        bytes: usize,
+    ) -> Result<(), ()> {
+        if !self.room(bytes) {
+            self.lost.lock().insert(topic.to_owned());
+            return Ok(());
+        }
+        self.send((Some(topic.to_owned()), command, bytes, true))
+    }
+
     /// Queues a presence change; when full, drops it and remembers that one was dropped.
     pub(crate) fn presence(&self, command: redis::Cmd, bytes: usize) {
         if !self.room(bytes) {
             self.presence_lost.store(true, Ordering::Relaxed);
             return;
         }
-        let _ = self.send((None, command, bytes));
+        let _ = self.send((None, command, bytes, false));
     }
 
     fn send(&self, queued: Queued) -> Result<(), ()> {

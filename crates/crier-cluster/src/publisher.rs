@@ -54,6 +54,8 @@ pub(crate) async fn publish(
     let mut lost: HashSet<String> = HashSet::new();
     let mut presence_lost = false;
     let mut batch = Vec::with_capacity(MAX_PIPELINE);
+    // Numbers this node's appends to the shared history, in the order they are sent.
+    let mut sequence: u64 = 0;
     while queued.recv_many(&mut batch, MAX_PIPELINE).await > 0 {
         if let Some(outbox) = outbox.upgrade() {
             let bytes = batch.iter().map(|queued| queued.2).sum();
@@ -71,13 +73,19 @@ pub(crate) async fn publish(
                 .ignore();
         }
         let mut topics = Vec::new();
-        for (topic, command, _) in batch.drain(..) {
+        for (topic, mut command, _, numbered) in batch.drain(..) {
             topics.extend(topic);
+            if numbered {
+                // In the order sent: Redis applies each sequence number once.
+                sequence += 1;
+                command.arg(sequence);
+            }
             pipeline.add_command(command).ignore();
         }
         // A connection lost under a pipeline is reconnected by the manager: try again a
         // few times. A pipeline cut half way may then deliver some twice; one that still
-        // fails is lost, and said so. Neither an error Redis answers (it would come back
+        // fails is lost, and said so. Broadcasts numbered in the shared history are not
+        // numbered twice: their sequence numbers say which Redis applied already. Neither an error Redis answers (it would come back
         // on every try) nor a late answer (Redis may have applied it) is tried again.
         let mut wait = BACKOFF_MIN;
         for attempt in 1..=RETRIES {
