@@ -113,9 +113,10 @@ return out
 
 /// The scripts, each prefixed with [`EPOCH`].
 struct Scripts {
-    /// Sent whole in the publisher's pipelines (`EVAL`), so that a Redis that restarted
-    /// and forgot its scripts needs nothing loaded again.
-    append: String,
+    /// Called by its hash (`EVALSHA`) in the publisher's pipelines: sending it whole
+    /// costs Redis a hash of its text per broadcast. A Redis that forgot it answers
+    /// `NOSCRIPT`, and the publisher loads it ([`load_append`]) and sends again.
+    append: redis::Script,
     mark: redis::Script,
     read: redis::Script,
 }
@@ -123,7 +124,7 @@ struct Scripts {
 fn scripts() -> &'static Scripts {
     static SCRIPTS: std::sync::OnceLock<Scripts> = std::sync::OnceLock::new();
     SCRIPTS.get_or_init(|| Scripts {
-        append: format!("{EPOCH}{APPEND}"),
+        append: redis::Script::new(&format!("{EPOCH}{APPEND}")),
         mark: redis::Script::new(&format!("{EPOCH}{MARK}")),
         read: redis::Script::new(&format!("{EPOCH}{READ}")),
     })
@@ -188,9 +189,9 @@ impl RedisHistory {
         exclude: Option<u64>,
     ) -> (redis::Cmd, usize) {
         let body = envelope::body(publication);
-        let mut command = redis::cmd("EVAL");
+        let mut command = redis::cmd("EVALSHA");
         command
-            .arg(&scripts().append)
+            .arg(scripts().append.get_hash())
             .arg(3)
             .arg(meta_of(topic))
             .arg(stream_of(topic))
@@ -288,6 +289,13 @@ fn parse_read(reply: Vec<Vec<u8>>) -> Option<SharedRead> {
     })
 }
 
+/// Loads the append script into a Redis that answered `NOSCRIPT` (it restarted).
+pub(crate) async fn load_append(
+    connection: &mut impl redis::aio::ConnectionLike,
+) -> redis::RedisResult<()> {
+    scripts().append.load_async(connection).await.map(drop)
+}
+
 /// Publishes where `topic`'s stream stands on its channel, as node `node` (see the
 /// module doc); `meta_ttl` as the history's.
 pub(crate) async fn mark(
@@ -328,6 +336,7 @@ mod tests {
             client.clone(),
         );
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        load_append(&mut connection).await.unwrap();
         let body = serde_json::value::RawValue::from_string("{}".into()).unwrap();
         let send = |sequence: u64| {
             let (mut command, _) = history.append_command("t", Publication::Json(&body), None);

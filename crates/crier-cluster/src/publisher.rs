@@ -44,6 +44,11 @@ pub(crate) async fn publish(
             }
         }
     };
+    // Ready before the first broadcast (a Redis that restarts later forgets it, and is
+    // given it again on `NOSCRIPT`).
+    if let Err(err) = crate::history::load_append(&mut connection).await {
+        tracing::warn!(error = %err, "cannot load the history script into Redis yet");
+    }
     let gap = presence
         .upgrade()
         .map(|presence| envelope::gap(presence.node()))
@@ -106,6 +111,13 @@ pub(crate) async fn publish(
                         }
                     }
                     break;
+                }
+                Err(err) if err.code() == Some("NOSCRIPT") && attempt < RETRIES => {
+                    // A Redis that restarted forgot the append script. Appends that
+                    // ran (none: they all call it) are not numbered twice.
+                    if let Err(err) = crate::history::load_append(&mut connection).await {
+                        tracing::warn!(error = %err, "cannot load the history script into Redis");
+                    }
                 }
                 Err(err) if attempt == RETRIES || !is_lost_connection(&err) => {
                     tracing::warn!(error = %err, "broadcasts or presence changes to other nodes were lost: Redis failed");

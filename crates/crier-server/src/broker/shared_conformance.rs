@@ -191,10 +191,14 @@ pub async fn the_excluded_connection_goes_to_its_node_only(bus: impl TestBus) {
 
 /// A node that subscribes is told where the stream stands, and gets what follows.
 pub async fn a_subscriber_is_told_where_the_stream_stands(bus: impl TestBus) {
-    let a = TestNode::join(&bus).await;
+    let mut a = TestNode::join(&bus).await;
     let mut b = TestNode::join(&bus).await;
+    a.subscribe("realtime:t").await;
     a.append("realtime:t", r#"{"n":1}"#, None);
     a.append("realtime:t", r#"{"n":2}"#, None);
+    // Appends are asynchronous: node A hearing both proves they are in the stream.
+    a.next().await;
+    a.next().await;
     let (epoch, offset) = b.subscribe("realtime:t").await;
     assert_eq!(offset, 2);
     a.append("realtime:t", r#"{"n":3}"#, None);
