@@ -224,10 +224,12 @@ def alive_with(fragment):
 class Orchestrator(unittest.TestCase):
     """bench/run end to end with fake servers and bench, including failures and a hang."""
 
+    # Port bases stay below Linux's ephemeral range (32768-60999): a port there may be
+    # the local end of some other test's live connection, and then cannot be bound.
     def test_fake_run_with_failures(self):
         with tempfile.TemporaryDirectory() as d:
             out, md, svg = (os.path.join(d, n) for n in ("r.json", "B.md", "b.svg"))
-            port_base = 46100 + os.getpid() % 500 * 5
+            port_base = 20000 + os.getpid() % 200 * 5
             env = dict(os.environ, BENCH_FAKE="1", BENCH_FAKE_FAIL="start:ws,crash:nats,hang:raw-ws",
                        BENCH_TIMEOUT_SCALE="0.1")
             cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers",
@@ -256,7 +258,7 @@ class Orchestrator(unittest.TestCase):
     def test_fake_run_with_a_baseline_binary(self):
         with tempfile.TemporaryDirectory() as d:
             out = os.path.join(d, "r.json")
-            port_base = 47100 + os.getpid() % 500 * 7
+            port_base = 21500 + os.getpid() % 200 * 7
             env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
             cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--no-docs", "--servers", "crier",
                    "--baseline", sys.executable, "--workloads", "b1", "--out", out,
@@ -271,7 +273,7 @@ class Orchestrator(unittest.TestCase):
     def test_fake_b3_only_when_asked(self):
         with tempfile.TemporaryDirectory() as d:
             out, md = os.path.join(d, "r.json"), os.path.join(d, "B.md")
-            port_base = 48100 + os.getpid() % 500 * 7
+            port_base = 23500 + os.getpid() % 200 * 7
             env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
             cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers", "crier,ws",
                    "--workloads", "b3", "--b3", "postgres://u:secret@127.0.0.1:1/db", "--out", out,
@@ -303,7 +305,7 @@ class Orchestrator(unittest.TestCase):
     def test_fake_b4_runs_one_node_then_two_beside_it(self):
         with tempfile.TemporaryDirectory() as d:
             out, md = os.path.join(d, "r.json"), os.path.join(d, "B.md")
-            port_base = 48600 + os.getpid() % 500 * 9
+            port_base = 25500 + os.getpid() % 200 * 9
             env = dict(os.environ, BENCH_FAKE="1", BENCH_TIMEOUT_SCALE="0.1")
             cmd = [sys.executable, os.path.join(HERE, "run"), "--quick", "--docs", "--servers", "crier",
                    "--workloads", "b4", "--out", out, "--docs-file", md, "--svg-file", os.path.join(d, "b.svg"),

@@ -21,7 +21,8 @@
 //! empty) gets a new epoch, and every resume from before it reports the gap. A Redis
 //! restored from a snapshot would bring an old hash back with its epoch and number new
 //! broadcasts again from an older offset: run the cluster's Redis without persistence
-//! (docs/CLUSTER.md). Nodes notice the offsets going back and tell their subscribers.
+//! (docs/CLUSTER.md). Nodes notice the offsets going back (the mark after they reconnect
+//! is behind their copy) and tell their subscribers.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -112,12 +112,20 @@ pub(crate) async fn publish(
                     }
                     break;
                 }
-                Err(err) if err.code() == Some("NOSCRIPT") && attempt < RETRIES => {
-                    // A Redis that restarted forgot the append script. Appends that
-                    // ran (none: they all call it) are not numbered twice.
+                Err(err) if err.code() == Some("NOSCRIPT") => {
+                    // A Redis that restarted forgot the append script. Not sent again:
+                    // another node may have loaded it half way through this pipeline,
+                    // so later appends ran and earlier ones did not, and their sequence
+                    // numbers would now be skipped. Lost, and said so.
+                    tracing::warn!(
+                        "Redis forgot the history script (it restarted): broadcasts to other nodes were lost"
+                    );
                     if let Err(err) = crate::history::load_append(&mut connection).await {
                         tracing::warn!(error = %err, "cannot load the history script into Redis");
                     }
+                    lost.extend(topics);
+                    presence_lost = true;
+                    break;
                 }
                 Err(err) if attempt == RETRIES || !is_lost_connection(&err) => {
                     tracing::warn!(error = %err, "broadcasts or presence changes to other nodes were lost: Redis failed");
@@ -128,6 +136,9 @@ pub(crate) async fn publish(
                 Err(_) => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(BACKOFF_MAX);
+                    // The Redis on the other end of the new connection may have
+                    // restarted and forgotten the script: give it before sending again.
+                    let _ = crate::history::load_append(&mut connection).await;
                 }
             }
         }

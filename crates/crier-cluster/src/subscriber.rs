@@ -294,8 +294,8 @@ pub(crate) async fn subscribe(
             && let Some(delivery) = state.delivery.get().and_then(Weak::upgrade)
         {
             // What other nodes published while this connection was down never came.
-            // With a shared history, each topic's copy then learns from its mark where
-            // the stream stands again (the broadcasts missed are in Redis, for a resume).
+            // With a shared history, each topic's mark then says whether its stream moved
+            // on or went back meanwhile (the broadcasts missed are in Redis, for a resume).
             for topic in &topics {
                 delivery.gap(topic);
             }

@@ -335,15 +335,6 @@ impl HistoryStore for MemoryHistory {
         jumped
     }
 
-    fn forget_position(&self, key: &str) {
-        if let Some(stream) = self.streams.get(key).map(|s| Arc::clone(&s)) {
-            let mut stream = stream.lock();
-            self.start_again(&mut stream, Arc::from(""));
-            stream.known = false;
-            stream.last = 0;
-        }
-    }
-
     fn caught_up<'a>(
         &'a self,
         key: &'a str,

@@ -184,11 +184,6 @@ pub(crate) trait HistoryStore: Send + Sync + fmt::Debug {
     /// `true` says subscribers must be told they missed broadcasts.
     fn continue_after(&self, key: &str, at: &Position) -> bool;
 
-    /// For a copy of a cluster's shared history: forgets where the stream of `key`
-    /// stands, until the bus says it again (broadcasts may have been lost on their way
-    /// here, and subscribers were told).
-    fn forget_position(&self, key: &str);
-
     /// For a copy of a cluster's shared history: whether it knows where the stream of
     /// `key` stands (the bus has said so, or a publication came).
     fn follows(&self, key: &str) -> bool;

@@ -94,13 +94,13 @@ impl LocalDelivery for Shared {
     }
 
     fn gap(&self, key: &str) {
-        // A copy of the shared history is put back in step by the bus's next mark; the
-        // broadcasts missed are still in the shared stream, for a resume.
-        if let Some(history) = &self.history {
-            match self.shared_history {
-                Some(_) => history.forget_position(key),
-                None => history.break_stream(key),
-            }
+        // A copy of the shared history keeps where it stands: after a reconnect the
+        // bus's mark says whether the stream moved on (or went back) meanwhile, and what
+        // was missed is still in the shared stream, for a resume.
+        if let Some(history) = &self.history
+            && self.shared_history.is_none()
+        {
+            history.break_stream(key);
         }
         self.tell_gap(key);
     }

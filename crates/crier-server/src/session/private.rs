@@ -54,8 +54,9 @@ pub(crate) enum CheckDone {
         to: super::ReplyAddress,
         join: super::resume::SharedJoin,
         fetched: Option<crate::history::Fetched>,
-        /// Whether the bus confirmed the subscription in time.
-        synced: bool,
+        /// Whether the bus confirmed the subscription in time and the shared stream is
+        /// not behind the client: else a resume reports a gap.
+        trusted: bool,
     },
 }
 
@@ -194,8 +195,8 @@ impl Session {
                 to,
                 join,
                 fetched,
-                synced,
-            } => self.on_shared_ready(&to, join, fetched, synced),
+                trusted,
+            } => self.on_shared_ready(&to, join, fetched, trusted),
         }
     }
 

@@ -62,7 +62,9 @@ impl Session {
                 // this node's stream of it missed their broadcasts: its first subscriber
                 // ends the epoch (under the stream's lock), and a resume from before now
                 // gets a gap.
-                let peers = shared.broker.has_peers();
+                // A copy of a shared stream always does (the bus says where it stands
+                // again).
+                let peers = shared.broker.has_peers() || shared.shared_history.is_some();
                 let mut topic = None;
                 let attached = history.attach(key, resume, None, &mut || {
                     let subscribed = subscribe();
@@ -164,7 +166,15 @@ impl Session {
                 };
                 // What the client or the shared stream has seen may not have reached
                 // this node's copy yet: attaching before would send it twice.
-                if let (Some(from), Some(history)) = (&join.resume, &shared.history) {
+                // A shared stream behind the client went back (a Redis restored from a
+                // snapshot): nothing to wait for, the resume reports the gap.
+                let rewound = match (&join.resume, &fetched) {
+                    (Some(from), Some(read)) => {
+                        *read.latest.epoch == *from.epoch && read.latest.offset < from.offset
+                    }
+                    _ => false,
+                };
+                if let (Some(from), Some(history), false) = (&join.resume, &shared.history, rewound) {
                     let seen = fetched
                         .as_ref()
                         .filter(|read| *read.latest.epoch == *from.epoch)
@@ -176,7 +186,7 @@ impl Session {
                     to,
                     join,
                     fetched,
-                    synced,
+                    trusted: synced && !rewound,
                 }
             }
             .boxed(),
@@ -191,7 +201,7 @@ impl Session {
         to: &ReplyAddress,
         join: SharedJoin,
         fetched: Option<Fetched>,
-        synced: bool,
+        trusted: bool,
     ) {
         let current = self
             .channels
@@ -222,8 +232,9 @@ impl Session {
             topic.set_receives(conn, live, state_frame);
             false
         });
-        if !synced && resume.is_some() {
-            // This node's copy may be behind what other nodes published.
+        if !trusted && resume.is_some() {
+            // This node's copy may be behind what other nodes published, or the shared
+            // stream went back behind the client.
             attached.missed = Some(Err(crate::history::Gap::Unavailable));
         }
         response["broadcast"] =
