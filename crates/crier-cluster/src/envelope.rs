@@ -197,17 +197,20 @@ fn body_len(publication: Publication<'_>) -> usize {
     }
 }
 
+/// The first `n` bytes of `rest`, which moves past them.
+fn split<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], EnvelopeError> {
+    if rest.len() < n {
+        return Err(EnvelopeError::Short);
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
 /// The origin node's name and the publication.
 pub(crate) fn decode(frame: &[u8]) -> Result<(&str, Carried), EnvelopeError> {
     let mut rest = frame;
-    let mut take = |n: usize| -> Result<&[u8], EnvelopeError> {
-        if rest.len() < n {
-            return Err(EnvelopeError::Short);
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Ok(head)
-    };
+    let mut take = |n: usize| split(&mut rest, n);
     let version = take(1)?[0];
     if version != VERSION {
         return Err(EnvelopeError::Version(version));
@@ -254,14 +257,7 @@ fn position(text: &[u8]) -> Result<(String, u64, &[u8]), EnvelopeError> {
 /// A publication's kind and body (see [`body`]).
 pub(crate) fn decode_body(frame: &[u8]) -> Result<Carried, EnvelopeError> {
     let mut rest = frame;
-    let mut take = |n: usize| -> Result<&[u8], EnvelopeError> {
-        if rest.len() < n {
-            return Err(EnvelopeError::Short);
-        }
-        let (head, tail) = rest.split_at(n);
-        rest = tail;
-        Ok(head)
-    };
+    let mut take = |n: usize| split(&mut rest, n);
     let kind = take(1)?[0];
     let carried = match kind {
         b'j' => {

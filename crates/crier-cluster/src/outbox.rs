@@ -69,11 +69,7 @@ impl Outbox {
         command: redis::Cmd,
         bytes: usize,
     ) -> Result<(), ()> {
-        if !self.room(bytes) {
-            self.lost.lock().insert(topic.to_owned());
-            return Ok(());
-        }
-        self.send((Some(topic.to_owned()), command, bytes, false))
+        self.queue_broadcast(topic, command, bytes, false)
     }
 
     /// Remembers that a broadcast of `topic` never reached the bus (the other nodes are
@@ -90,11 +86,21 @@ impl Outbox {
         command: redis::Cmd,
         bytes: usize,
     ) -> Result<(), ()> {
+        self.queue_broadcast(topic, command, bytes, true)
+    }
+
+    fn queue_broadcast(
+        &self,
+        topic: &str,
+        command: redis::Cmd,
+        bytes: usize,
+        numbered: bool,
+    ) -> Result<(), ()> {
         if !self.room(bytes) {
-            self.lost.lock().insert(topic.to_owned());
+            self.lose(topic);
             return Ok(());
         }
-        self.send((Some(topic.to_owned()), command, bytes, true))
+        self.send((Some(topic.to_owned()), command, bytes, numbered))
     }
 
     /// Queues a presence change; when full, drops it and remembers that one was dropped.

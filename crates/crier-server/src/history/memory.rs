@@ -118,6 +118,21 @@ impl MemoryHistory {
         (Arc::clone(entry.key()), Arc::clone(&entry))
     }
 
+    /// Keeps `content` as `stream`'s entry `offset`, within the stream's bounds.
+    fn keep(&self, stream: &mut Stream, offset: u64, content: &Arc<Content>, now: Instant) {
+        let bytes = content.len() + ENTRY_OVERHEAD;
+        stream.entries.push_back(Kept {
+            offset,
+            at: now,
+            bytes,
+            content: Arc::clone(content),
+        });
+        stream.touched = now;
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.trim(stream, now);
+    }
+
     /// Drops `stream`'s entries past the count bound and the age bound.
     fn trim(&self, stream: &mut Stream, now: Instant) {
         while let Some(front) = stream.entries.front() {
@@ -193,17 +208,7 @@ impl HistoryStore for MemoryHistory {
             let mut stream = stream.lock();
             stream.last += 1;
             let offset = stream.last;
-            let bytes = content.len() + ENTRY_OVERHEAD;
-            stream.entries.push_back(Kept {
-                offset,
-                at: now,
-                bytes,
-                content: Arc::clone(content),
-            });
-            stream.touched = now;
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.messages.fetch_add(1, Ordering::Relaxed);
-            self.trim(&mut stream, now);
+            self.keep(&mut stream, offset, content, now);
             then(&Position {
                 epoch: Arc::clone(&stream.epoch),
                 offset,
@@ -297,17 +302,7 @@ impl HistoryStore for MemoryHistory {
             }
             stream.known = true;
             stream.last = at.offset;
-            let bytes = content.len() + ENTRY_OVERHEAD;
-            stream.entries.push_back(Kept {
-                offset: at.offset,
-                at: now,
-                bytes,
-                content: Arc::clone(content),
-            });
-            stream.touched = now;
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.messages.fetch_add(1, Ordering::Relaxed);
-            self.trim(&mut stream, now);
+            self.keep(&mut stream, at.offset, content, now);
             then(jumped);
         }
         let mut order = self.order.lock();
