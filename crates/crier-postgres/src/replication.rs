@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
@@ -192,6 +193,8 @@ pub struct RowChange {
 pub struct ChangeStream {
     client: ReplicationClient,
     relations: HashMap<u32, Arc<Relation>>,
+    /// The server's end of WAL as its last message said (0 before the first).
+    server_wal_end: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ChangeStream {
@@ -248,6 +251,7 @@ impl ChangeStream {
         Ok(ChangeStream {
             client,
             relations: HashMap::new(),
+            server_wal_end: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -278,13 +282,17 @@ impl ChangeStream {
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     return Ok(Some(StreamEvent::Commit { end_lsn: end_lsn.0 }));
                 }
-                ReplicationEvent::XLogData { data, .. } => {
+                ReplicationEvent::XLogData { data, wal_end, .. } => {
+                    self.server_wal_end.fetch_max(wal_end.0, Ordering::Relaxed);
                     if let Some(event) = self.on_data(&data)? {
                         return Ok(Some(event));
                     }
                 }
                 ReplicationEvent::StoppedAt { .. } => return Ok(None),
-                ReplicationEvent::KeepAlive { .. } | ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    self.server_wal_end.fetch_max(wal_end.0, Ordering::Relaxed);
+                }
+                ReplicationEvent::Message { .. } => {}
             }
         }
     }
@@ -331,6 +339,13 @@ impl ChangeStream {
             | Message::Truncate { .. }
             | Message::Other(_) => None,
         })
+    }
+
+    /// The server's end of WAL as the stream last heard it, kept current while the
+    /// stream is read: how far the slot is behind is this less its acknowledged
+    /// position.
+    pub fn server_wal_end(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.server_wal_end)
     }
 
     /// Lets the slot move past `lsn`: every change before it has been handed to fan-out.

@@ -35,6 +35,8 @@ pub struct Config {
     pub authorization: AuthorizationConfig,
     /// How many recent broadcasts each topic keeps for subscribers that resume.
     pub history: crate::history::HistoryConfig,
+    /// The live inspector page (`/inspector`): off unless asked for.
+    pub inspector: InspectorConfig,
 }
 
 impl Config {
@@ -52,8 +54,20 @@ impl Config {
             postgres_changes: None,
             authorization: AuthorizationConfig::default(),
             history: crate::history::HistoryConfig::default(),
+            inspector: InspectorConfig::default(),
         }
     }
+}
+
+/// The live inspector (docs/INSPECTOR.md): a page at `/inspector` and the
+/// `crier:inspector` channel that feeds it.
+#[derive(Debug, Clone, Default)]
+pub struct InspectorConfig {
+    /// Serve the page and accept joins of the inspector channel. Off by default in the
+    /// library (an embedding application opts in); `crier serve` turns it on.
+    pub enabled: bool,
+    /// A token role besides `service_role` that may inspect (e.g. `inspector`).
+    pub admin_role: Option<String>,
 }
 
 /// Private channels (docs/PRIVATE_CHANNELS.md).

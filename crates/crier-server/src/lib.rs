@@ -17,6 +17,7 @@
 //!   authorized by its row level security, and fanned out like any other message.
 //! - [`authz`]: private channels, authorized by the database's row level security.
 //! - `auth`, `limits`, `metrics`: JWT checks, rate counters, Prometheus figures.
+//! - `inspector`: the live inspector page's feed (overview, channels) and assets.
 //! - [`Node`]: the composition root, and the API to publish from Rust code.
 //!
 //! ```no_run
@@ -47,6 +48,7 @@ mod frame;
 mod history;
 mod hooks;
 mod http;
+mod inspector;
 pub mod limits;
 mod metrics;
 mod node;
@@ -57,8 +59,8 @@ mod serve;
 mod session;
 
 pub use config::{
-    AuthorizationConfig, Config, ConfigError, FlowConfig, Limits, PostgresChangesConfig,
-    SocketConfig,
+    AuthorizationConfig, Config, ConfigError, FlowConfig, InspectorConfig, Limits,
+    PostgresChangesConfig, SocketConfig,
 };
 pub use history::HistoryConfig;
 pub use hooks::ConnectionInfo;

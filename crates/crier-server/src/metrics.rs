@@ -24,6 +24,7 @@ pub(crate) struct Metrics {
     pub(crate) bytes_out: Counter,
     pub(crate) slow_consumer_disconnects: Counter,
     pub(crate) connect_rejections: Counter,
+    pub(crate) rate_limited: Counter,
     pub(crate) join_errors: Counter,
     pub(crate) malformed_frames: Counter,
     pub(crate) fanout_seconds: Histogram,
@@ -96,6 +97,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let slow_consumer_disconnects = Counter::default();
         let connect_rejections = Counter::default();
+        let rate_limited = Counter::default();
         let join_errors = Counter::default();
         let malformed_frames = Counter::default();
         // 1 us .. ~16 s: a fan-out to one socket takes microseconds, to 20k a few ms.
@@ -143,6 +145,11 @@ impl Metrics {
             "connect_rejections",
             "WebSocket connects refused (auth, limits, version)",
             connect_rejections.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Joins, messages and presence pushes refused by the rate limits (sockets and the REST API)",
+            rate_limited.clone(),
         );
         registry.register("join_errors", "Channel joins refused", join_errors.clone());
         registry.register(
@@ -264,6 +271,7 @@ impl Metrics {
             bytes_out,
             slow_consumer_disconnects,
             connect_rejections,
+            rate_limited,
             join_errors,
             malformed_frames,
             fanout_seconds,

@@ -148,6 +148,11 @@ fn print_banner(config: &Config, address: SocketAddr, dev_secret: Option<&str>) 
     say!("  websocket:  ws://{shown}/socket/websocket   (also /realtime/v1/websocket)");
     say!("  realtime-js endpoint: ws://{shown}/socket");
     say!("  http:       POST http://{shown}/api/broadcast   GET /healthcheck   GET /metrics");
+    if config.inspector.enabled {
+        say!("  inspector:  http://{shown}/inspector   (sign in with the service_role key)");
+    } else {
+        say!("  inspector:  off (--inspector false)");
+    }
     let limits = &config.limits;
     say!(
         "  limits:     {} connections, {} joins/s, {} channels/client, {} events/s, {} presence events/s, {} KB payloads",

@@ -180,6 +180,11 @@ serve_args! {
     /// This node's name in the cluster, unique among live nodes [default: the host name
     /// and a random suffix].
     node_name: String = String::new(), env "CRIER_NODE_NAME";
+    /// Serve the live inspector page at /inspector (sign-in with the service role key)
+    /// [default: true].
+    inspector: bool = true, env "CRIER_INSPECTOR";
+    /// A token role, besides service_role, that may sign in to the inspector.
+    inspector_role: String = String::new(), env "CRIER_INSPECTOR_ROLE";
     /// Refuse public channels: every join must be `private: true` [default: false].
     private_only: bool = false, env "CRIER_PRIVATE_ONLY";
     /// Database connections for private-channel checks, and so the most checks that run
@@ -234,6 +239,10 @@ impl Settings {
         config.history.size = self.history_size;
         config.history.ttl = self.history_ttl.0;
         config.history.max_bytes = self.history_max_bytes.usize();
+        config.inspector.enabled = self.inspector;
+        if !self.inspector_role.is_empty() {
+            config.inspector.admin_role = Some(self.inspector_role.clone());
+        }
         config.authorization.private_only = self.private_only;
         config.authorization.pool_size = self.authorization_pool;
         config.authorization.check_timeout = self.authorization_timeout.0;

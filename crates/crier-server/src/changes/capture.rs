@@ -109,6 +109,7 @@ async fn capture(
     *streamed = true;
     // Off again whenever this attempt ends, until the next one streams.
     let _live = LiveWhileStreaming::new(&feed.broadcasts_live, broadcasts);
+    let _status = StatusWhileStreaming::new(&feed.status, stream.server_wal_end());
 
     let mut batch: Vec<Captured> = Vec::new();
     let mut stored: Vec<DatabaseBroadcast> = Vec::new();
@@ -192,14 +193,54 @@ async fn capture(
         }
         if let Some(lsn) = done {
             feed.done_lsn.fetch_max(lsn, Ordering::Relaxed);
+            let status = &feed.status;
+            status.last_commit_micros.store(
+                u64::try_from(commit_time_micros).unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            status
+                .last_delivered_micros
+                .store(unix_micros(), Ordering::Relaxed);
         }
         if let Some(lsn) = ack {
             stream.ack(lsn).await;
+            feed.status.acked_lsn.store(lsn, Ordering::Relaxed);
         }
+        feed.status
+            .following
+            .store(stream.following(), Ordering::Relaxed);
     }
 }
 
 /// Says broadcasts from the database are live for as long as it is held.
+/// Marks the capture state streaming for as long as an attempt streams.
+struct StatusWhileStreaming<'a>(&'a super::CaptureState);
+
+impl<'a> StatusWhileStreaming<'a> {
+    fn new(
+        state: &'a super::CaptureState,
+        server_wal_end: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    ) -> Self {
+        *state.server_wal_end.lock() = server_wal_end;
+        state.streaming.store(true, Ordering::Relaxed);
+        StatusWhileStreaming(state)
+    }
+}
+
+impl Drop for StatusWhileStreaming<'_> {
+    fn drop(&mut self) {
+        self.0.streaming.store(false, Ordering::Relaxed);
+    }
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        })
+}
+
 struct LiveWhileStreaming<'a>(&'a tokio::sync::watch::Sender<bool>);
 
 impl<'a> LiveWhileStreaming<'a> {

@@ -314,4 +314,12 @@ impl SlotStream for ClusterStream {
     fn broadcasts(&self) -> Option<&PublicationState> {
         self.slot.broadcasts()
     }
+
+    fn server_wal_end(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        self.slot.server_wal_end()
+    }
+
+    fn following(&self) -> bool {
+        matches!(self.role, Role::Following { .. })
+    }
 }

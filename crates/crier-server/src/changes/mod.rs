@@ -88,8 +88,44 @@ struct Feed {
     /// The node's count of queued bytes, to wait on when it is over budget.
     ledger: Arc<Ledger>,
     metrics: ChangeMetrics,
+    /// Where capture stands, for the inspector.
+    status: CaptureState,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Where the capture loop stands, as it last said (see [`CaptureStatus`]).
+#[derive(Debug, Default)]
+struct CaptureState {
+    streaming: std::sync::atomic::AtomicBool,
+    following: std::sync::atomic::AtomicBool,
+    /// The database's end of WAL, from the stream that reads the slot.
+    server_wal_end: parking_lot::Mutex<Option<Arc<AtomicU64>>>,
+    /// The last position acknowledged to the slot.
+    acked_lsn: AtomicU64,
+    /// The last delivered transaction: its commit time and when it was delivered (unix
+    /// microseconds).
+    last_commit_micros: AtomicU64,
+    last_delivered_micros: AtomicU64,
+}
+
+/// What the inspector shows of postgres changes capture.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct CaptureStatus {
+    /// The replication slot's name.
+    pub(crate) slot: String,
+    /// `streaming` (this node reads the slot), `following` (another node of the cluster
+    /// does, and relays), or `connecting` (neither yet, or reconnecting after an error).
+    pub(crate) state: &'static str,
+    /// WAL bytes the slot has not moved past: the server's end of WAL less the last
+    /// position acknowledged. `None` while unknown (not streaming the slot here).
+    pub(crate) lag_bytes: Option<u64>,
+    /// From commit to delivery of the last transaction delivered, in seconds.
+    pub(crate) lag_seconds: Option<f64>,
+    /// Row changes captured since the start.
+    pub(crate) captured: u64,
+    /// Times capture stopped on an error and reconnected.
+    pub(crate) reconnects: u64,
 }
 
 /// Where a feed's changes come from and who answers its questions about them.
@@ -185,11 +221,43 @@ impl PostgresChanges {
             flow,
             ledger,
             metrics,
+            status: CaptureState::default(),
             shutdown,
             tasks,
         });
         feed.tasks.spawn(capture::run(Arc::clone(&feed)));
         PostgresChanges { inner: feed }
+    }
+
+    /// Where capture stands now.
+    pub(crate) fn status(&self) -> CaptureStatus {
+        let feed = &self.inner;
+        let state = &feed.status;
+        let following = state.following.load(Ordering::Relaxed);
+        let streaming = state.streaming.load(Ordering::Relaxed);
+        let acked = state.acked_lsn.load(Ordering::Relaxed);
+        let lag_bytes = match &*state.server_wal_end.lock() {
+            Some(end) if streaming && !following => {
+                let end = end.load(Ordering::Relaxed);
+                (end > 0 && acked > 0).then(|| end.saturating_sub(acked))
+            }
+            _ => None,
+        };
+        let commit = state.last_commit_micros.load(Ordering::Relaxed);
+        let delivered = state.last_delivered_micros.load(Ordering::Relaxed);
+        CaptureStatus {
+            slot: feed.config.slot.clone(),
+            state: match (streaming, following) {
+                (false, _) => "connecting",
+                (true, false) => "streaming",
+                (true, true) => "following",
+            },
+            lag_bytes,
+            lag_seconds: (commit > 0)
+                .then(|| delivered.saturating_sub(commit) as f64 / 1_000_000.0),
+            captured: feed.metrics.captured.get(),
+            reconnects: feed.metrics.reconnects.get(),
+        }
     }
 
     /// Connects the node's broadcast funnel: database broadcasts are published to it

@@ -4,6 +4,8 @@
 //! real slot does.
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use crier_postgres::database_broadcast::PublicationState;
@@ -48,6 +50,17 @@ pub(crate) trait SlotStream: Send {
     /// Whether the stream carries broadcasts from the database; `None` when they were
     /// not asked for.
     fn broadcasts(&self) -> Option<&PublicationState>;
+
+    /// The database's end of WAL as this stream last heard it, kept current while it
+    /// streams; `None` when the stream does not read a slot itself.
+    fn server_wal_end(&self) -> Option<Arc<AtomicU64>> {
+        None
+    }
+
+    /// Whether this node follows another node's capture instead of streaming the slot.
+    fn following(&self) -> bool {
+        false
+    }
 }
 
 /// PostgreSQL's persistent slot over the streaming replication protocol.
@@ -137,5 +150,9 @@ impl SlotStream for PgSlotStream {
 
     fn broadcasts(&self) -> Option<&PublicationState> {
         self.broadcasts.as_ref()
+    }
+
+    fn server_wal_end(&self) -> Option<Arc<AtomicU64>> {
+        self.stream.as_ref().map(ChangeStream::server_wal_end)
     }
 }

@@ -272,6 +272,7 @@ pub(crate) async fn single(
 fn rate_limited(node: &Node, count: u64) -> Option<Response> {
     let events = &node.shared.counters.events;
     if events.is_over_limit() {
+        node.shared.metrics.rate_limited.inc();
         return Some(with_rate_headers(
             node,
             error(
@@ -281,6 +282,7 @@ fn rate_limited(node: &Node, count: u64) -> Option<Response> {
         ));
     }
     if count > 1 && events.would_exceed(count) {
+        node.shared.metrics.rate_limited.inc();
         return Some(with_rate_headers(
             node,
             error(

@@ -5,6 +5,7 @@ mod body;
 mod broadcast;
 mod errors;
 mod history;
+mod inspector;
 mod socket;
 
 use axum::Router;
@@ -21,7 +22,7 @@ use crate::node::Node;
 impl Node {
     /// The axum router serving the WebSocket endpoints (`/socket/websocket`,
     /// `/realtime/v1/websocket`), the broadcast API, `/healthcheck`, `/api/ping` and
-    /// `/metrics`. Merge it into an existing app or serve it with [`crate::serve`].
+    /// `/metrics`, and with the inspector on, its page at `/inspector`. Merge it into an existing app or serve it with [`crate::serve`].
     ///
     /// Defined here rather than in `node`: the HTTP surface depends on the node, and the
     /// node knows nothing of HTTP.
@@ -44,7 +45,15 @@ fn router(node: Node) -> Router {
         .route("/api/broadcast/{topic}/history", get(history::history))
         .route("/api/ping", get(ping))
         .layer(CorsLayer::permissive());
-    Router::new()
+    let mut routes = Router::new();
+    if node.shared.config.inspector.enabled {
+        routes = routes
+            .route("/inspector", get(inspector::page))
+            .route("/inspector/", get(inspector::page))
+            .route("/inspector/assets/{name}", get(inspector::asset))
+            .route("/inspector/sign-in", post(inspector::sign_in));
+    }
+    routes
         .route("/socket/websocket", get(socket::upgrade))
         .route("/realtime/v1/websocket", get(socket::upgrade))
         .route("/healthcheck", get(healthcheck))

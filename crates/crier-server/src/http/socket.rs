@@ -141,6 +141,7 @@ pub(crate) async fn upgrade(
         );
     };
     if node.shared.counters.joins.is_over_limit() {
+        node.shared.metrics.rate_limited.inc();
         return refuse(
             &node,
             StatusCode::TOO_MANY_REQUESTS,

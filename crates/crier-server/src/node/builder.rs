@@ -214,6 +214,10 @@ impl NodeBuilder {
             }
             store
         });
+        let inspector = config
+            .inspector
+            .enabled
+            .then(|| Arc::new(crate::inspector::Inspector::default()));
         let shared = Arc::new_cyclic(|shared: &std::sync::Weak<Shared>| {
             let delivery: std::sync::Weak<dyn LocalDelivery> = shared.clone();
             broker.attach(delivery);
@@ -243,9 +247,20 @@ impl NodeBuilder {
                 shared_history,
                 clock,
                 checks,
+                inspector,
+                started: std::time::Instant::now(),
                 config,
             }
         });
+        // Started once the node is whole: the task's first look must find it.
+        if let Some(inspector) = &shared.inspector
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            shared.tasks.spawn(crate::inspector::run(
+                Arc::clone(inspector),
+                Arc::downgrade(&shared),
+            ));
+        }
         Ok(Node { shared })
     }
 }

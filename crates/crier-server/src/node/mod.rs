@@ -89,6 +89,10 @@ pub(crate) struct Shared {
     /// Private channels' checks; `None` when there is nothing to ask (every private
     /// join is refused).
     pub(crate) checks: Option<Checks>,
+    /// The live inspector's feed, when it is on.
+    pub(crate) inspector: Option<Arc<crate::inspector::Inspector>>,
+    /// When the node was built.
+    pub(crate) started: Instant,
     next_conn_id: AtomicU64,
     ref_nonce: u32,
     next_ref: AtomicU64,

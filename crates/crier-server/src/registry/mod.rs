@@ -111,6 +111,11 @@ impl Registry {
             .collect()
     }
 
+    /// How many topics have subscribers here now.
+    pub(crate) fn len(&self) -> usize {
+        self.topics.len()
+    }
+
     /// Drops `topic` from the map if it has become empty.
     pub(crate) fn remove_if_empty(&self, topic: &Topic) {
         self.topics.remove_if(topic.key(), |_, t| {

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crier_protocol::events::PRESENCE_DIFF;
 use crier_protocol::presence::{PresenceDiff, PresenceGroups};
@@ -61,6 +62,8 @@ pub(crate) struct Topic {
     subscribers: RwLock<HashMap<ConnId, Subscriber>>,
     /// Also the lock that orders presence diffs (see the module doc).
     presence: Mutex<Box<dyn TopicPresence>>,
+    /// Broadcasts delivered here, for the inspector's rates.
+    broadcasts: AtomicU64,
 }
 
 impl Topic {
@@ -70,6 +73,7 @@ impl Topic {
             key: Arc::from(key),
             subscribers: RwLock::new(HashMap::new()),
             presence: Mutex::new(presence.open(key)),
+            broadcasts: AtomicU64::new(0),
         }
     }
 
@@ -200,6 +204,7 @@ impl Topic {
         exclude: Option<ConnId>,
         then_shutdown: Option<&'static str>,
     ) -> Delivery {
+        self.broadcasts.fetch_add(1, Ordering::Relaxed);
         let stored_id = message.stored_id();
         let subscribers = self.subscribers.read();
         let mut delivery = Delivery::default();
@@ -262,5 +267,10 @@ impl Topic {
     /// Number of subscribers.
     pub(crate) fn subscriber_count(&self) -> usize {
         self.subscribers.read().len()
+    }
+
+    /// Broadcasts delivered to this topic's subscribers since it was created.
+    pub(crate) fn broadcast_count(&self) -> u64 {
+        self.broadcasts.load(Ordering::Relaxed)
     }
 }

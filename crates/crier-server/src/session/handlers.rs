@@ -33,6 +33,9 @@ impl Session {
             }
             return;
         }
+        if message.topic == crate::inspector::TOPIC {
+            return self.on_inspector(message);
+        }
         if message.event == PHX_JOIN {
             return self.join(message);
         }
@@ -173,6 +176,7 @@ impl Session {
             self.reply(&to, "ok", &json!({}));
         }
         if shared.counters.events.is_over_limit() {
+            shared.metrics.rate_limited.inc();
             self.shut_down_channel(topic, shutdown::TOO_MANY_MESSAGES);
         }
     }
@@ -252,6 +256,7 @@ impl Session {
                     return self.shut_down_channel(&topic, reason);
                 }
                 if shared.counters.presence_events.is_over_limit() {
+                    shared.metrics.rate_limited.inc();
                     return self.shut_down_channel(&topic, shutdown::TOO_MANY_PRESENCE_MESSAGES);
                 }
                 shared.counters.presence_events.add(1);

@@ -82,6 +82,7 @@ impl Session {
             return self.join_error(&to, Reason::private_only());
         }
         if shared.counters.joins.is_over_limit() {
+            shared.metrics.rate_limited.inc();
             self.join_error(&to, Reason::too_many_joins());
             self.closing = Some((CloseCode::Normal, "too many joins per second"));
             return;

@@ -17,6 +17,7 @@
 
 mod channel;
 mod handlers;
+mod inspector;
 mod io;
 mod join;
 mod private;
@@ -141,6 +142,8 @@ struct Session {
     pending_joins: HashMap<String, PendingJoin>,
     /// A write check is in flight: reads wait for it (the `private` module).
     awaiting_write: bool,
+    /// Joined to the inspector's channel, with that join's `join_ref`.
+    inspecting: Option<Option<String>>,
     _permit: ConnectionPermit,
 }
 
@@ -185,6 +188,7 @@ impl Session {
             checks: std::sync::Mutex::new(FuturesUnordered::new()),
             pending_joins: HashMap::new(),
             awaiting_write: false,
+            inspecting: None,
             _permit: params.permit,
         }
     }
@@ -540,6 +544,9 @@ impl Drop for Session {
         let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
         for channel in channels {
             self.release(channel);
+        }
+        if self.inspecting.take().is_some() {
+            self.stop_inspecting();
         }
         self.node.shared.metrics.connections.dec();
     }

@@ -11,6 +11,7 @@ mod embedding;
 mod flow_control;
 mod http;
 mod http_edge;
+mod inspector;
 mod jwks;
 mod postgres_changes;
 mod presence;
