@@ -142,6 +142,7 @@ impl RedisBroker {
             client,
             token,
             Arc::clone(&presence),
+            Arc::clone(&delivery),
             Arc::clone(&nodes),
             Arc::clone(&renewed),
         ));
@@ -250,6 +251,8 @@ impl Broker for RedisBroker {
                 .map(|seen| NodeStatus {
                     name: seen.name.clone(),
                     presence_entries: seen.presence_entries,
+                    connections: seen.connections,
+                    renewed_ms_ago: seen.renewed_ms_ago,
                 })
                 .collect(),
         })

@@ -3,17 +3,19 @@
 //!
 //! `crier:node:<name>` holds a node's random token with a 6 s expiry; the set
 //! `crier:nodes` lists every node that took one. Every 2 s each node renews its lease,
-//! reports how many presence entries it tracks, and checks the others' leases: a node
+//! reports how many presence entries it tracks and how many sockets it serves, and
+//! checks the others' leases (their remaining time says when each was renewed): a node
 //! listed whose lease is gone died without a goodbye (or lost Redis for 6 s), and the
 //! first node to notice clears its entries in every topic, which sends `leave` diffs to
 //! every subscriber. So a dead node's presences go within about 8 s. Expiry is Redis's
 //! clock, so no node's own clock matters. A node that finds its lease gone takes it
 //! again and pushes its presences again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use crier_server::broker::LocalDelivery;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 
@@ -28,13 +30,16 @@ const EVERY: Duration = Duration::from_secs(2);
 const NODES: &str = "crier:nodes";
 /// Each node's number of presence entries.
 const COUNTS: &str = "crier:presence-counts";
+/// Each node's number of connections (its load, for the inspector).
+const CONNECTIONS: &str = "crier:node-connections";
 
 fn lease_of(node: &str) -> String {
     format!("crier:node:{node}")
 }
 
 /// Renews a lease, or takes it again when it has lapsed: 1 renewed, 2 taken again, 0
-/// held by another node. Also lists the node and records its presence count.
+/// held by another node. Also lists the node and records its presence and connection
+/// counts.
 const RENEW: &str = r"
 local result
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -46,6 +51,7 @@ else
 end
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[5])
 return result
 ";
 
@@ -54,6 +60,9 @@ return result
 pub(crate) struct NodeSeen {
     pub(crate) name: String,
     pub(crate) presence_entries: u64,
+    pub(crate) connections: u64,
+    /// How long ago it renewed its lease (from the lease's remaining time in Redis).
+    pub(crate) renewed_ms_ago: Option<u64>,
 }
 
 /// A new lease token.
@@ -96,6 +105,7 @@ pub(crate) async fn watch(
     client: redis::Client,
     token: String,
     presence: Arc<Presence>,
+    load: Arc<OnceLock<Weak<dyn LocalDelivery>>>,
     nodes: Arc<Mutex<Vec<NodeSeen>>>,
     healthy: Arc<AtomicBool>,
 ) {
@@ -117,7 +127,11 @@ pub(crate) async fn watch(
         }
     };
     loop {
-        match round(&mut connection, &token, &presence).await {
+        let connections = load
+            .get()
+            .and_then(Weak::upgrade)
+            .map_or(0, |node| node.connections());
+        match round(&mut connection, &token, &presence, connections).await {
             Ok((seen, held)) => {
                 // A node whose name another holds is not a healthy member either.
                 healthy.store(held, Ordering::Relaxed);
@@ -138,16 +152,19 @@ async fn round(
     connection: &mut ConnectionManager,
     token: &str,
     presence: &Arc<Presence>,
+    connections: u64,
 ) -> redis::RedisResult<(Vec<NodeSeen>, bool)> {
     let node = presence.node();
     let renewed: i64 = redis::Script::new(RENEW)
         .key(lease_of(node))
         .key(NODES)
         .key(COUNTS)
+        .key(CONNECTIONS)
         .arg(token)
         .arg(TTL.as_millis() as u64)
         .arg(node)
         .arg(presence.local_entries())
+        .arg(connections)
         .invoke_async(connection)
         .await?;
     match renewed {
@@ -171,20 +188,28 @@ async fn round(
         .await?;
     let mut check = redis::pipe();
     for name in &names {
-        check.cmd("EXISTS").arg(lease_of(name));
+        // The lease's remaining time: -2 when it is gone (-1, no expiry, cannot happen).
+        check.cmd("PTTL").arg(lease_of(name));
         check.cmd("HGET").arg(COUNTS).arg(name);
+        check.cmd("HGET").arg(CONNECTIONS).arg(name);
     }
-    let answers: Vec<(bool, Option<u64>)> = if names.is_empty() {
+    let answers: Vec<(i64, Option<u64>, Option<u64>)> = if names.is_empty() {
         Vec::new()
     } else {
         check.query_async(connection).await?
     };
     let mut seen = Vec::new();
-    for (name, (alive, count)) in names.into_iter().zip(answers) {
+    let ttl = TTL.as_millis() as u64;
+    for (name, (left_ms, count, connections)) in names.into_iter().zip(answers) {
+        let alive = left_ms != -2;
         if alive || name == node {
             seen.push(NodeSeen {
                 name,
                 presence_entries: count.unwrap_or(0),
+                connections: connections.unwrap_or(0),
+                renewed_ms_ago: u64::try_from(left_ms)
+                    .ok()
+                    .map(|left| ttl.saturating_sub(left)),
             });
         } else {
             // On a task of its own: a node with many topics takes many round trips, and
@@ -249,6 +274,10 @@ async fn reap(
         .ignore()
         .cmd("HDEL")
         .arg(COUNTS)
+        .arg(dead)
+        .ignore()
+        .cmd("HDEL")
+        .arg(CONNECTIONS)
         .arg(dead)
         .ignore()
         .query_async::<()>(connection)

@@ -203,10 +203,8 @@ function renderOverview(overview) {
     figure('uptime', `Uptime (v${overview.version})`, duration(overview.uptime_seconds)),
   ]
   if (overview.history) {
-    figures.push(
-      figure('history', `History (${fmt(overview.history.topics)} topics)`,
-        `${fmt(overview.history.messages)} · ${bytes(overview.history.bytes)}`)
-    )
+    const { messages, bytes: kept, topics } = overview.history
+    figures.push(figure('history', `Kept for resume: ${bytes(kept)}, ${fmt(topics)} topics`, fmt(messages)))
   }
   $('figures').replaceChildren(...figures)
   renderCapture(overview.postgres_changes, sample)
@@ -243,15 +241,19 @@ function renderCluster(cluster) {
   const card = $('cluster')
   if (!cluster) return
   const rows = cluster.nodes.map((node) =>
-    element('tr', {}, element('td', {}, node.name), element('td', { class: 'good' }, 'live'),
-      element('td', {}, fmt(node.presence_entries)))
+    element('tr', { 'data-node': node.name },
+      element('td', {}, node.name),
+      element('td', {}, fmt(node.connections)),
+      element('td', {}, fmt(node.presence_entries)),
+      element('td', { class: 'good' },
+        node.renewed_ms_ago === null ? 'live' : `live, renewed ${seconds(node.renewed_ms_ago / 1000)} ago`))
   )
   card.replaceChildren(
-    element('h2', {}, 'Cluster'),
+    element('h2', {}, `Cluster: ${cluster.nodes.length} ${cluster.nodes.length === 1 ? 'node' : 'nodes'}`),
     definitions([['Redis', cluster.connected ? 'connected' : 'unreachable', cluster.connected ? 'good' : 'bad']]),
-    element('table', { 'data-nodes': String(cluster.nodes.length) },
-      element('thead', {}, element('tr', {}, element('th', {}, 'Node'), element('th', {}, 'Lease'),
-        element('th', {}, 'Presences'))),
+    element('table', {},
+      element('thead', {}, element('tr', {}, element('th', {}, 'Node'), element('th', {}, 'Connections'),
+        element('th', {}, 'Presences'), element('th', {}, 'Lease'))),
       element('tbody', {}, ...rows))
   )
 }
@@ -282,8 +284,8 @@ function drawChart() {
         height: 220,
         series: [
           {},
-          { label: 'in / s', stroke: '#2563eb', width: 1.5 },
-          { label: 'out / s', stroke: '#16a34a', width: 1.5 },
+          { label: 'in / s', stroke: '#2563eb', width: 1.5, points: { show: false } },
+          { label: 'out / s', stroke: '#16a34a', width: 1.5, points: { show: false } },
         ],
         axes: [{}, { size: 60 }],
       },

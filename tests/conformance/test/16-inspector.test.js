@@ -1,6 +1,6 @@
 // Case 16: the live inspector page in a real browser (Debian's chromium driven by
 // playwright-core): sign-in, the live overview, the channel list, watching a channel,
-// sending a broadcast, joining as a user. Screenshots go to target/inspector/ (or
+// sending a broadcast, joining as a user, and a two-node cluster's nodes. Screenshots go to target/inspector/ (or
 // $CRIER_INSPECTOR_SCREENSHOTS). Any console error or page error fails the suite.
 
 import { describe, it, before, after } from 'node:test'
@@ -12,11 +12,13 @@ import { chromium } from 'playwright-core'
 
 import { ClientPool, subscribeOk, send, uniqueName, phoenixJoin } from '../lib/clients.js'
 import { startServer } from '../lib/server.js'
+import { startCluster } from '../lib/cluster.js'
 import { Recorder } from '../lib/wait.js'
 
 const CHROMIUM = process.env.CRIER_CHROMIUM ?? '/usr/bin/chromium'
 const repo = (path) => fileURLToPath(new URL(`../../../${path}`, import.meta.url))
 const SHOTS = process.env.CRIER_INSPECTOR_SCREENSHOTS ?? repo('target/inspector')
+const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true })
 /** Long enough for a one-second overview tick on a busy CI machine. */
 const UI_TIMEOUT_MS = 15_000
 
@@ -48,7 +50,6 @@ describe('inspector page', () => {
 
   const serviceKey = () => server.token({ role: 'service_role' })
   const figure = (name) => page.locator(`[data-figure="${name}"] .value`)
-  const shot = (name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true })
 
   /** Waits, in the page, until the figure `name` shows `value`. */
   function figureReads(name, value) {
@@ -89,7 +90,7 @@ describe('inspector page', () => {
     await page.locator('#sign-in-error', { hasText: 'role anon' }).waitFor({ timeout: UI_TIMEOUT_MS })
     assert.equal(await page.locator('#overview').isVisible(), false)
     assert.equal(await page.locator('.figure').count(), 0)
-    await shot('sign-in-refused')
+    await shot(page, 'sign-in-refused')
   })
 
   it('refuses the inspector channel to a token without an admin role', async () => {
@@ -128,7 +129,7 @@ describe('inspector page', () => {
     }
     await figureReads('connections', before + 3)
     await page.locator('#chart canvas').waitFor()
-    await shot('overview')
+    await shot(page, 'overview')
   })
 
   it('lists the channel, opens it, and shows its presences and a broadcast as it arrives', async () => {
@@ -156,7 +157,7 @@ describe('inspector page', () => {
     assert.equal(await page.locator('#tail tr[data-event="while-paused"]').count(), 0)
     await page.click('#tail-pause')
     await page.locator('#tail tr[data-event="while-paused"]').waitFor()
-    await shot('channel')
+    await shot(page, 'channel')
   })
 
   it('sends a broadcast (JSON, then text) that every client receives', async () => {
@@ -195,7 +196,7 @@ describe('inspector page', () => {
     await page.locator('#join-state', { hasText: 'joined' }).waitFor({ timeout: UI_TIMEOUT_MS })
     await send(clients[2].channel, { type: 'broadcast', event: 'seen-by-user', payload: { from: 'carol' } })
     await page.locator('#join-log li', { hasText: 'seen-by-user' }).waitFor({ timeout: UI_TIMEOUT_MS })
-    await shot('join-as')
+    await shot(page, 'join-as')
     await page.click('#join-leave')
   })
 
@@ -205,6 +206,83 @@ describe('inspector page', () => {
     await page.reload()
     await page.locator('#sign-in-form').waitFor()
     assert.equal(await page.locator('.figure').count(), 0)
+  })
+
+  it('wrote no console error and threw no page error', () => {
+    assert.deepEqual(problems, [])
+  })
+})
+
+describe('inspector page on a two-node cluster', () => {
+  const pool = new ClientPool()
+  const problems = []
+  let cluster
+  let browser
+  let page
+
+  before(async () => {
+    mkdirSync(SHOTS, { recursive: true })
+    cluster = await startCluster()
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage()
+    page.on('console', (message) => {
+      if (message.type() === 'error') problems.push(`console: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+  })
+
+  after(async () => {
+    await pool.closeAll()
+    await browser?.close()
+    await cluster?.stop()
+  })
+
+  it('shows every node with its load, and sends to subscribers on the other node', async () => {
+    const [nodeA, nodeB] = cluster.nodes
+    await page.goto(`${nodeA.httpUrl}/inspector`)
+    await page.fill('#key', nodeA.token({ role: 'service_role' }))
+    await page.click('#sign-in-form button[type=submit]')
+    await page.locator('#cluster h2', { hasText: 'Cluster: 2 nodes' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.locator('[data-node="node-a"]').waitFor()
+
+    const room = uniqueName('cluster-inspected')
+    const received = new Recorder('broadcast')
+    for (let i = 0; i < 2; i += 1) {
+      const client = pool.realtime(nodeB)
+      const channel = client.channel(room).on('broadcast', { event: '*' }, received.push)
+      await subscribeOk(channel)
+    }
+    // Each node reports its connections with its lease, every 2 s.
+    await page.waitForFunction(
+      () => document.querySelector('[data-node="node-b"] td:nth-child(2)')?.textContent === '2',
+      undefined,
+      { timeout: UI_TIMEOUT_MS }
+    )
+    await page.locator('#cluster [data-node="node-b"]', { hasText: 'renewed' }).waitFor()
+    await shot(page, 'cluster')
+
+    // This node has no subscriber of the room: it is watched from here (which subscribes
+    // this node), and a broadcast sent from here reaches the clients on the other node.
+    await page.click('nav [data-tab=channels]')
+    await page.fill('#search', room)
+    await page.locator('#channel-count', { hasText: '0 of' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.click('nav [data-tab=join-as]')
+    await page.fill('#join-token', nodeA.token())
+    await page.fill('#join-topic', room)
+    await page.click('#join-form button[type=submit]')
+    await page.locator('#join-state', { hasText: 'joined' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.click('nav [data-tab=channels]')
+    const row = page.locator(`#channel-table tr[data-channel="${room}"]`)
+    await row.waitFor({ timeout: UI_TIMEOUT_MS })
+    await row.click()
+    await page.locator('#channel-state', { hasText: 'watching' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.fill('#send-event', 'across-nodes')
+    await page.fill('#send-payload', '{"from": "node-a"}')
+    await page.click('#send-form button[type=submit]')
+    const got = await received.waitForCount(2, 'the broadcast on both clients of node-b', UI_TIMEOUT_MS)
+    for (const message of got) assert.deepEqual(message.payload, { from: 'node-a' })
+    // The user joined on the other tab: what it saw is kept there.
+    await page.locator('#join-log li', { hasText: 'across-nodes' }).waitFor({ state: 'attached', timeout: UI_TIMEOUT_MS })
   })
 
   it('wrote no console error and threw no page error', () => {

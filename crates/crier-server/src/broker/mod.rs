@@ -79,6 +79,11 @@ pub struct NodeStatus {
     pub name: String,
     /// How many presence entries its connections track.
     pub presence_entries: u64,
+    /// How many sockets it serves (its load), as it last said.
+    pub connections: u64,
+    /// How long ago it last renewed its lease, in milliseconds, when the bus can tell
+    /// (its liveness: a lease that is not renewed lapses, and the node is gone).
+    pub renewed_ms_ago: Option<u64>,
 }
 
 /// Where a node hands a publication from another node to its own subscribers.
@@ -86,6 +91,12 @@ pub trait LocalDelivery: Send + Sync {
     /// Queues `publication` to this node's subscribers of `topic` (the full topic,
     /// `realtime:<channel>`).
     fn deliver(&self, topic: &str, publication: Publication<'_>);
+
+    /// How many sockets this node serves: the bus tells the other nodes (their inspector
+    /// shows each node's load).
+    fn connections(&self) -> u64 {
+        0
+    }
 
     /// Broadcasts of `topic` from other nodes may have been lost (the bus was cut): the
     /// node tells the topic's subscribers, and a resume from before now reports a gap.

@@ -112,7 +112,8 @@ struct HistoryFigures {
 struct ClusterFigures {
     /// Whether the bus (Redis) is reachable now.
     connected: bool,
-    /// The live nodes (each holds its lease), with their presence entries.
+    /// The live nodes (each holds its lease), with their load and when each last
+    /// renewed its lease.
     nodes: Vec<NodeFigures>,
 }
 
@@ -120,6 +121,8 @@ struct ClusterFigures {
 struct NodeFigures {
     name: String,
     presence_entries: u64,
+    connections: u64,
+    renewed_ms_ago: Option<u64>,
 }
 
 impl Overview {
@@ -154,6 +157,8 @@ impl Overview {
                 .map(|node| NodeFigures {
                     name: node.name,
                     presence_entries: node.presence_entries,
+                    connections: node.connections,
+                    renewed_ms_ago: node.renewed_ms_ago,
                 })
                 .collect(),
         });

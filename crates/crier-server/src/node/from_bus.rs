@@ -38,6 +38,10 @@ impl crate::presence::PresenceSink for Shared {
 /// waiting (the publishing node paces its publisher, and a bus must not stall on one
 /// node's slow readers).
 impl LocalDelivery for Shared {
+    fn connections(&self) -> u64 {
+        self.connections.current() as u64
+    }
+
     /// A broadcast without a position (the bus keeps no shared history): through this
     /// node's history, so that it gets this node's next position, and every broadcast a
     /// subscriber here receives is in one stream, whichever node published it.

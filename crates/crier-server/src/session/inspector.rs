@@ -3,13 +3,23 @@
 
 use crier_protocol::Message;
 use crier_protocol::Payload;
-use crier_protocol::codes::{ErrorCode, Reason};
-use crier_protocol::events::{PHX_JOIN, PHX_LEAVE};
+use crier_protocol::codes::{ErrorCode, Reason, shutdown};
+use crier_protocol::events::{EXTENSION_SYSTEM, PHX_JOIN, PHX_LEAVE, SYSTEM};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::handlers::UNMATCHED_TOPIC;
 use super::{ReplyAddress, Session};
 use crate::inspector::{self, CHANNELS, ChannelsQuery};
+
+/// The socket's place on the inspector's channel.
+#[derive(Debug)]
+pub(super) struct Inspecting {
+    join_ref: Option<String>,
+    /// When the join's token expires (tokio clock), and its `exp`.
+    expires_at: Instant,
+    exp: i64,
+}
 
 impl Session {
     /// A message on the inspector's topic.
@@ -82,7 +92,11 @@ impl Session {
             );
         }
         shared.metrics.channels.inc();
-        self.inspecting = Some(to.join_ref.clone());
+        self.inspecting = Some(Inspecting {
+            join_ref: to.join_ref.clone(),
+            expires_at: shared.clock.instant_at(claims.exp),
+            exp: claims.exp,
+        });
         let welcome = feed.watch(&self.conn);
         self.reply(to, "ok", &welcome);
     }
@@ -117,6 +131,30 @@ impl Session {
             let list = inspector::channel_list(&shared, feed, &query);
             self.reply(to, "ok", &list);
         }
+    }
+
+    /// When the inspector's token expires, while the socket inspects.
+    pub(super) fn inspector_expiry(&self) -> Option<Instant> {
+        self.inspecting
+            .as_ref()
+            .map(|inspecting| inspecting.expires_at)
+    }
+
+    /// Shuts the inspector's channel down once its token has expired, as any channel's.
+    pub(super) fn expire_inspector(&mut self, now: Instant) {
+        let Some(inspecting) = self
+            .inspecting
+            .take_if(|inspecting| inspecting.expires_at <= now)
+        else {
+            return;
+        };
+        self.stop_inspecting();
+        let seconds_ago = (self.node.shared.clock.unix_now() - inspecting.exp).max(0);
+        let body = json!({"extension": EXTENSION_SYSTEM, "status": "error",
+                          "message": shutdown::token_expired(seconds_ago), "channel": inspector::TOPIC});
+        let join_ref = inspecting.join_ref.as_deref();
+        self.push(join_ref, inspector::TOPIC, SYSTEM, &body);
+        self.push_close(join_ref, inspector::TOPIC);
     }
 
     /// Stops the overview pushes (a leave, or the socket's end).

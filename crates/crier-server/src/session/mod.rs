@@ -142,8 +142,8 @@ struct Session {
     pending_joins: HashMap<String, PendingJoin>,
     /// A write check is in flight: reads wait for it (the `private` module).
     awaiting_write: bool,
-    /// Joined to the inspector's channel, with that join's `join_ref`.
-    inspecting: Option<Option<String>>,
+    /// Joined to the inspector's channel (the `inspector` module).
+    inspecting: Option<inspector::Inspecting>,
     _permit: ConnectionPermit,
 }
 
@@ -213,7 +213,12 @@ impl Session {
             self.conn.queue.push_own(Outbound::Shutdown);
         }
         loop {
-            let next_expiry = self.channels.values().map(|c| c.expires_at).min();
+            let next_expiry = self
+                .channels
+                .values()
+                .map(|c| c.expires_at)
+                .chain(self.inspector_expiry())
+                .min();
             if next_expiry != armed_expiry {
                 if let Some(at) = next_expiry {
                     expiry.as_mut().reset(at);
@@ -444,6 +449,7 @@ impl Session {
             .filter(|(_, channel)| channel.expires_at <= now)
             .map(|(topic, channel)| (topic.clone(), channel.claims.exp))
             .collect();
+        self.expire_inspector(now);
         let now_unix = self.node.shared.clock.unix_now();
         for (topic, exp) in expired {
             let message = crier_protocol::codes::shutdown::token_expired((now_unix - exp).max(0));

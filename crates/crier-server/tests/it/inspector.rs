@@ -247,3 +247,93 @@ async fn the_inspector_socket_is_held_to_the_limits_of_any_client() {
     assert_eq!(status, "error");
     assert_eq!(response["reason"], "unmatched topic");
 }
+
+/// On paused time, with the node's wall clock following tokio's: the inspector's channel
+/// is shut down when the token it joined with expires, as any channel is.
+#[tokio::test(start_paused = true)]
+async fn the_inspector_channel_closes_when_its_token_expires() {
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use crier_server::auth::unix_now;
+    use crier_server::clock::{Clock, TokioClock};
+    use crier_server::{Config, Node};
+
+    let start = UNIX_EPOCH + Duration::from_secs(unix_now() as u64);
+    let clock = TokioClock::starting_at(start);
+    let mut config = Config::new(SECRET);
+    config.inspector.enabled = true;
+    let node = Node::builder(config)
+        .clock(Arc::new(clock))
+        .build()
+        .unwrap();
+    let server = MemoryServer::new(node);
+    let short = token(json!({"role": "service_role", "exp": clock.unix_now() + 2}));
+    let mut client = server.connect(Vsn::V2, &service_key()).await;
+    let joined_at = tokio::time::Instant::now();
+    let (join_ref, status, _) = client.join(INSPECTOR, json!({"access_token": short})).await;
+    assert_eq!(status, "ok");
+    let system = client.event(INSPECTOR, "system").await;
+    assert_eq!(
+        tokio::time::Instant::now() - joined_at,
+        Duration::from_secs(2)
+    );
+    let body = json_payload(&system);
+    assert_eq!(body["status"], "error");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Token has expired "),
+        "{body}"
+    );
+    let close = client.event(INSPECTOR, "phx_close").await;
+    assert_eq!(close.join_ref.as_deref(), Some(join_ref.as_str()));
+    let (status, response) = client
+        .push(&join_ref, INSPECTOR, "channels", json!({}))
+        .await;
+    assert_eq!(status, "error");
+    assert_eq!(response["reason"], "unmatched topic");
+}
+
+/// Against a real PostgreSQL: the overview says the slot streams, and after a commit
+/// how far behind capture is (bytes of WAL, seconds from commit to delivery).
+#[tokio::test]
+async fn the_overview_says_where_postgres_changes_capture_stands() {
+    use std::time::Duration;
+
+    use crier_server::PostgresChangesConfig;
+    use crier_testkit::TestPostgres;
+
+    let pg = TestPostgres::start().expect("postgres");
+    pg.psql(
+        "create table t (id int primary key); create publication supabase_realtime for table t;",
+    )
+    .unwrap();
+    let mut changes = PostgresChangesConfig::new(pg.url());
+    changes.slot = "crier_inspected".into();
+    let server = TestServer::start_with(|config| {
+        config.inspector.enabled = true;
+        config.postgres_changes = Some(changes);
+    })
+    .await;
+    let (watcher, _, _) = inspector(&server).await;
+    let mut watcher = watcher.with_guard(Duration::from_secs(30));
+    let streaming = watcher
+        .until(|m| {
+            m.event == "overview" && json_payload(m)["postgres_changes"]["state"] == "streaming"
+        })
+        .await;
+    let capture = &json_payload(&streaming)["postgres_changes"];
+    assert_eq!(capture["slot"], "crier_inspected");
+    assert_eq!(capture["reconnects"], 0);
+
+    pg.psql("insert into t values (1), (2)").unwrap();
+    let caught_up = watcher
+        .until(|m| m.event == "overview" && json_payload(m)["postgres_changes"]["captured"] == 2)
+        .await;
+    let capture = &json_payload(&caught_up)["postgres_changes"];
+    let lag_seconds = capture["lag_seconds"].as_f64().expect("a delivered commit");
+    assert!((0.0..30.0).contains(&lag_seconds), "{capture}");
+    assert!(capture["lag_bytes"].is_u64(), "{capture}");
+}
