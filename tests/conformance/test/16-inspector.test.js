@@ -19,6 +19,22 @@ const CHROMIUM = process.env.CRIER_CHROMIUM ?? '/usr/bin/chromium'
 const repo = (path) => fileURLToPath(new URL(`../../../${path}`, import.meta.url))
 const SHOTS = process.env.CRIER_INSPECTOR_SCREENSHOTS ?? repo('target/inspector')
 const shot = (page, name) => page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true })
+/**
+ * Chromium with one page, and every console error and page error it has, in `problems`.
+ */
+async function openBrowser(problems) {
+  if (!existsSync(CHROMIUM)) throw new Error(`no chromium at ${CHROMIUM} (apt-get install chromium)`)
+  mkdirSync(SHOTS, { recursive: true })
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
+  const page = await context.newPage()
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`)
+  })
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+  return { browser, page }
+}
+
 /** Long enough for a one-second overview tick on a busy CI machine. */
 const UI_TIMEOUT_MS = 15_000
 
@@ -30,16 +46,8 @@ describe('inspector page', () => {
   let page
 
   before(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no chromium at ${CHROMIUM} (apt-get install chromium)`)
-    mkdirSync(SHOTS, { recursive: true })
     server = await startServer()
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } })
-    page = await context.newPage()
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console: ${message.text()}`)
-    })
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+    ;({ browser, page } = await openBrowser(problems))
   })
 
   after(async () => {
@@ -221,14 +229,8 @@ describe('inspector page on a two-node cluster', () => {
   let page
 
   before(async () => {
-    mkdirSync(SHOTS, { recursive: true })
     cluster = await startCluster()
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] })
-    page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage()
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console: ${message.text()}`)
-    })
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+    ;({ browser, page } = await openBrowser(problems))
   })
 
   after(async () => {
