@@ -1,6 +1,7 @@
 // Case 16: the live inspector page in a real browser (Debian's chromium driven by
 // playwright-core): sign-in, the live overview, the channel list, watching a channel,
-// sending a broadcast, joining as a user, and a two-node cluster's nodes. Screenshots go to target/inspector/ (or
+// sending a broadcast, joining as a user, private channels and capture status with a
+// database, and a two-node cluster's nodes. Screenshots go to target/inspector/ (or
 // $CRIER_INSPECTOR_SCREENSHOTS). Any console error or page error fails the suite.
 
 import { describe, it, before, after } from 'node:test'
@@ -13,6 +14,7 @@ import { chromium } from 'playwright-core'
 import { ClientPool, subscribeOk, send, uniqueName, phoenixJoin } from '../lib/clients.js'
 import { startServer } from '../lib/server.js'
 import { startCluster } from '../lib/cluster.js'
+import { useServerWithDatabase } from '../lib/postgres.js'
 import { Recorder } from '../lib/wait.js'
 
 const CHROMIUM = process.env.CRIER_CHROMIUM ?? '/usr/bin/chromium'
@@ -285,6 +287,78 @@ describe('inspector page on a two-node cluster', () => {
     for (const message of got) assert.deepEqual(message.payload, { from: 'node-a' })
     // The user joined on the other tab: what it saw is kept there.
     await page.locator('#join-log li', { hasText: 'across-nodes' }).waitFor({ state: 'attached', timeout: UI_TIMEOUT_MS })
+  })
+
+  it('wrote no console error and threw no page error', () => {
+    assert.deepEqual(problems, [])
+  })
+})
+
+describe('inspector page with a database: capture status and private channels', () => {
+  const { server, db, pool } = useServerWithDatabase({
+    schema: `
+      create role anon nologin;
+      create role authenticated nologin;
+      create role service_role nologin bypassrls;
+    `,
+  })
+  const problems = []
+  let browser
+  let page
+
+  before(async () => {
+    // After the server started: it created realtime.messages.
+    await db.sql(`
+      create policy members_read on realtime.messages for select to authenticated
+        using (realtime.topic() like 'room-%');
+      create policy members_write on realtime.messages for insert to authenticated
+        with check (realtime.topic() like 'room-%');
+    `)
+    ;({ browser, page } = await openBrowser(problems))
+  })
+
+  after(async () => {
+    await browser?.close()
+  })
+
+  const member = (sub) => server.token({ role: 'authenticated', sub })
+
+  it('shows the slot streaming, watches a private channel, and joins it as a member and as a stranger', async () => {
+    await page.goto(`${server.httpUrl}/inspector`)
+    await page.fill('#key', server.token({ role: 'service_role' }))
+    await page.click('#sign-in-form button[type=submit]')
+    await page.locator('#capture dd.good', { hasText: 'streaming' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.locator('#capture', { hasText: 'crier_realtime' }).waitFor()
+
+    const name = uniqueName('room')
+    const alice = pool.realtime(server, { token: member('alice') })
+    const aliceChannel = alice.channel(name, { config: { private: true } })
+    await subscribeOk(aliceChannel)
+
+    // The inspector's service role reads every private channel (it bypasses the policies).
+    await page.click('nav [data-tab=channels]')
+    await page.fill('#search', name)
+    const row = page.locator(`#channel-table tr[data-channel="${name}"]`)
+    await row.locator('.tag', { hasText: 'private' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await row.click()
+    await page.locator('#channel-state', { hasText: 'watching' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await send(aliceChannel, { type: 'broadcast', event: 'private-hello', payload: { from: 'alice' } })
+    await page.locator('#tail tr[data-event="private-hello"]').waitFor({ timeout: UI_TIMEOUT_MS })
+
+    await page.click('nav [data-tab=join-as]')
+    await page.check('#join-private')
+    await page.fill('#join-topic', name)
+    await page.fill('#join-token', server.token())
+    await page.click('#join-form button[type=submit]')
+    await page
+      .locator('#join-state', { hasText: 'You do not have permissions to read from this Channel topic' })
+      .waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.fill('#join-token', member('bob'))
+    await page.click('#join-form button[type=submit]')
+    await page.locator('#join-state', { hasText: 'joined' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await send(aliceChannel, { type: 'broadcast', event: 'for-members', payload: {} })
+    await page.locator('#join-log li', { hasText: 'for-members' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    await shot(page, 'join-as-private')
   })
 
   it('wrote no console error and threw no page error', () => {
