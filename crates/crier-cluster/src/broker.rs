@@ -252,7 +252,7 @@ impl Broker for RedisBroker {
                     name: seen.name.clone(),
                     presence_entries: seen.presence_entries,
                     connections: seen.connections,
-                    renewed_ms_ago: seen.renewed_ms_ago,
+                    renewed_ms_ago: seen.renewed_ms_ago_now(),
                 })
                 .collect(),
         })

@@ -61,8 +61,19 @@ pub(crate) struct NodeSeen {
     pub(crate) name: String,
     pub(crate) presence_entries: u64,
     pub(crate) connections: u64,
-    /// How long ago it renewed its lease (from the lease's remaining time in Redis).
+    /// How long before `seen_at` it renewed its lease (from the lease's remaining time
+    /// in Redis).
     pub(crate) renewed_ms_ago: Option<u64>,
+    /// When this node looked.
+    pub(crate) seen_at: std::time::Instant,
+}
+
+impl NodeSeen {
+    /// How long ago, now, it renewed its lease.
+    pub(crate) fn renewed_ms_ago_now(&self) -> Option<u64> {
+        let since = u64::try_from(self.seen_at.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.renewed_ms_ago.map(|ago| ago.saturating_add(since))
+    }
 }
 
 /// A new lease token.
@@ -210,6 +221,7 @@ async fn round(
                 renewed_ms_ago: u64::try_from(left_ms)
                     .ok()
                     .map(|left| ttl.saturating_sub(left)),
+                seen_at: std::time::Instant::now(),
             });
         } else {
             // On a task of its own: a node with many topics takes many round trips, and

@@ -434,6 +434,10 @@ impl TopicPresence for ClusterTopic {
         self.replica.state()
     }
 
+    fn len(&self) -> usize {
+        self.replica.entries()
+    }
+
     fn is_empty(&self) -> bool {
         self.replica.local_len() == 0
     }

@@ -341,11 +341,11 @@ impl ChangeStream {
         })
     }
 
-    /// The server's end of WAL as the stream last heard it, kept current while the
-    /// stream is read: how far the slot is behind is this less its acknowledged
-    /// position.
-    pub fn server_wal_end(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.server_wal_end)
+    /// Makes the stream keep `gauge` at the server's end of WAL as its messages say
+    /// (keepalives and data both carry it): how far the slot is behind is that less its
+    /// acknowledged position.
+    pub fn report_wal_end_to(&mut self, gauge: Arc<AtomicU64>) {
+        self.server_wal_end = gauge;
     }
 
     /// Lets the slot move past `lsn`: every change before it has been handed to fan-out.

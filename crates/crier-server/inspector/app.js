@@ -135,14 +135,18 @@ function signOut(reason = '') {
 
 function connect(key) {
   const socket = new Socket(socketUrl(), { params: { apikey: key } })
-  socket.onOpen(() => setStatus('connected', 'live'))
-  socket.onClose(() => setStatus('reconnecting…', 'down'))
+  // Callbacks of a socket signed out of (or replaced) must not touch the page.
+  const current = () => state.socket === socket
+  socket.onOpen(() => current() && setStatus('connected', 'live'))
+  socket.onClose(() => current() && setStatus('reconnecting…', 'down'))
   socket.connect()
   const inspector = socket.channel(INSPECTOR_TOPIC, {})
   inspector.on('overview', (overview) => {
     addSample(overview.sample)
     renderOverview(overview)
   })
+  // The server closes the channel when the key expires: back to the form, with why.
+  inspector.on('system', ({ message }) => current() && signOut(message))
   inspector
     .join()
     .receive('ok', (welcome) => {
@@ -153,7 +157,8 @@ function connect(key) {
       drawChart()
       if (welcome.overview) renderOverview(welcome.overview)
     })
-    .receive('error', ({ reason }) => signOut(reason))
+    .receive('error', ({ reason }) => current() && signOut(reason))
+    .receive('timeout', () => current() && setStatus('no answer yet, retrying…', 'down'))
   state.socket = socket
   state.inspector = inspector
 }
@@ -419,11 +424,17 @@ async function send(event) {
   const { name, isPrivate } = state.watched
   const url = `/api/broadcast/${encodeURIComponent(name)}/events/${encodeURIComponent($('send-event').value)}` +
     (isPrivate ? '?private=true' : '')
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { apikey: state.key, 'content-type': 'application/json' },
-    body,
-  })
+  let response
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { apikey: state.key, 'content-type': 'application/json' },
+      body,
+    })
+  } catch (error) {
+    result.textContent = `Not sent: ${error.message}`
+    return
+  }
   if (response.ok) {
     result.textContent = `Sent (${response.status})`
   } else {

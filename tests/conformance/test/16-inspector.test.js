@@ -210,6 +210,19 @@ describe('inspector page', () => {
     await page.click('#join-leave')
   })
 
+  it('goes back to the sign-in form, saying why, when the key expires', async () => {
+    await page.click('#sign-out')
+    await page.fill('#key', server.token({ role: 'service_role', ttl: 3 }))
+    await page.click('#sign-in-form button[type=submit]')
+    await page.locator('#tabs').waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.locator('#sign-in-error', { hasText: 'Token has expired' }).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await page.locator('#tabs').isVisible(), false)
+    assert.equal(await page.locator('.tab:visible').count(), 0)
+    await page.fill('#key', serviceKey())
+    await page.click('#sign-in-form button[type=submit]')
+    await page.locator('#tabs').waitFor({ timeout: UI_TIMEOUT_MS })
+  })
+
   it('signs out to the bare form, and stays signed out after a reload', async () => {
     await page.click('#sign-out')
     await page.locator('#sign-in-form').waitFor()

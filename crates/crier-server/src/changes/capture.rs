@@ -109,7 +109,7 @@ async fn capture(
     *streamed = true;
     // Off again whenever this attempt ends, until the next one streams.
     let _live = LiveWhileStreaming::new(&feed.broadcasts_live, broadcasts);
-    let _status = StatusWhileStreaming::new(&feed.status, stream.server_wal_end());
+    let _status = StatusWhileStreaming::new(&feed.status);
 
     let mut batch: Vec<Captured> = Vec::new();
     let mut stored: Vec<DatabaseBroadcast> = Vec::new();
@@ -206,9 +206,6 @@ async fn capture(
             stream.ack(lsn).await;
             feed.status.acked_lsn.store(lsn, Ordering::Relaxed);
         }
-        feed.status
-            .following
-            .store(stream.following(), Ordering::Relaxed);
     }
 }
 
@@ -217,11 +214,7 @@ async fn capture(
 struct StatusWhileStreaming<'a>(&'a super::CaptureState);
 
 impl<'a> StatusWhileStreaming<'a> {
-    fn new(
-        state: &'a super::CaptureState,
-        server_wal_end: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-    ) -> Self {
-        *state.server_wal_end.lock() = server_wal_end;
+    fn new(state: &'a super::CaptureState) -> Self {
         state.streaming.store(true, Ordering::Relaxed);
         StatusWhileStreaming(state)
     }

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +26,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::capture::CaptureError;
 use super::relay::{ChangeRelay, RelayCursor};
-use super::source::{ChangeSource, SlotStream};
+use super::source::{ChangeSource, SlotStream, StreamGauges};
 
 /// How often a following node tries to take the slot.
 pub(crate) const TRY_SLOT_EVERY: Duration = Duration::from_secs(3);
@@ -39,14 +40,21 @@ pub(crate) struct ClusterSource {
     relay: Arc<dyn ChangeRelay>,
     /// Where this node is in the relay, kept across capture attempts.
     cursor: Arc<Mutex<RelayCursor>>,
+    /// Says whether this node follows, as soon as it starts or stops.
+    gauges: Arc<StreamGauges>,
 }
 
 impl ClusterSource {
-    pub(crate) fn new(slot: Arc<dyn ChangeSource>, relay: Arc<dyn ChangeRelay>) -> Self {
+    pub(crate) fn new(
+        slot: Arc<dyn ChangeSource>,
+        relay: Arc<dyn ChangeRelay>,
+        gauges: Arc<StreamGauges>,
+    ) -> Self {
         ClusterSource {
             slot,
             relay,
             cursor: Arc::default(),
+            gauges,
         }
     }
 }
@@ -75,6 +83,7 @@ impl ChangeSource for ClusterSource {
             unsent: Vec::new(),
             followed: VecDeque::new(),
             took_over: false,
+            gauges: Arc::clone(&self.gauges),
         }))
     }
 }
@@ -103,6 +112,7 @@ struct ClusterStream {
     followed: VecDeque<StreamEvent>,
     /// Took the slot over from a node that followed: said at the first event.
     took_over: bool,
+    gauges: Arc<StreamGauges>,
 }
 
 /// Whether starting the stream failed because another connection streams the slot.
@@ -167,6 +177,13 @@ impl ClusterStream {
             batches,
             _reader: AbortOnDropHandle::new(reader),
         };
+        self.gauges.following.store(true, Ordering::Relaxed);
+    }
+
+    /// This node streams the slot now (until a first read says it is busy after all).
+    fn hold(&mut self) -> Role {
+        self.gauges.following.store(false, Ordering::Relaxed);
+        std::mem::replace(&mut self.role, Role::Holding)
     }
 
     /// Tries to take the slot; on success, first takes in what the relay still has.
@@ -184,9 +201,7 @@ impl ClusterStream {
             }
         }
         // The previous holder is gone: what it appended before it went comes first.
-        if let Role::Following { mut batches, .. } =
-            std::mem::replace(&mut self.role, Role::Holding)
-        {
+        if let Role::Following { mut batches, .. } = self.hold() {
             while let Ok(events) = batches.try_recv() {
                 self.followed.extend(events);
             }
@@ -217,7 +232,7 @@ impl SlotStream for ClusterStream {
     async fn start(&mut self) -> Result<(), CaptureError> {
         match self.slot.start().await {
             Ok(()) => {
-                self.role = Role::Holding;
+                self.hold();
                 Ok(())
             }
             Err(err) if slot_is_busy(&err) => {
@@ -313,13 +328,5 @@ impl SlotStream for ClusterStream {
 
     fn broadcasts(&self) -> Option<&PublicationState> {
         self.slot.broadcasts()
-    }
-
-    fn server_wal_end(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
-        self.slot.server_wal_end()
-    }
-
-    fn following(&self) -> bool {
-        matches!(self.role, Role::Following { .. })
     }
 }

@@ -98,9 +98,8 @@ struct Feed {
 #[derive(Debug, Default)]
 struct CaptureState {
     streaming: std::sync::atomic::AtomicBool,
-    following: std::sync::atomic::AtomicBool,
-    /// The database's end of WAL, from the stream that reads the slot.
-    server_wal_end: parking_lot::Mutex<Option<Arc<AtomicU64>>>,
+    /// What the streams say: the database's end of WAL, and whether this node follows.
+    gauges: Arc<source::StreamGauges>,
     /// The last position acknowledged to the slot.
     acked_lsn: AtomicU64,
     /// The last delivered transaction: its commit time and when it was delivered (unix
@@ -132,6 +131,8 @@ pub(crate) struct CaptureStatus {
 struct Backends {
     source: Arc<dyn ChangeSource>,
     database: Arc<dyn ChangeDatabase>,
+    /// Where the source's streams report themselves.
+    gauges: Arc<source::StreamGauges>,
 }
 
 /// A join that asked to be answered only once its postgres changes are live
@@ -182,19 +183,25 @@ impl PostgresChanges {
         tasks: TaskTracker,
         relay: Option<Arc<dyn ChangeRelay>>,
     ) -> Self {
-        let slot: Arc<dyn ChangeSource> = Arc::new(PgSource::new(CaptureSettings {
+        let gauges = Arc::new(source::StreamGauges::default());
+        let settings = CaptureSettings {
             database_url: config.database_url.clone(),
             publication: config.publication.clone(),
             slot: config.slot.clone(),
             database_broadcasts: config.database_broadcasts,
-        }));
+        };
+        let slot: Arc<dyn ChangeSource> = Arc::new(PgSource::new(settings, Arc::clone(&gauges)));
         // In a cluster the nodes share the slot: one streams it, the others follow.
         let source = match relay {
-            Some(relay) => Arc::new(follow::ClusterSource::new(slot, relay)),
+            Some(relay) => Arc::new(follow::ClusterSource::new(slot, relay, Arc::clone(&gauges))),
             None => slot,
         };
         let database = Arc::new(PgDatabase::new(&config.database_url, config.pool_size));
-        let backends = Backends { source, database };
+        let backends = Backends {
+            source,
+            database,
+            gauges,
+        };
         PostgresChanges::start_with(backends, config, flow, ledger, metrics, shutdown, tasks)
     }
 
@@ -221,7 +228,10 @@ impl PostgresChanges {
             flow,
             ledger,
             metrics,
-            status: CaptureState::default(),
+            status: CaptureState {
+                gauges: backends.gauges,
+                ..CaptureState::default()
+            },
             shutdown,
             tasks,
         });
@@ -233,16 +243,12 @@ impl PostgresChanges {
     pub(crate) fn status(&self) -> CaptureStatus {
         let feed = &self.inner;
         let state = &feed.status;
-        let following = state.following.load(Ordering::Relaxed);
+        let following = state.gauges.following.load(Ordering::Relaxed);
         let streaming = state.streaming.load(Ordering::Relaxed);
         let acked = state.acked_lsn.load(Ordering::Relaxed);
-        let lag_bytes = match &*state.server_wal_end.lock() {
-            Some(end) if streaming && !following => {
-                let end = end.load(Ordering::Relaxed);
-                (end > 0 && acked > 0).then(|| end.saturating_sub(acked))
-            }
-            _ => None,
-        };
+        let end = state.gauges.server_wal_end.load(Ordering::Relaxed);
+        let lag_bytes =
+            (streaming && !following && end > 0 && acked > 0).then(|| end.saturating_sub(acked));
         let commit = state.last_commit_micros.load(Ordering::Relaxed);
         let delivered = state.last_delivered_micros.load(Ordering::Relaxed);
         CaptureStatus {

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use async_trait::async_trait;
 use crier_postgres::database_broadcast::PublicationState;
@@ -50,28 +50,27 @@ pub(crate) trait SlotStream: Send {
     /// Whether the stream carries broadcasts from the database; `None` when they were
     /// not asked for.
     fn broadcasts(&self) -> Option<&PublicationState>;
+}
 
-    /// The database's end of WAL as this stream last heard it, kept current while it
-    /// streams; `None` when the stream does not read a slot itself.
-    fn server_wal_end(&self) -> Option<Arc<AtomicU64>> {
-        None
-    }
-
-    /// Whether this node follows another node's capture instead of streaming the slot.
-    fn following(&self) -> bool {
-        false
-    }
+/// What the streams say of themselves as they go, read live by the capture status.
+#[derive(Debug, Default)]
+pub(crate) struct StreamGauges {
+    /// The database's end of WAL as the replication stream last said (0 before it has).
+    pub(crate) server_wal_end: Arc<AtomicU64>,
+    /// Another node of the cluster streams the slot, and this one follows it.
+    pub(crate) following: AtomicBool,
 }
 
 /// PostgreSQL's persistent slot over the streaming replication protocol.
 #[derive(Debug)]
 pub(crate) struct PgSource {
     settings: CaptureSettings,
+    gauges: Arc<StreamGauges>,
 }
 
 impl PgSource {
-    pub(crate) fn new(settings: CaptureSettings) -> Self {
-        PgSource { settings }
+    pub(crate) fn new(settings: CaptureSettings, gauges: Arc<StreamGauges>) -> Self {
+        PgSource { settings, gauges }
     }
 }
 
@@ -99,6 +98,7 @@ impl ChangeSource for PgSource {
             broadcasts: state.broadcasts,
             types,
             stream: None,
+            gauges: Arc::clone(&self.gauges),
         }))
     }
 }
@@ -112,6 +112,7 @@ struct PgSlotStream {
     broadcasts: Option<PublicationState>,
     types: TypeCatalog,
     stream: Option<ChangeStream>,
+    gauges: Arc<StreamGauges>,
 }
 
 #[async_trait]
@@ -122,7 +123,9 @@ impl SlotStream for PgSlotStream {
 
     async fn start(&mut self) -> Result<(), CaptureError> {
         let broadcasts = self.broadcasts == Some(PublicationState::Ready);
-        self.stream = Some(ChangeStream::connect(&self.settings, broadcasts).await?);
+        let mut stream = ChangeStream::connect(&self.settings, broadcasts).await?;
+        stream.report_wal_end_to(Arc::clone(&self.gauges.server_wal_end));
+        self.stream = Some(stream);
         Ok(())
     }
 
@@ -150,9 +153,5 @@ impl SlotStream for PgSlotStream {
 
     fn broadcasts(&self) -> Option<&PublicationState> {
         self.broadcasts.as_ref()
-    }
-
-    fn server_wal_end(&self) -> Option<Arc<AtomicU64>> {
-        self.stream.as_ref().map(ChangeStream::server_wal_end)
     }
 }

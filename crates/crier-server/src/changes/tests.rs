@@ -83,6 +83,7 @@ impl Harness {
             Backends {
                 source: Arc::new(slot.clone()),
                 database: Arc::clone(&db) as _,
+                gauges: Arc::default(),
             },
             config,
             flow,

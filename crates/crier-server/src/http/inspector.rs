@@ -15,7 +15,7 @@ use crate::inspector::{self, assets};
 use crate::node::Node;
 
 /// Scripts, styles and sockets from this server only; nothing inline, nothing framed.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; \
      img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 fn serve(asset: assets::Asset) -> Response {
@@ -48,12 +48,22 @@ pub(crate) struct SignIn {
 }
 
 /// Whether `key` may inspect. Always 200 with `{"ok": bool, "reason"?}`: the page
-/// shows the reason on its form (a 401 would also land in the browser's console).
+/// shows the reason on its form (a 401 would also land in the browser's console). Each
+/// check counts against the joins-per-second limit, like a connect.
 pub(crate) async fn sign_in(State(node): State<Node>, body: Option<Json<SignIn>>) -> Response {
     let Some(Json(SignIn { key })) = body else {
         return Json(json!({"ok": false, "reason": "Enter the service role key"})).into_response();
     };
     let shared = &node.shared;
+    // Each check costs what a connect costs, and is limited like one.
+    if shared.counters.joins.is_over_limit() {
+        shared.metrics.rate_limited.inc();
+        return Json(
+            json!({"ok": false, "reason": "Too many joins per second, try again shortly"}),
+        )
+        .into_response();
+    }
+    shared.counters.joins.add(1);
     let verdict = match shared.verifier.verify(key.trim(), shared.clock.unix_now()) {
         Err(err) => json!({"ok": false, "reason": err.to_string()}),
         Ok(claims) if inspector::may_inspect(&shared.config.inspector, &claims) => {

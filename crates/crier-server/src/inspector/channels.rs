@@ -41,7 +41,7 @@ struct ChannelRow {
     private: bool,
     /// Sockets subscribed on this node.
     subscribers: usize,
-    /// Presence keys tracked (cluster-wide in a cluster).
+    /// Presence entries tracked (cluster-wide in a cluster; a key on two tabs is two).
     presences: usize,
     /// Broadcasts per second delivered here, over the last second.
     rate: f64,
@@ -74,7 +74,7 @@ pub(crate) fn channel_list(
         .into_iter()
         .map(|(subscribers, topic, name)| ChannelRow {
             private: topic.key() != topic.name(),
-            presences: topic.presence_state().0.len(),
+            presences: topic.presence_count(),
             rate: inspector.rate_of(topic.key()),
             subscribers,
             name,

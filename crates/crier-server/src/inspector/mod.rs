@@ -125,10 +125,10 @@ impl Inspector {
         let mut seen = HashMap::with_capacity(rates.len());
         for topic in shared.registry.topics() {
             let count = topic.broadcast_count();
-            let key: Arc<str> = Arc::from(topic.key());
-            let per_second = match rates.get(&key) {
-                Some(before) => count.saturating_sub(before.count) as f64 / seconds,
-                None => 0.0,
+            // The old map's key is reused: no allocation per topic per second.
+            let (key, per_second) = match rates.remove_entry(topic.key()) {
+                Some((key, before)) => (key, count.saturating_sub(before.count) as f64 / seconds),
+                None => (Arc::from(topic.key()), 0.0),
             };
             seen.insert(key, TopicRate { count, per_second });
         }

@@ -37,6 +37,10 @@ impl TopicPresence for Local {
         self.0.state()
     }
 
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

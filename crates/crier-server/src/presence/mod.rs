@@ -73,6 +73,9 @@ pub trait TopicPresence: Send + fmt::Debug {
     /// Everyone tracked, grouped by key (what a `presence_state` message carries).
     fn state(&self) -> PresenceGroups;
 
+    /// How many entries are tracked (on every node), without copying them.
+    fn len(&self) -> usize;
+
     /// True when nobody on this node is tracked (a topic without local subscribers or
     /// presences is dropped, whatever other nodes track).
     fn is_empty(&self) -> bool;

@@ -172,6 +172,11 @@ impl Replica {
         self.all.state()
     }
 
+    /// Number of entries tracked on every node.
+    pub fn entries(&self) -> usize {
+        self.all.len()
+    }
+
     /// Number of entries this node tracks.
     pub fn local_len(&self) -> usize {
         self.here

@@ -269,6 +269,11 @@ impl Topic {
         self.subscribers.read().len()
     }
 
+    /// Presence entries tracked in this topic (on every node).
+    pub(crate) fn presence_count(&self) -> usize {
+        self.presence.lock().len()
+    }
+
     /// Broadcasts delivered to this topic's subscribers since it was created.
     pub(crate) fn broadcast_count(&self) -> u64 {
         self.broadcasts.load(Ordering::Relaxed)

@@ -3,7 +3,7 @@
 
 use crier_protocol::Message;
 use crier_protocol::Payload;
-use crier_protocol::codes::{ErrorCode, Reason, shutdown};
+use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
 use crier_protocol::events::{EXTENSION_SYSTEM, PHX_JOIN, PHX_LEAVE, SYSTEM};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -67,9 +67,14 @@ impl Session {
                 ),
             );
         };
+        if shared.shutdown.is_cancelled() {
+            return self.join_error(to, Reason::restarting());
+        }
         if shared.counters.joins.is_over_limit() {
             shared.metrics.rate_limited.inc();
-            return self.join_error(to, Reason::too_many_joins());
+            self.join_error(to, Reason::too_many_joins());
+            self.closing = Some((CloseCode::Normal, "too many joins per second"));
+            return;
         }
         shared.counters.joins.add(1);
         let token = match payload {
