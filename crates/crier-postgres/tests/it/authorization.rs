@@ -875,3 +875,83 @@ async fn a_check_is_one_round_trip_and_a_failed_batch_one_more() {
         );
     }
 }
+
+/// Many groups in one call (one pipelined transaction per connection) answer exactly as
+/// each would alone: own rows per user, a group without privilege sees nothing, a group
+/// whose policy raises is asked row by row, an unknown role and bad input are that
+/// group's error, and the groups after any of them are unharmed.
+#[tokio::test]
+async fn groups_asked_together_answer_as_each_alone() {
+    use crier_postgres::rls::{GroupQuestion, visible_rows_by_group};
+
+    for connections in [1, 3] {
+        let (pg, catalog) = start(TODOS, connections).await;
+        // Division by zero for id 4 when the claims say so: that group raises.
+        pg.psql(
+            "create policy boom on todos as restrictive for select to authenticated
+                 using (case when current_setting('request.jwt.claims', true)::jsonb ? 'boom'
+                             then 10 / (id - 4) is not null else true end);",
+        )
+        .unwrap();
+        let id = key(&[("id", "bigint")]);
+        let asked = rows(&["1", "2", "3", "4", "9999"]);
+        let boom = serde_json::json!({"sub": "alice", "boom": true}).to_string();
+        let (alice, bob) = (claims("alice"), claims("bob"));
+        let none: Vec<Vec<Option<String>>> = Vec::new();
+        let asks = [
+            ("authenticated", alice.as_str(), &asked),
+            ("nopriv", "{}", &asked),
+            ("authenticated", boom.as_str(), &asked),
+            ("ghost", "{}", &asked),
+            ("authenticated", "{not json", &asked),
+            ("authenticated", bob.as_str(), &asked),
+            ("authenticated", alice.as_str(), &none),
+        ];
+        let questions: Vec<GroupQuestion<'_>> = asks
+            .iter()
+            .map(|(role, claims, rows)| GroupQuestion {
+                schema: "public",
+                table: "todos",
+                key: &id,
+                role,
+                claims,
+                rows,
+            })
+            .collect();
+        for _ in 0..2 {
+            let answers = visible_rows_by_group(&catalog, &questions).await.unwrap();
+            assert_eq!(answers.len(), questions.len());
+            assert_eq!(
+                answers[0].as_ref().unwrap(),
+                &[false, true, false, true, false]
+            );
+            assert_eq!(answers[1].as_ref().unwrap(), &[false; 5]);
+            assert_eq!(
+                answers[2].as_ref().unwrap(),
+                &[false, true, false, false, false],
+                "row 4 raised and is hidden; the others answered"
+            );
+            assert!(matches!(&answers[3], Err(CatalogError::UnknownRole(role)) if role == "ghost"));
+            assert!(matches!(&answers[4], Err(CatalogError::InvalidInput(_))));
+            assert_eq!(
+                answers[5].as_ref().unwrap(),
+                &[true, false, true, false, false]
+            );
+            assert!(answers[6].as_ref().unwrap().is_empty());
+            // Each connection was left clean: plain queries and single checks still work.
+            assert!(catalog.role_exists("authenticated").await.unwrap());
+            let again = visible_rows(
+                &catalog,
+                "public",
+                "todos",
+                &id,
+                "authenticated",
+                &bob,
+                &asked,
+            )
+            .await
+            .unwrap();
+            assert_eq!(again, [true, false, true, false, false]);
+        }
+    }
+}

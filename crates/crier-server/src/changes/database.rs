@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use crier_postgres::catalog::{Catalog, CatalogError, LazyCatalog, PrimaryKeyColumn, TableInfo};
-use crier_postgres::rls;
+use crier_postgres::rls::{self, GroupQuestion};
 
 /// Facts about tables, and the moment a transaction counts as ended.
 #[async_trait]
@@ -67,6 +67,30 @@ pub(crate) trait RowAuthorizer: Send + Sync + fmt::Debug {
         claims: &str,
         keys: &[Vec<Option<String>>],
     ) -> Result<Vec<bool>, CatalogError>;
+
+    /// [`RowAuthorizer::visible_rows`] for many groups, each answer as that gives it; the
+    /// call fails as a whole only when the database cannot be asked. By default one group
+    /// after the other; PostgreSQL asks them together (`rls::visible_rows_by_group`).
+    async fn visible_rows_by_group(
+        &self,
+        questions: &[GroupQuestion<'_>],
+    ) -> Result<Vec<Result<Vec<bool>, CatalogError>>, CatalogError> {
+        let mut answers = Vec::with_capacity(questions.len());
+        for question in questions {
+            answers.push(
+                self.visible_rows(
+                    question.schema,
+                    question.table,
+                    question.key,
+                    question.role,
+                    question.claims,
+                    question.rows,
+                )
+                .await,
+            );
+        }
+        Ok(answers)
+    }
 }
 
 /// Both seams: what the capture loop and the subscription checks are given.
@@ -147,5 +171,13 @@ impl RowAuthorizer for PgDatabase {
     ) -> Result<Vec<bool>, CatalogError> {
         let catalog = self.catalog().await?;
         rls::visible_rows(catalog, schema, table, key, role, claims, keys).await
+    }
+
+    async fn visible_rows_by_group(
+        &self,
+        questions: &[GroupQuestion<'_>],
+    ) -> Result<Vec<Result<Vec<bool>, CatalogError>>, CatalogError> {
+        let catalog = self.catalog().await?;
+        rls::visible_rows_by_group(catalog, questions).await
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Authorization asks the database, but per batch rather than per subscriber: one query
 //! for the columns each role may select on each table, and, for tables with row level
-//! security, one query per distinct (role, claims) group for all of the batch's rows of
-//! that table. Every query of a batch runs at once, over the catalog's pool. Nothing is
+//! security, one check per distinct (role, claims) group for all of the batch's rows of
+//! that table, every group of the batch asked together (`RowAuthorizer::
+//! visible_rows_by_group`: one pipelined round trip per pooled connection). Every query
+//! of a batch runs at once, over the catalog's pool. Nothing is
 //! queued before every answer is in, so a failed query fails the whole batch, which the
 //! slot then sends again.
 //!
@@ -23,6 +25,7 @@ use std::time::Duration;
 use crier_postgres::catalog::{CatalogError, TableInfo};
 use crier_postgres::render::RenderedChange;
 use crier_postgres::replication::ChangeKind;
+use crier_postgres::rls::GroupQuestion;
 use crier_postgres::types::TypeCatalog;
 use crier_protocol::events::POSTGRES_CHANGES;
 use futures_util::future::try_join_all;
@@ -244,51 +247,65 @@ async fn authorize(
             Ok::<_, CatalogError>(((relation, role), columns))
         }
     });
-    let visibility_queries = groups.into_iter().map(|((relation, identity), rows)| {
-        let (schema, table) = names[&relation];
-        let key = &table_of(relation).primary_key;
-        let keys: Vec<Vec<Option<String>>> = rows
-            .iter()
-            .map(|&position| {
-                work[position]
-                    .rendered
-                    .primary_key_text()
-                    .unwrap_or_default()
-            })
-            .collect();
-        async move {
-            let visible = catalog.visible_rows(
+    // Every group's rows in one call: the database asks them together (one round trip
+    // per pooled connection, not one per group).
+    let groups: Vec<_> = groups.into_iter().collect();
+    let keys: Vec<Vec<Vec<Option<String>>>> = groups
+        .iter()
+        .map(|(_, rows)| {
+            rows.iter()
+                .map(|&position| {
+                    work[position]
+                        .rendered
+                        .primary_key_text()
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .collect();
+    let questions: Vec<GroupQuestion<'_>> = groups
+        .iter()
+        .zip(&keys)
+        .map(|(((relation, identity), _), keys)| {
+            let (schema, table) = names[relation];
+            GroupQuestion {
                 schema,
                 table,
-                key,
-                &identity.role,
-                &identity.claims,
-                &keys,
-            )
-            .await;
-            let visible = match visible {
-                Ok(visible) => visible,
-                // The database refused this group's query (a policy that fails on these
-                // claims, a role dropped since): it may see nothing. Anything else (the
-                // connection) fails the batch so that it comes again.
-                Err(err) if err.is_refusal() => {
-                    tracing::warn!(role = %identity.role, %table, error = %err, "row level security check refused; not delivering");
-                    vec![false; rows.len()]
-                }
-                Err(err) => return Err(err),
-            };
-            let answers: HashMap<usize, bool> = rows.into_iter().zip(visible).collect();
-            Ok::<_, CatalogError>(((relation, identity), answers))
+                key: &table_of(*relation).primary_key,
+                role: &identity.role,
+                claims: &identity.claims,
+                rows: keys,
+            }
+        })
+        .collect();
+    let visibility = async {
+        if questions.is_empty() {
+            return Ok(Vec::new());
         }
-    });
-    let (selectable, visible) = futures_util::future::try_join(
-        try_join_all(selectable_queries),
-        try_join_all(visibility_queries),
-    )
-    .await?;
+        catalog.visible_rows_by_group(&questions).await
+    };
+    let (selectable, answers) =
+        futures_util::future::try_join(try_join_all(selectable_queries), visibility).await?;
+    let mut visible = HashMap::with_capacity(groups.len());
+    for (((relation, identity), rows), answer) in groups.into_iter().zip(answers) {
+        let answer = match answer {
+            Ok(answer) => answer,
+            // The database refused this group's query (a policy that fails on these
+            // claims, a role dropped since): it may see nothing. Anything else (the
+            // connection) fails the batch so that it comes again.
+            Err(err) if err.is_refusal() => {
+                let (_, table) = names[&relation];
+                tracing::warn!(role = %identity.role, %table, error = %err, "row level security check refused; not delivering");
+                vec![false; rows.len()]
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let answers: HashMap<usize, bool> = rows.into_iter().zip(answer).collect();
+        visible.insert((relation, identity), answers);
+    }
     Ok(Answers {
         selectable: selectable.into_iter().collect(),
-        visible: visible.into_iter().collect(),
+        visible,
     })
 }
 

@@ -7,6 +7,8 @@
 //! row found means the change is delivered. A subscriber whose check raises an error is
 //! not sent the change (the error is logged); DELETEs are never checked.
 //!
+//! [`visible_rows_by_group`] asks many groups' questions at once (`groups`).
+//!
 //! [`visible_rows`] asks the same question for many rows at once: all the rows one group
 //! of subscribers (same table, role and claims) needs answered from one batch of changes,
 //! in one round trip. It sends four statements without waiting between them (tokio-postgres
@@ -59,6 +61,10 @@
 //! every type is its input function except where a type has its own cast from `text`;
 //! among the built-in types only `regclass` has one that reads differently (a number is
 //! a relation's name to it, not an OID).
+
+mod groups;
+
+pub use groups::{GroupQuestion, visible_rows_by_group};
 
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage};

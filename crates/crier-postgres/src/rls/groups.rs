@@ -1,0 +1,208 @@
+//! Many groups' row level security questions in one round trip per connection.
+//!
+//! A batch of changes with subscribers of many distinct claims has as many groups (same
+//! table, role and claims) to check, and a round trip each costs a few hundred
+//! microseconds of waiting and two wake-ups on a busy machine. So the groups are spread
+//! over the pool's connections, and each connection gets its share in one pipelined
+//! transaction:
+//!
+//! ```sql
+//! begin;
+//! savepoint crier_group; select set_config(...claims...), set_config(...role...);
+//! select k.n from ... ;   rollback to savepoint crier_group;   -- group 1
+//! savepoint crier_group; ...                                  -- group 2, and so on
+//! rollback;
+//! ```
+//!
+//! The role and claims cannot vary within one statement (a policy reads them from the
+//! settings), so one statement per group is the least there can be. `rollback to
+//! savepoint` undoes each group's settings (and anything its policies did) before the
+//! next, and clears the error of a check that raised, so the groups after it are asked as
+//! usual. A group whose check raised is then asked row by row, as [`super::visible_rows`]
+//! does, on the same connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row};
+
+use super::{Check, SET_ROLE_AND_CLAIMS, row_level};
+use crate::catalog::{Catalog, CatalogError, PrimaryKeyColumn};
+
+/// One group's question: the arguments of [`super::visible_rows`].
+#[derive(Debug, Clone, Copy)]
+pub struct GroupQuestion<'a> {
+    /// The table's schema.
+    pub schema: &'a str,
+    /// The table.
+    pub table: &'a str,
+    /// Its primary key (from [`Catalog::table_info`]).
+    pub key: &'a [PrimaryKeyColumn],
+    /// The subscribers' role.
+    pub role: &'a str,
+    /// Their claims, as JSON text.
+    pub claims: &'a str,
+    /// The rows' primary keys, as text.
+    pub rows: &'a [Vec<Option<String>>],
+}
+
+/// The answer to each question, in order, each as [`super::visible_rows`] would give it
+/// (so a refused group is an error of its own). The groups are spread over the pool's
+/// connections, one pipelined round trip each (module docs), plus one per group whose
+/// check raised. The call fails as a whole only when a connection does.
+pub async fn visible_rows_by_group(
+    catalog: &Catalog,
+    questions: &[GroupQuestion<'_>],
+) -> Result<Vec<Result<Vec<bool>, CatalogError>>, CatalogError> {
+    let mut answers: Vec<Option<Result<Vec<bool>, CatalogError>>> = Vec::new();
+    let mut asked: Vec<(usize, Check<'_>)> = Vec::new();
+    for (index, question) in questions.iter().enumerate() {
+        match Check::new(
+            question.schema,
+            question.table,
+            question.key,
+            question.role,
+            question.claims,
+            question.rows,
+        ) {
+            Ok(check) if check.candidates.is_empty() => {
+                answers.push(Some(Ok(vec![false; question.rows.len()])));
+            }
+            Ok(check) => {
+                answers.push(None);
+                asked.push((index, check));
+            }
+            Err(err) => answers.push(Some(Err(err))),
+        }
+    }
+    let connections = catalog.connections().max(1);
+    let share = asked.len().div_ceil(connections).max(1);
+    let shares: Vec<BoxFuture<'_, ShareAnswers>> = asked
+        .chunks(share)
+        .map(|checks| Box::pin(ask_on_one_connection(catalog, checks)) as BoxFuture<'_, _>)
+        .collect();
+    for (checks, found) in asked.chunks(share).zip(in_order(shares).await) {
+        for ((index, _), visible) in checks.iter().zip(found?) {
+            let rows = questions[*index].rows.len();
+            answers[*index] = Some(visible.map(|indexes| {
+                let mut visible = vec![false; rows];
+                for row in indexes {
+                    visible[row] = true;
+                }
+                visible
+            }));
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|answer| answer.expect("every question is answered"))
+        .collect())
+}
+
+/// What one connection says of its share of the groups: each group's visible rows (by
+/// index) or its own error; an error of the whole share when the connection failed.
+type ShareAnswers = Result<Vec<Result<Vec<usize>, CatalogError>>, CatalogError>;
+
+/// `checks` in one pipelined transaction on one connection of the pool.
+async fn ask_on_one_connection(catalog: &Catalog, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
+    let lease = catalog.lease().await?;
+    let result = ask(lease.client(), checks).await;
+    lease.finish(result)
+}
+
+async fn ask(client: &Client, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
+    let selects: Vec<String> = checks
+        .iter()
+        .map(|(_, check)| check.batch_select_sql())
+        .collect();
+    let settings: Vec<[(&(dyn ToSql + Sync), Type); 2]> = checks
+        .iter()
+        .map(|(_, check)| {
+            [
+                (&check.role as _, Type::TEXT),
+                (&check.claims as _, Type::TEXT),
+            ]
+        })
+        .collect();
+    let key_params: Vec<_> = checks.iter().map(|(_, check)| check.key_params()).collect();
+    let execute = |sql: &'static str| -> BoxFuture<'_, Result<Vec<Row>, tokio_postgres::Error>> {
+        Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
+    };
+    // Every statement is sent before any answer is awaited (`in_order` polls each once,
+    // in this order, and a request goes out at its first poll): one round trip.
+    let mut statements = vec![execute("begin")];
+    for ((select, settings), key_params) in selects.iter().zip(&settings).zip(&key_params) {
+        statements.push(execute("savepoint crier_group"));
+        statements.push(Box::pin(client.query_typed(SET_ROLE_AND_CLAIMS, settings)));
+        statements.push(Box::pin(client.query_typed(select, key_params)));
+        statements.push(execute("rollback to savepoint crier_group"));
+    }
+    statements.push(execute("rollback"));
+    let mut results = in_order(statements).await.into_iter();
+    results.next().expect("begin")?;
+    let mut answers = Vec::with_capacity(checks.len());
+    let mut again = Vec::new();
+    for (place, (_, check)) in checks.iter().enumerate() {
+        let (Some(saved), Some(set), Some(checked), Some(restored)) = (
+            results.next(),
+            results.next(),
+            results.next(),
+            results.next(),
+        ) else {
+            unreachable!("four statements per group");
+        };
+        // Without the savepoint the groups after this one cannot be trusted: fail the
+        // call (the connection is put back only if the server said what went wrong).
+        saved?;
+        restored?;
+        match set.and(checked) {
+            Ok(rows) => answers.push(check.visible_from_batch(&rows)),
+            Err(err)
+                if err
+                    .as_db_error()
+                    .is_some_and(|db| row_level(db.code().code())) =>
+            {
+                answers.push(Ok(Vec::new()));
+                again.push(place);
+            }
+            Err(err) => answers.push(Err(err.into())),
+        }
+    }
+    results.next().expect("rollback")?;
+    for place in again {
+        answers[place] = checks[place].1.row_by_row(client).await;
+    }
+    Ok(answers)
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Runs `futures` together and returns their outputs in order. Each is first polled in
+/// the order given, which is what pipelines their requests on one connection in that
+/// order; `futures-util`'s `join_all` does not promise an order for long lists.
+async fn in_order<T>(mut futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|output| output.expect("every future is done"))
+        .collect()
+}
