@@ -21,13 +21,14 @@
 //! a backslash). Settings in the URL's `options` parameter (`statement_timeout`, say) are
 //! kept and applied first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::replication::SESSION_OPTIONS;
 
@@ -122,22 +123,59 @@ struct Pool {
     config: Config,
     /// `None` while the slot has no usable connection (never opened, lost, or in use:
     /// a call takes the client out and puts it back only when it is fit for reuse).
-    slots: Box<[Mutex<Option<Client>>]>,
+    slots: Box<[Mutex<Option<Connection>>]>,
     next: AtomicUsize,
 }
+
+/// A pooled connection and the statements prepared on it.
+struct Connection {
+    client: Client,
+    /// By SQL text. Prepared once per connection, a statement is parsed once: a batch of
+    /// row level security checks runs the same few statements for every group.
+    prepared: HashMap<String, Statement>,
+}
+
+/// The most statements one connection keeps prepared; past it the cache starts over
+/// (each table checked has its own, so this is only reached with that many tables).
+const MAX_PREPARED: usize = 256;
 
 /// One call's hold on a connection. Dropping it without [`Lease::finish`] drops the
 /// connection, so a call cancelled half-way can never hand a connection with an open
 /// transaction (or a switched role) to the next call.
 pub(crate) struct Lease<'a> {
-    slot: MutexGuard<'a, Option<Client>>,
-    client: Client,
+    slot: MutexGuard<'a, Option<Connection>>,
+    connection: Connection,
 }
 
 impl Lease<'_> {
     /// The connection.
     pub(crate) fn client(&self) -> &Client {
-        &self.client
+        &self.connection.client
+    }
+
+    /// `sql` prepared with parameters of `types` on this connection, once: later calls
+    /// get the same statement.
+    pub(crate) async fn prepared(
+        &mut self,
+        sql: &str,
+        types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.connection.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.connection.client.prepare_typed(sql, types).await?;
+        if self.connection.prepared.len() >= MAX_PREPARED {
+            self.connection.prepared.clear();
+        }
+        self.connection
+            .prepared
+            .insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Drops `sql`'s prepared statement: the next [`Lease::prepared`] prepares it again.
+    pub(crate) fn forget(&mut self, sql: &str) {
+        self.connection.prepared.remove(sql);
     }
 
     /// Ends the call: the connection goes back to the pool unless the result shows it is
@@ -145,12 +183,21 @@ impl Lease<'_> {
     /// protocol state unknown). A server-reported error leaves it usable: the callers end
     /// any transaction they opened before they finish.
     pub(crate) fn finish<T>(mut self, result: Result<T, CatalogError>) -> Result<T, CatalogError> {
-        let unfit = self.client.is_closed()
+        let unfit = self.connection.client.is_closed()
             || matches!(&result, Err(CatalogError::Postgres(err)) if err.as_db_error().is_none());
         if !unfit {
-            *self.slot = Some(self.client);
+            *self.slot = Some(self.connection);
         }
         result
+    }
+}
+
+impl Connection {
+    fn new(client: Client) -> Self {
+        Connection {
+            client,
+            prepared: HashMap::new(),
+        }
     }
 }
 
@@ -211,7 +258,7 @@ impl Catalog {
             next: AtomicUsize::new(0),
         };
         for slot in pool.slots.iter() {
-            *slot.lock().await = Some(open(&pool.config).await?);
+            *slot.lock().await = Some(Connection::new(open(&pool.config).await?));
         }
         Ok(Catalog {
             pool: Arc::new(pool),
@@ -234,11 +281,11 @@ impl Catalog {
             Some(slot) => slot,
             None => slots[start].lock().await,
         };
-        let client = match slot.take() {
-            Some(client) if !client.is_closed() => client,
-            _ => open(&self.pool.config).await?,
+        let connection = match slot.take() {
+            Some(connection) if !connection.client.is_closed() => connection,
+            _ => Connection::new(open(&self.pool.config).await?),
         };
-        Ok(Lease { slot, client })
+        Ok(Lease { slot, connection })
     }
 
     /// Whether a snapshot taken now sees every transaction of `xids` (32-bit ids, as

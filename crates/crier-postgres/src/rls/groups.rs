@@ -15,7 +15,9 @@
 //! ```
 //!
 //! The role and claims cannot vary within one statement (a policy reads them from the
-//! settings), so one statement per group is the least there can be. `rollback to
+//! settings), so one statement per group is the least there can be. The two statements
+//! are prepared once per pooled connection and kept (`Lease::prepared`): parsing and
+//! analysing them for every group was most of what the database spent. `rollback to
 //! savepoint` undoes each group's settings (and anything its policies did) before the
 //! next, and clears the error of a check that raised, so the groups after it are asked as
 //! usual. A group whose check raised is then asked row by row, as [`super::visible_rows`]
@@ -25,11 +27,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
+use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row};
 
 use super::{Check, SET_ROLE_AND_CLAIMS, row_level};
-use crate::catalog::{Catalog, CatalogError, PrimaryKeyColumn};
+use crate::catalog::{Catalog, CatalogError, Lease, PrimaryKeyColumn};
 
 /// One group's question: the arguments of [`super::visible_rows`].
 #[derive(Debug, Clone, Copy)]
@@ -107,44 +109,60 @@ type ShareAnswers = Result<Vec<Result<Vec<usize>, CatalogError>>, CatalogError>;
 
 /// `checks` in one pipelined transaction on one connection of the pool.
 async fn ask_on_one_connection(catalog: &Catalog, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
-    let lease = catalog.lease().await?;
-    let result = ask(lease.client(), checks).await;
+    let mut lease = catalog.lease().await?;
+    let result = ask(&mut lease, checks).await;
     lease.finish(result)
 }
 
-async fn ask(client: &Client, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
-    let selects: Vec<String> = checks
+async fn ask(lease: &mut Lease<'_>, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
+    // The statements, prepared on this connection the first time only: parsing them again
+    // for every group was most of the database's work.
+    let set = lease
+        .prepared(SET_ROLE_AND_CLAIMS, &[Type::TEXT, Type::TEXT])
+        .await?;
+    // A select that cannot be prepared (its table dropped since, say) is asked alone,
+    // unprepared, as `visible_rows` asks, which says what such a group may see.
+    let mut selects = Vec::with_capacity(checks.len());
+    let mut alone = Vec::new();
+    for (place, (_, check)) in checks.iter().enumerate() {
+        let types = vec![Type::TEXT_ARRAY; check.keys.len()];
+        match lease.prepared(&check.batch_select_sql(), &types).await {
+            Ok(select) => selects.push((place, select)),
+            Err(err) if err.as_db_error().is_some() => alone.push(place),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let client = lease.client();
+    let settings: Vec<[&(dyn ToSql + Sync); 2]> = checks
         .iter()
-        .map(|(_, check)| check.batch_select_sql())
+        .map(|(_, check)| [&check.role as _, &check.claims as _])
         .collect();
-    let settings: Vec<[(&(dyn ToSql + Sync), Type); 2]> = checks
+    let key_params: Vec<Vec<&(dyn ToSql + Sync)>> = checks
         .iter()
-        .map(|(_, check)| {
-            [
-                (&check.role as _, Type::TEXT),
-                (&check.claims as _, Type::TEXT),
-            ]
-        })
+        .map(|(_, check)| check.keys.iter().map(|values| values as _).collect())
         .collect();
-    let key_params: Vec<_> = checks.iter().map(|(_, check)| check.key_params()).collect();
     let execute = |sql: &'static str| -> BoxFuture<'_, Result<Vec<Row>, tokio_postgres::Error>> {
         Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
     };
     // Every statement is sent before any answer is awaited (`in_order` polls each once,
     // in this order, and a request goes out at its first poll): one round trip.
     let mut statements = vec![execute("begin")];
-    for ((select, settings), key_params) in selects.iter().zip(&settings).zip(&key_params) {
+    for (place, select) in &selects {
         statements.push(execute("savepoint crier_group"));
-        statements.push(Box::pin(client.query_typed(SET_ROLE_AND_CLAIMS, settings)));
-        statements.push(Box::pin(client.query_typed(select, key_params)));
+        statements.push(Box::pin(client.query(&set, &settings[*place])));
+        statements.push(Box::pin(client.query(select, &key_params[*place])));
         statements.push(execute("rollback to savepoint crier_group"));
     }
     statements.push(execute("rollback"));
     let mut results = in_order(statements).await.into_iter();
     results.next().expect("begin")?;
-    let mut answers = Vec::with_capacity(checks.len());
+    let mut answers: Vec<Result<Vec<usize>, CatalogError>> =
+        checks.iter().map(|_| Ok(Vec::new())).collect();
     let mut again = Vec::new();
-    for (place, (_, check)) in checks.iter().enumerate() {
+    let mut stale = Vec::new();
+    for (place, _) in &selects {
+        let place = *place;
+        let check = &checks[place].1;
         let (Some(saved), Some(set), Some(checked), Some(restored)) = (
             results.next(),
             results.next(),
@@ -157,24 +175,42 @@ async fn ask(client: &Client, checks: &[(usize, Check<'_>)]) -> ShareAnswers {
         // call (the connection is put back only if the server said what went wrong).
         saved?;
         restored?;
-        match set.and(checked) {
-            Ok(rows) => answers.push(check.visible_from_batch(&rows)),
+        answers[place] = match set.and(checked) {
+            Ok(rows) => check.visible_from_batch(&rows),
             Err(err)
                 if err
                     .as_db_error()
                     .is_some_and(|db| row_level(db.code().code())) =>
             {
-                answers.push(Ok(Vec::new()));
+                let code = err.as_db_error().map(|db| db.code().code());
+                if code.is_some_and(stale_statement) {
+                    stale.push(place);
+                }
                 again.push(place);
+                Ok(Vec::new())
             }
-            Err(err) => answers.push(Err(err.into())),
-        }
+            Err(err) => Err(err.into()),
+        };
     }
     results.next().expect("rollback")?;
-    for place in again {
+    for &place in &again {
         answers[place] = checks[place].1.row_by_row(client).await;
     }
+    for &place in &alone {
+        answers[place] = checks[place].1.run(client).await;
+    }
+    // A statement its table has outlived (dropped and made again) is prepared afresh
+    // next time.
+    for place in stale {
+        lease.forget(&checks[place].1.batch_select_sql());
+    }
     Ok(answers)
+}
+
+/// Errors that say a prepared statement no longer fits its table: an undefined table,
+/// a relation no longer there by its old id (internal error), a changed result type.
+fn stale_statement(sqlstate: &str) -> bool {
+    matches!(sqlstate, "42P01" | "XX000" | "0A000")
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

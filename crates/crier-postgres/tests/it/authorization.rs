@@ -955,3 +955,50 @@ async fn groups_asked_together_answer_as_each_alone() {
         }
     }
 }
+
+/// The statements are prepared once per connection: a table dropped and made again
+/// between two calls is still checked right (its stale statement is prepared afresh),
+/// and a table dropped for good is an answer of nothing visible, not a failed call.
+#[tokio::test]
+async fn prepared_checks_follow_a_table_dropped_and_made_again() {
+    use crier_postgres::rls::{GroupQuestion, visible_rows_by_group};
+
+    let (pg, catalog) = start(TODOS, 1).await;
+    let id = key(&[("id", "bigint")]);
+    let asked = rows(&["1", "2"]);
+    let alice = claims("alice");
+    let ask = || {
+        let questions = [GroupQuestion {
+            schema: "public",
+            table: "todos",
+            key: &id,
+            role: "authenticated",
+            claims: &alice,
+            rows: &asked,
+        }];
+        let catalog = catalog.clone();
+        async move { visible_rows_by_group(&catalog, &questions).await }
+    };
+    assert_eq!(ask().await.unwrap()[0].as_ref().unwrap(), &[false, true]);
+    pg.psql(&format!("drop table todos cascade; {TODOS_AGAIN}"))
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(ask().await.unwrap()[0].as_ref().unwrap(), &[true, false]);
+    }
+    pg.psql("drop table todos cascade").unwrap();
+    let gone = ask().await.unwrap();
+    assert!(
+        matches!(&gone[0], Ok(visible) if visible == &[false, false])
+            || matches!(&gone[0], Err(err) if err.is_refusal()),
+        "{gone:?}"
+    );
+}
+
+/// `todos` again, with the owners the other way round.
+const TODOS_AGAIN: &str = "
+    create table todos (id bigint primary key, owner text not null, title text);
+    alter table todos enable row level security;
+    grant select on todos to authenticated;
+    create policy own on todos for select to authenticated using (
+        (current_setting('request.jwt.claims', true)::jsonb ->> 'sub') = owner);
+    insert into todos values (1, 'alice', 'a'), (2, 'bob', 'b');";
