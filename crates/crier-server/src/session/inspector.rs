@@ -5,6 +5,7 @@ use crier_protocol::Message;
 use crier_protocol::Payload;
 use crier_protocol::codes::{CloseCode, ErrorCode, Reason, shutdown};
 use crier_protocol::events::{EXTENSION_SYSTEM, PHX_JOIN, PHX_LEAVE, SYSTEM};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -119,8 +120,10 @@ impl Session {
         }
         shared.counters.events.add(1);
         let query = match payload {
-            Payload::Json(value) => serde_json::from_value::<ChannelsQuery>(value.clone()),
-            _ => serde_json::from_value(Value::Null),
+            Payload::Json(value) => {
+                ChannelsQuery::deserialize(value).map_err(|err| err.to_string())
+            }
+            _ => Err("a binary payload".to_owned()),
         };
         let query = match query {
             Ok(query) => query,
