@@ -36,7 +36,6 @@ use crier_protocol::Vsn;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::flow::Ledger;
 use crate::frame::{Frame, SLOT_BYTES};
@@ -217,7 +216,10 @@ pub(crate) enum Drained {
 pub(crate) struct OutboundQueue {
     state: Mutex<State>,
     ready: Notify,
-    slow: CancellationToken,
+    /// Wakes every task waiting for an overflow (`overflowed`). A `Notify` and the
+    /// state's flag rather than a cancellation token, which would allocate for every
+    /// socket what only a stalled write ever waits on.
+    slow: Notify,
     room_mark: usize,
     budget: usize,
     ledger: Arc<Ledger>,
@@ -236,7 +238,7 @@ impl OutboundQueue {
         OutboundQueue {
             state: Mutex::new(State::default()),
             ready: Notify::new(),
-            slow: CancellationToken::new(),
+            slow: Notify::new(),
             room_mark,
             budget,
             ledger,
@@ -274,9 +276,9 @@ impl OutboundQueue {
                 state.clear(&self.ledger);
                 drop(state);
                 // The socket's task learns of the overflow from its next drain (it
-                // waits on `ready`, not on this token, to keep its loop cheap); the
-                // token is for a task stuck in a write.
-                self.slow.cancel();
+                // waits on `ready`, not on `slow`, to keep its loop cheap); `slow` is
+                // for a task stuck in a write.
+                self.slow.notify_waiters();
                 self.ready.notify_one();
                 return Err(PushError::Overflow);
             }
@@ -409,9 +411,21 @@ impl OutboundQueue {
         self.ready.notified().await;
     }
 
-    /// Cancelled when the queue overflowed.
-    pub(crate) fn slow(&self) -> &CancellationToken {
-        &self.slow
+    /// Resolves once the queue has overflowed (at once if it already has).
+    pub(crate) async fn overflowed(&self) {
+        let notified = self.slow.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read: an overflow after the read still wakes it.
+        notified.as_mut().enable();
+        if self.has_overflowed() {
+            return;
+        }
+        notified.await;
+    }
+
+    /// Whether the queue has overflowed.
+    pub(crate) fn has_overflowed(&self) -> bool {
+        self.state.lock().overflowed
     }
 
     /// Stops accepting frames (the socket is closing) and gives their memory back.

@@ -43,8 +43,11 @@ pub struct Claims {
     pub exp: i64,
     /// The subject (user id), when present.
     pub sub: Option<String>,
-    /// Every claim, as sent.
-    pub all: Map<String, Value>,
+    /// Every claim, as one compact JSON object (keys in sorted order): what policies
+    /// read as `request.jwt.claims`. Kept as text, not a map, because every channel
+    /// holds its claims for as long as it is joined and only ever hands them on as
+    /// text; shared, because a refresh or a second channel often has the same.
+    pub all: std::sync::Arc<str>,
 }
 
 /// Why a token was refused.
@@ -297,6 +300,7 @@ impl JwtVerifier {
             return Err(AuthError::MissingClaims);
         };
         let sub = all.get("sub").and_then(Value::as_str).map(str::to_owned);
+        let all = serde_json::to_string(&all).expect("claims are JSON").into();
         Ok(Claims {
             role,
             exp,

@@ -82,7 +82,7 @@ pub(crate) fn channel_check(
     ChannelCheck {
         topic: name.to_owned(),
         role: claims.role.clone(),
-        claims: serde_json::to_string(&claims.all).expect("claims are JSON"),
+        claims: claims.all.to_string(),
         sub: claims.sub.clone().unwrap_or_default(),
         headers: headers.to_owned(),
     }

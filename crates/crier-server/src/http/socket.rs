@@ -182,7 +182,9 @@ pub(crate) async fn upgrade(
         };
         let connection = Metered::new(TokioIo::new(upgraded), progress);
         let ws = WebSocketStream::from_raw_socket(connection, Role::Server, Some(config)).await;
-        session::run(node, ws, connect).await;
+        // A task of its own: this one's future keeps room for everything the upgrade
+        // needed, which a session that lives for hours should not carry.
+        tokio::spawn(session::run(node, ws, connect));
     });
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     Response::builder()

@@ -34,7 +34,7 @@ fn the_budget_is_in_bytes_and_an_overflow_is_reported_once_then_closed() {
     assert_eq!(queue.push(frame(100)), Ok(Pushed::Room));
     assert_eq!(queue.push(frame(100)), Ok(Pushed::Room));
     assert_eq!(queue.push(frame(1)), Err(PushError::Overflow));
-    assert!(queue.slow().is_cancelled());
+    assert!(queue.has_overflowed());
     assert_eq!(queue.push(frame(1)), Err(PushError::Closed));
 }
 

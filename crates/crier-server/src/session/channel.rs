@@ -31,14 +31,15 @@ pub(crate) struct Channel {
     pub(crate) ack: bool,
     /// Deliver own broadcasts back.
     pub(crate) self_broadcast: bool,
-    /// The key this channel tracks presence under.
-    pub(crate) presence_key: String,
+    /// The key this channel tracks presence under: the join's, or a random UUID made
+    /// at its first track (most channels never track, and keep no key).
+    pub(crate) presence_key: Option<String>,
     /// Receives presence state and diffs.
     pub(crate) presence_enabled: bool,
     /// Presence pushes allowed in the current window.
     pub(crate) presence_window: PresenceWindow,
     /// The JWT this channel is authorized by.
-    pub(crate) token: String,
+    pub(crate) token: Arc<str>,
     /// Its verified claims.
     pub(crate) claims: Claims,
     /// When the token expires (tokio clock).

@@ -44,7 +44,7 @@ impl Session {
             if message.event == PHX_LEAVE {
                 // Phoenix answers a leave of an unknown topic with ok: it is already left.
                 // A private join still waiting for its check is abandoned.
-                self.pending_joins.remove(&message.topic);
+                self.forget_pending_join(&message.topic);
                 self.reply(&to, "ok", &json!({}));
             } else {
                 self.reply(&to, "error", &json!({"reason": UNMATCHED_TOPIC}));
@@ -261,7 +261,10 @@ impl Session {
                 }
                 shared.counters.presence_events.add(1);
                 let channel = self.channels.get_mut(&topic).expect("checked above");
-                let key = channel.presence_key.clone();
+                let key = channel
+                    .presence_key
+                    .get_or_insert_with(|| uuid::Uuid::new_v4().to_string())
+                    .clone();
                 let join_ref = channel.join_ref.clone();
                 // Tracking turns presence on for a channel that joined without it: it
                 // gets the current state first, then the diff of its own join (on a
@@ -304,7 +307,7 @@ impl Session {
         let Some(channel) = self.channels.get_mut(&message.topic) else {
             return;
         };
-        if token.starts_with("sb_") || token == channel.token {
+        if token.starts_with("sb_") || *token == *channel.token {
             return;
         }
         match self
@@ -321,7 +324,7 @@ impl Session {
                 }
                 channel.expires_at = self.node.shared.clock.instant_at(claims.exp);
                 channel.claims = claims;
-                channel.token = token;
+                channel.token = token.into();
                 if channel.private {
                     // What the old token could do says nothing about the new one.
                     channel.write = WriteAccess::default();

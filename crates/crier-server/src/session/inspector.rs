@@ -98,11 +98,11 @@ impl Session {
             );
         }
         shared.metrics.channels.inc();
-        self.inspecting = Some(Inspecting {
+        self.inspecting = Some(Box::new(Inspecting {
             join_ref: to.join_ref.clone(),
             expires_at: shared.clock.instant_at(claims.exp),
             exp: claims.exp,
-        });
+        }));
         let welcome = feed.watch(&self.conn);
         self.reply(to, "ok", &welcome);
     }

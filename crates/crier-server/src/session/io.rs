@@ -125,6 +125,16 @@ pub(super) async fn write_batch(
             .map(|()| Written::AtOnce)
             .map_err(|_| WriteError::Gone);
     }
+    // Boxed: its timer would otherwise sit in every session's future, idle or not.
+    Box::pin(finish_stalled(written, queue, stall_limit)).await
+}
+
+/// The rest of a write that had to wait (see [`write_batch`]).
+async fn finish_stalled(
+    mut written: Pin<&mut impl Future<Output = Result<(), tungstenite::Error>>>,
+    queue: &OutboundQueue,
+    stall_limit: Duration,
+) -> Result<Written, WriteError> {
     queue.write_stalled();
     let stall = sleep(stall_limit);
     tokio::pin!(stall);
@@ -142,7 +152,7 @@ pub(super) async fn write_batch(
                 seen = now_written;
                 stall.as_mut().reset(Instant::now() + stall_limit);
             }
-            () = queue.slow().cancelled() => return Err(WriteError::Overflowed),
+            () = queue.overflowed() => return Err(WriteError::Overflowed),
         }
     }
 }

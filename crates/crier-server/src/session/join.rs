@@ -54,7 +54,7 @@ impl Session {
             self.push_close(old.join_ref.as_deref(), topic);
             self.release(old);
         }
-        self.pending_joins.remove(topic);
+        self.forget_pending_join(topic);
         let request = match &message.payload {
             Payload::Json(payload) => JoinRequest::parse(payload),
             _ => {
@@ -88,13 +88,14 @@ impl Session {
             return;
         }
         shared.counters.joins.add(1);
-        let channels = self.channels.len() + self.pending_joins.len();
+        let pending = self.pending_joins.as_ref().map_or(0, |joins| joins.len());
+        let channels = self.channels.len() + pending;
         if channels >= shared.config.limits.max_channels_per_client {
             return self.join_error(&to, Reason::too_many_channels());
         }
         let token = request
             .access_token
-            .unwrap_or_else(|| self.connect_token.clone());
+            .map_or_else(|| std::sync::Arc::clone(&self.connect_token), Into::into);
         let claims = match shared.verifier.verify(&token, shared.clock.unix_now()) {
             Ok(claims) => claims,
             Err(err) => return self.join_error(&to, err.join_reason()),
@@ -215,10 +216,7 @@ impl Session {
             join_ref: to.join_ref.clone(),
             ack: config.broadcast.ack,
             self_broadcast: config.broadcast.self_broadcast,
-            presence_key: config
-                .presence
-                .key
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            presence_key: config.presence.key,
             presence_enabled,
             presence_window: PresenceWindow::new(
                 limits.client_presence_max_calls,
@@ -233,7 +231,7 @@ impl Session {
             write: WriteAccess::default(),
             attaching: shared_stream_resume,
         };
-        self.channels.insert(topic.to_owned(), channel);
+        self.channels.insert(topic.to_owned(), Box::new(channel));
         shared.metrics.channels.inc();
 
         let bindings: Vec<Value> = config.postgres_changes.iter().map(|b| b.echo()).collect();
@@ -365,7 +363,7 @@ pub(crate) struct Joining {
     /// The channel name, the topic without `realtime:`.
     pub(crate) name: String,
     pub(crate) config: crier_protocol::join::JoinConfig,
-    pub(crate) token: String,
+    pub(crate) token: std::sync::Arc<str>,
     pub(crate) claims: Claims,
 }
 
@@ -373,6 +371,6 @@ pub(crate) struct Joining {
 pub(super) fn identity_of(claims: &Claims) -> Identity {
     Identity {
         role: claims.role.clone(),
-        claims: serde_json::to_string(&claims.all).expect("claims are JSON"),
+        claims: claims.all.to_string(),
     }
 }

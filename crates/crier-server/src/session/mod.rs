@@ -40,7 +40,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep_until};
 use tungstenite::Message as WsMessage;
 
 pub(crate) use channel::Channel;
@@ -55,6 +55,9 @@ use crate::node::Node;
 use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten, WriteProgress};
 use io::{WriteError, Written};
 use private::{CheckDone, PendingJoin};
+
+/// Frames' room kept in a session's write buffer between batches.
+const KEPT_FRAMES: usize = 4;
 
 /// Reads stay paused until this resolves (see the module doc).
 type Paused = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -75,24 +78,35 @@ pub(crate) struct ConnectParams {
 }
 
 /// Runs a socket until it closes, then leaves all its channels.
-pub(crate) async fn run(node: Node, ws: Socket, params: ConnectParams) {
+///
+/// The session is made before the future is: an `async fn` would keep its arguments
+/// (the socket, the connect parameters) in the future beside the session and the socket
+/// it moved them into, and this future is what every idle connection costs.
+pub(crate) fn run(
+    node: Node,
+    mut ws: Socket,
+    params: ConnectParams,
+) -> impl Future<Output = ()> + Send + 'static {
     // Counted by the node's tracker, so a graceful shutdown waits for this socket.
-    let _task = node.shared.tasks.token();
+    let task = node.shared.tasks.token();
     let mut session = Session::new(node, params);
     session.node.shared.hooks.connected(&session.info);
     tracing::debug!(conn = session.conn.id, role = %session.info.role, vsn = %session.vsn, "connected");
-
-    let mut ws = ws;
-    let end = session.serve(&mut ws).await;
-
-    tracing::debug!(conn = session.conn.id, ?end, "disconnected");
-    let (node, info, discard) = (session.node.clone(), session.info.clone(), session.discard);
-    // Dropping the session leaves its channels and releases its connection slot, so
-    // both have happened before anyone hears the socket is gone.
-    drop(session);
-    node.shared.hooks.disconnected(&info);
-    if discard > 0 {
-        io::discard_incoming(&mut ws, discard).await;
+    async move {
+        let _task = task;
+        let end = session.serve(&mut ws).await;
+        tracing::debug!(conn = session.conn.id, ?end, "disconnected");
+        let discard = session.discard;
+        let (node, info) = (session.node.clone(), session.info.clone());
+        // Dropping the session leaves its channels and releases its connection slot, so
+        // both have happened before anyone hears the socket is gone.
+        drop(session);
+        node.shared.hooks.disconnected(&info);
+        if discard > 0 {
+            // Boxed: rare, and its buffers and timers would otherwise widen every
+            // session's future.
+            Box::pin(io::discard_incoming(&mut ws, discard)).await;
+        }
     }
 }
 
@@ -112,8 +126,10 @@ struct Session {
     conn: Arc<ConnHandle>,
     vsn: Vsn,
     /// The connect token; channels joined without their own token use it.
-    connect_token: String,
-    channels: HashMap<String, Channel>,
+    connect_token: Arc<str>,
+    /// Boxed: a map sizes its table for several entries, and most sockets join one or
+    /// two channels.
+    channels: HashMap<String, Box<Channel>>,
     /// Frames to write at the end of this iteration.
     out: Vec<Frame>,
     /// Scratch space for the instructions a drain of the outbound queue finds, with
@@ -136,14 +152,20 @@ struct Session {
     headers: Arc<str>,
     /// Authorization checks in flight (the `private` module). In a mutex only because
     /// the session must be `Sync` and a set of futures is not; it is only ever reached
-    /// through `get_mut`, which takes no lock.
-    checks: std::sync::Mutex<FuturesUnordered<BoxFuture<'static, CheckDone>>>,
-    /// Private joins waiting for their read check, by topic.
-    pending_joins: HashMap<String, PendingJoin>,
+    /// through `get_mut`, which takes no lock. Made at the first check: most sockets
+    /// never have one, and an empty set still allocates.
+    checks: std::sync::Mutex<Option<Checks>>,
+    /// Private joins waiting for their read check, by topic. Boxed, like the inspector's
+    /// state: only some sockets ever have one, and every session carries the field.
+    #[expect(
+        clippy::box_collection,
+        reason = "the box keeps the empty case to one pointer in every session"
+    )]
+    pending_joins: Option<Box<HashMap<String, PendingJoin>>>,
     /// A write check is in flight: reads wait for it (the `private` module).
     awaiting_write: bool,
     /// Joined to the inspector's channel (the `inspector` module).
-    inspecting: Option<inspector::Inspecting>,
+    inspecting: Option<Box<inspector::Inspecting>>,
     _permit: ConnectionPermit,
 }
 
@@ -174,7 +196,7 @@ impl Session {
             node,
             conn,
             vsn: params.vsn,
-            connect_token: params.token,
+            connect_token: params.token.into(),
             channels: HashMap::new(),
             out: Vec::new(),
             instructions: Vec::new(),
@@ -185,8 +207,8 @@ impl Session {
             needs_flush: false,
             info,
             headers: params.headers,
-            checks: std::sync::Mutex::new(FuturesUnordered::new()),
-            pending_joins: HashMap::new(),
+            checks: std::sync::Mutex::new(None),
+            pending_joins: None,
             awaiting_write: false,
             inspecting: None,
             _permit: params.permit,
@@ -195,14 +217,15 @@ impl Session {
 
     async fn serve(&mut self, ws: &mut Socket) -> End {
         let idle_timeout = self.node.shared.config.socket.idle_timeout;
-        // Timers are made once and re-armed only when their deadline moves: creating
-        // them per iteration would register a timer (and wake the runtime's driver) per
-        // frame.
+        // One timer serves both deadlines, the next look at idleness and the earliest
+        // token expiry: it is made once and re-armed only when the earlier of the two
+        // moves (creating it per iteration would register a timer, and wake the
+        // runtime's driver, per frame; a second one would widen every idle socket).
         let mut last_inbound = Instant::now();
-        let idle = sleep(idle_timeout);
-        let expiry = sleep(idle_timeout);
-        tokio::pin!(idle, expiry);
-        let mut armed_expiry: Option<Instant> = None;
+        let mut idle_check = last_inbound + idle_timeout;
+        let timer = sleep_until(idle_check);
+        tokio::pin!(timer);
+        let mut armed_at = Some(idle_check);
         let mut paused: Option<Paused> = None;
         let conn = Arc::clone(&self.conn);
         // `Node::shutdown` marks the node before it queues `Shutdown` to the sockets it
@@ -219,12 +242,14 @@ impl Session {
                 .map(|c| c.expires_at)
                 .chain(self.inspector_expiry())
                 .min();
-            if next_expiry != armed_expiry {
-                if let Some(at) = next_expiry {
-                    expiry.as_mut().reset(at);
-                }
-                armed_expiry = next_expiry;
+            let wake_at = next_expiry.map_or(idle_check, |at| at.min(idle_check));
+            if armed_at != Some(wake_at) {
+                timer.as_mut().reset(wake_at);
+                armed_at = Some(wake_at);
             }
+            // Nothing is awaited inside the branches: what a branch returns would stay
+            // in this future, across the await, beside every later one.
+            let mut overflowed = false;
             tokio::select! {
                 read = ws.next(), if paused.is_none() && !self.awaiting_write => {
                     last_inbound = Instant::now();
@@ -238,43 +263,50 @@ impl Session {
                     last_inbound = Instant::now();
                 }
                 () = conn.queue.ready() => {
-                    if self.drain_queue() == Drained::Overflowed {
-                        return self.end_slow(ws, "outbound queue overflowed").await;
-                    }
+                    overflowed = self.drain_queue() == Drained::Overflowed;
                 }
-                () = &mut idle => {
-                    let (now, deadline) = (Instant::now(), last_inbound + idle_timeout);
-                    if paused.is_some() {
-                        // Not reading is our doing, not the client's silence.
-                        idle.as_mut().reset(now + idle_timeout);
-                    } else if now >= deadline {
-                        // A long write may have kept the loop from reading: look at the
-                        // socket before calling the client idle.
-                        match ws.next().now_or_never() {
-                            Some(read) => {
-                                last_inbound = now;
-                                idle.as_mut().reset(now + idle_timeout);
-                                if let Some(end) = self.on_read(read) {
-                                    return end;
+                () = &mut timer => {
+                    // Elapsed: armed again at the top of the next iteration.
+                    armed_at = None;
+                    let now = Instant::now();
+                    if next_expiry.is_some_and(|at| at <= now) {
+                        self.expire_tokens();
+                    }
+                    if idle_check <= now {
+                        let deadline = last_inbound + idle_timeout;
+                        if paused.is_some() {
+                            // Not reading is our doing, not the client's silence.
+                            idle_check = now + idle_timeout;
+                        } else if now >= deadline {
+                            idle_check = now + idle_timeout;
+                            // A long write may have kept the loop from reading: look at
+                            // the socket before calling the client idle.
+                            match ws.next().now_or_never() {
+                                Some(read) => {
+                                    last_inbound = now;
+                                    if let Some(end) = self.on_read(read) {
+                                        return end;
+                                    }
                                 }
+                                None => self.closing = Some((CloseCode::GoingAway, "idle timeout")),
                             }
-                            None => self.closing = Some((CloseCode::GoingAway, "idle timeout")),
+                        } else {
+                            idle_check = deadline;
                         }
-                    } else {
-                        idle.as_mut().reset(deadline);
                     }
                 }
-                Some(done) = checks_of(&mut self.checks).next(), if !checks_of(&mut self.checks).is_empty() => {
+                Some(done) = next_check(&mut self.checks), if has_checks(&mut self.checks) => {
                     self.on_check(done);
                 }
-                () = &mut expiry, if armed_expiry.is_some() => {
-                    armed_expiry = None;
-                    self.expire_tokens();
-                }
+            }
+            // The ends are boxed: each happens once, and inline their futures would
+            // widen every session's.
+            if overflowed {
+                return Box::pin(self.end_slow(ws, "outbound queue overflowed")).await;
             }
             if let Err(end) = self.write(ws).await {
                 return match end {
-                    End::Slow(why) => self.end_slow(ws, why).await,
+                    End::Slow(why) => Box::pin(self.end_slow(ws, why)).await,
                     other => other,
                 };
             }
@@ -282,7 +314,7 @@ impl Session {
                 // Nothing more will be sent: publishers stop waiting for this socket.
                 self.conn.queue.close();
                 let limit = self.node.shared.config.flow.slow_consumer_timeout;
-                io::send_close(ws, code, reason, limit).await;
+                Box::pin(io::send_close(ws, code, reason, limit)).await;
                 // An oversized frame's rest is read and dropped after the session is
                 // gone (see `run`).
                 return End::Closed(code.as_u16());
@@ -310,9 +342,10 @@ impl Session {
         let bytes: usize = frames.iter().map(Frame::len).sum();
         let stall_limit = self.node.shared.config.flow.slow_consumer_timeout;
         let result = io::write_batch(ws, &mut frames, &self.conn.queue, stall_limit).await;
-        if frames.capacity() <= 256 {
-            self.out = frames;
-        }
+        // Kept for the next batch, at the size of a few frames: a burst's buffer would
+        // otherwise stay with every socket that ever had one, idle or not.
+        frames.shrink_to(KEPT_FRAMES);
+        self.out = frames;
         let metrics = &self.node.shared.metrics;
         metrics.messages_out.inc_by(count);
         metrics.bytes_out.inc_by(bytes as u64);
@@ -490,7 +523,7 @@ impl Session {
     }
 
     /// Unsubscribes a channel that has already been removed from `self.channels`.
-    fn release(&mut self, channel: Channel) {
+    fn release(&mut self, channel: Box<Channel>) {
         let shared = &self.node.shared;
         if let (Some(changes), Some(id)) = (&shared.changes, channel.postgres_changes) {
             changes.unsubscribe(id);
@@ -547,7 +580,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.conn.queue.close();
         self.node.shared.sockets.remove(&self.conn.id);
-        let channels: Vec<Channel> = self.channels.drain().map(|(_, c)| c).collect();
+        let channels: Vec<Box<Channel>> = self.channels.drain().map(|(_, c)| c).collect();
         for channel in channels {
             self.release(channel);
         }
@@ -576,13 +609,36 @@ impl ReplyAddress {
     }
 }
 
-/// The session's checks in flight (see `Session::checks`).
-fn checks_of<'a>(
-    checks: &'a mut std::sync::Mutex<FuturesUnordered<BoxFuture<'static, CheckDone>>>,
-) -> &'a mut FuturesUnordered<BoxFuture<'static, CheckDone>> {
+/// Authorization checks in flight.
+type Checks = FuturesUnordered<BoxFuture<'static, CheckDone>>;
+
+/// The session's checks in flight (see `Session::checks`), made if there were none.
+fn checks_of(checks: &mut std::sync::Mutex<Option<Checks>>) -> &mut Checks {
     checks
         .get_mut()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(FuturesUnordered::new)
+}
+
+/// Whether any check is in flight.
+fn has_checks(checks: &mut std::sync::Mutex<Option<Checks>>) -> bool {
+    checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|checks| !checks.is_empty())
+}
+
+/// The next check to finish; `None` at once when none is in flight (the loop's branch
+/// is disabled then).
+async fn next_check(checks: &mut std::sync::Mutex<Option<Checks>>) -> Option<CheckDone> {
+    match checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(checks) => checks.next().await,
+        None => None,
+    }
 }
 
 /// Resolves when the pause in `paused` is over; never while there is none.

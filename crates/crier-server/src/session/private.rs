@@ -116,7 +116,18 @@ impl Session {
             .boxed(),
         );
         self.pending_joins
+            .get_or_insert_default()
             .insert(to.topic.clone(), PendingJoin { to, joining });
+    }
+
+    /// Forgets a private join waiting for its check (left, or joined again).
+    pub(super) fn forget_pending_join(&mut self, topic: &str) -> Option<PendingJoin> {
+        let joins = self.pending_joins.as_mut()?;
+        let pending = joins.remove(topic);
+        if joins.is_empty() {
+            self.pending_joins = None;
+        }
+        pending
     }
 
     /// Holds `message` (and the socket's reads) until the channel's write permission
@@ -208,10 +219,14 @@ impl Session {
         replayed: Option<Result<Vec<StoredMessage>, AuthorizationError>>,
     ) {
         // Left, or joined again, meanwhile: this answer is for nobody.
-        if self.pending_joins.get(topic).map(|p| &p.to.join_ref) != Some(&join_ref) {
+        let waiting = self
+            .pending_joins
+            .as_ref()
+            .and_then(|joins| joins.get(topic));
+        if waiting.map(|p| &p.to.join_ref) != Some(&join_ref) {
             return;
         }
-        let PendingJoin { to, joining } = self.pending_joins.remove(topic).expect("just found");
+        let PendingJoin { to, joining } = self.forget_pending_join(topic).expect("just found");
         let presence_enabled = joining.config.presence.enabled;
         let wants_replay = joining.config.broadcast.replay.is_some();
         match result {
