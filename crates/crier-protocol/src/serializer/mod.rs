@@ -13,6 +13,7 @@
 //! the sender with a `phx_reply` error that clients already understand.
 
 pub mod binary;
+mod peek;
 pub mod text;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use crate::message::Message;
 
 pub use binary::EncodeError;
+pub use peek::{PushRef, peek_text};
 
 /// The serializer version a socket negotiated with the `vsn` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

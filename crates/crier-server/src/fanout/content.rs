@@ -43,7 +43,9 @@ pub(crate) struct Meta {
 /// A broadcast ready to encode: its body with `meta` written in.
 #[derive(Debug)]
 pub(crate) enum Assembled {
-    Json(Box<RawValue>),
+    /// JSON text, built from parts that were JSON, and not parsed again: frames take it
+    /// as it is (`text::encode_raw`).
+    Json(Box<str>),
     Binary(UserBroadcast),
 }
 
@@ -215,7 +217,7 @@ impl Content {
                     body.push('}');
                 }
                 body.push('}');
-                Assembled::Json(RawValue::from_string(body).expect("assembled from JSON parts"))
+                Assembled::Json(body.into())
             }
             Content::Binary {
                 event,
@@ -301,10 +303,10 @@ mod tests {
     }
 
     fn json_of(assembled: Assembled) -> Value {
-        let Assembled::Json(raw) = assembled else {
+        let Assembled::Json(text) = assembled else {
             panic!("json")
         };
-        serde_json::from_str(raw.get()).unwrap()
+        serde_json::from_str(&text).unwrap()
     }
 
     #[test]

@@ -38,6 +38,13 @@ enum Body {
     Broadcast(Arc<Content>),
 }
 
+/// A broadcast's body as the bus takes it.
+#[derive(Debug)]
+enum Bare {
+    Json(Box<RawValue>),
+    Binary(crier_protocol::UserBroadcast),
+}
+
 /// A fan-out message (`join_ref` and `ref` are null) with its frames cached per serializer.
 #[derive(Debug)]
 pub(crate) struct Outgoing {
@@ -48,8 +55,9 @@ pub(crate) struct Outgoing {
     position: OnceCell<Position>,
     /// A broadcast's body with its `meta`, built on first use.
     assembled: OnceCell<Assembled>,
-    /// The same without the position, for other nodes (each gives it its own).
-    bare: OnceCell<Assembled>,
+    /// The body as the bus carries it to other nodes: without the position (each
+    /// gives it its own), and checked to be JSON, which the bus's API asks for.
+    bare: OnceCell<Bare>,
     v1: OnceCell<Option<Frame>>,
     v2: OnceCell<Option<Frame>>,
 }
@@ -127,17 +135,19 @@ impl Outgoing {
         if self.event != BROADCAST {
             return None;
         }
-        let bare = match &self.body {
+        let content = match &self.body {
             Body::Json(raw) => return Some(Publication::Json(raw)),
-            Body::Broadcast(content) => match self.position.get() {
-                // Without a position, the frames' body is already the bare one.
-                None => self.assembled()?,
-                Some(_) => self.bare.get_or_init(|| content.assemble(None)),
-            },
+            Body::Broadcast(content) => content,
         };
+        let bare = self.bare.get_or_init(|| match content.assemble(None) {
+            Assembled::Json(text) => {
+                Bare::Json(RawValue::from_string(text.into()).expect("assembled from JSON parts"))
+            }
+            Assembled::Binary(broadcast) => Bare::Binary(broadcast),
+        });
         Some(match bare {
-            Assembled::Json(raw) => Publication::Json(raw),
-            Assembled::Binary(broadcast) => Publication::Binary(broadcast),
+            Bare::Json(raw) => Publication::Json(raw),
+            Bare::Binary(broadcast) => Publication::Binary(broadcast),
         })
     }
 
@@ -184,8 +194,13 @@ impl Outgoing {
     fn encode(&self, conn: &ConnHandle) -> Option<Frame> {
         let envelope = Envelope::broadcast(&self.topic, self.event);
         let ledger = conn.ledger();
-        let json = |raw: &RawValue| {
-            ledger.shared_text(text::encode(conn.vsn, Direction::ToClient, &envelope, raw))
+        let json = |raw: &str| {
+            ledger.shared_text(text::encode_raw(
+                conn.vsn,
+                Direction::ToClient,
+                &envelope,
+                raw,
+            ))
         };
         let binary = |broadcast| match conn.vsn {
             Vsn::V2 => binary::encode_user_broadcast(&self.topic, broadcast)
@@ -194,9 +209,8 @@ impl Outgoing {
             Vsn::V1 => None,
         };
         match (&self.body, self.assembled()) {
-            (Body::Json(raw), _) | (Body::Broadcast(_), Some(Assembled::Json(raw))) => {
-                Some(json(raw))
-            }
+            (Body::Json(raw), _) => Some(json(raw.get())),
+            (Body::Broadcast(_), Some(Assembled::Json(text))) => Some(json(text)),
             (Body::Broadcast(_), Some(Assembled::Binary(broadcast))) => binary(broadcast),
             (Body::Broadcast(_), None) => unreachable!("a broadcast assembles"),
         }

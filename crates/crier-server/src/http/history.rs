@@ -107,7 +107,7 @@ fn message(latest: &Position, entry: &Entry) -> Value {
         offset: entry.offset,
     };
     match entry.content.assemble(Some(&position)) {
-        Assembled::Json(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        Assembled::Json(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
         Assembled::Binary(broadcast) => {
             let meta: Value = serde_json::from_slice(&broadcast.metadata).unwrap_or(Value::Null);
             json!({"type": "broadcast", "event": broadcast.event,

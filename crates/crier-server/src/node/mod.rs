@@ -30,7 +30,7 @@ use crate::hooks::Hooks;
 use crate::limits::{ConnectionLimiter, TenantCounters};
 use crate::metrics::Metrics;
 use crate::outbound::{ConnHandle, ConnId, Outbound};
-use crate::registry::{Delivery, Registry};
+use crate::registry::{Delivery, Registry, Topic};
 
 mod builder;
 mod database_broadcasts;
@@ -407,6 +407,18 @@ impl Node {
         self.shared.publish(key, message, exclude)
     }
 
+    /// [`Node::publish`] to a topic the caller holds (a session's channel holds its
+    /// registry entry), saving the registry lookup.
+    pub(crate) fn publish_to(
+        &self,
+        topic: &Topic,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
+        self.shared
+            .publish_in(topic.key(), Some(topic), message, exclude)
+    }
+
     pub(crate) fn next_conn_id(&self) -> ConnId {
         self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -436,6 +448,17 @@ impl Shared {
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
+        self.publish_in(key, None, message, exclude)
+    }
+
+    /// [`Shared::publish`], with the registry's topic for `key` when the caller holds it.
+    fn publish_in(
+        &self,
+        key: &str,
+        held: Option<&Topic>,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
         if let Some(shared_history) = &self.shared_history
             && let Some(publication) = message.publication()
         {
@@ -445,11 +468,11 @@ impl Shared {
                 Ok(()) => return Delivery::default(),
                 Err(err) => {
                     tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
-                    return self.deliver_local(key, message, exclude);
+                    return self.deliver_in(key, held, message, exclude);
                 }
             }
         }
-        let delivery = self.publish_here(key, message, exclude);
+        let delivery = self.publish_here_in(key, held, message, exclude);
         if self.broker.has_peers()
             && let Some(publication) = message.publication()
             && let Err(err) = self.broker.publish(key, publication)
@@ -467,22 +490,32 @@ impl Shared {
         message: &Outgoing,
         exclude: Option<ConnId>,
     ) -> Delivery {
+        self.publish_here_in(key, None, message, exclude)
+    }
+
+    fn publish_here_in(
+        &self,
+        key: &str,
+        held: Option<&Topic>,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
         self.counters.events.add(1);
         match (&self.history, message.content()) {
             // Positions in a copy of the shared history are the bus's to give: what
             // every node gets by itself goes without one.
             (Some(_), Some(_)) if self.shared_history.is_some() => {
-                self.deliver_local(key, message, exclude)
+                self.deliver_in(key, held, message, exclude)
             }
             (Some(history), Some(content)) => {
                 let mut delivery = Delivery::default();
                 history.append(key, content, &mut |position| {
                     message.set_position(position.clone());
-                    delivery = self.deliver_local(key, message, exclude);
+                    delivery = self.deliver_in(key, held, message, exclude);
                 });
                 delivery
             }
-            _ => self.deliver_local(key, message, exclude),
+            _ => self.deliver_in(key, held, message, exclude),
         }
     }
 
@@ -490,8 +523,27 @@ impl Shared {
     /// each delivery towards the events-per-second limit. When that limit has tripped,
     /// receiving channels are shut down after the message (Supabase's rule).
     fn deliver_local(&self, key: &str, message: &Outgoing, exclude: Option<ConnId>) -> Delivery {
-        let Some(topic) = self.registry.get(key) else {
-            return Delivery::default();
+        self.deliver_in(key, None, message, exclude)
+    }
+
+    /// [`Shared::deliver_local`] to `held` when given (the registry's topic for `key`).
+    fn deliver_in(
+        &self,
+        key: &str,
+        held: Option<&Topic>,
+        message: &Outgoing,
+        exclude: Option<ConnId>,
+    ) -> Delivery {
+        let looked_up;
+        let topic = match held {
+            Some(topic) => topic,
+            None => match self.registry.get(key) {
+                Some(topic) => {
+                    looked_up = topic;
+                    &*looked_up
+                }
+                None => return Delivery::default(),
+            },
         };
         let started = Instant::now();
         let over_limit = self.counters.events.is_over_limit();

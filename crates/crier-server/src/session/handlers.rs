@@ -8,7 +8,7 @@ use crier_protocol::events::{
     ACCESS_TOKEN, BROADCAST, HEARTBEAT, PHOENIX_TOPIC, PHX_ERROR, PHX_JOIN, PHX_LEAVE, PRESENCE,
     PRESENCE_TRACK, PRESENCE_UNTRACK,
 };
-use crier_protocol::serializer::DecodeError;
+use crier_protocol::serializer::{DecodeError, PushRef};
 use crier_protocol::{Message, Payload, PayloadEncoding, UserBroadcast};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
@@ -151,11 +151,49 @@ impl Session {
                 return self.reply(&to, "error", &json!({"reason": reason.to_string()}));
             }
         };
+        self.publish_broadcast(topic, &outgoing, || to);
+    }
+
+    /// A `broadcast` push read in place from a text frame (see `peek_text`): handled
+    /// here when it goes to a public channel (or a private one already allowed to
+    /// write) and its payload is a JSON object, which is every broadcast a client
+    /// library sends. `false` leaves the frame to the full decode, which handles (and
+    /// answers) everything else.
+    pub(super) fn broadcast_in_place(&mut self, push: &PushRef<'_>) -> bool {
+        let Some(channel) = self.channels.get(push.topic) else {
+            return false;
+        };
+        let current = push
+            .join_ref
+            .is_none_or(|join_ref| channel.join_ref.as_deref() == Some(join_ref));
+        if !current || (channel.private && channel.write.broadcast != Some(true)) {
+            return false;
+        }
+        let Some(content) = Content::from_body(push.payload) else {
+            return false;
+        };
+        let outgoing = Outgoing::broadcast(push.topic, Arc::new(content));
+        self.publish_broadcast(push.topic, &outgoing, || ReplyAddress {
+            join_ref: push.join_ref.map(str::to_owned),
+            msg_ref: push.msg_ref.map(str::to_owned),
+            topic: push.topic.to_owned(),
+        });
+        true
+    }
+
+    /// Publishes a client's broadcast on its channel `topic`; `to` says where a reply
+    /// goes, made only when one is due.
+    fn publish_broadcast(
+        &mut self,
+        topic: &str,
+        outgoing: &Outgoing,
+        to: impl FnOnce() -> ReplyAddress,
+    ) {
         let shared = std::sync::Arc::clone(&self.node.shared);
         if outgoing.body_len() > shared.config.limits.max_payload_bytes() {
             // Supabase answers only when ack is on; answering always costs the client
             // nothing (an unexpected reply is ignored) and tells it why nothing arrived.
-            return self.reply(&to, "error", &"payload_size_exceeded");
+            return self.reply(&to(), "error", &"payload_size_exceeded");
         }
         let channel = &self.channels[topic];
         let (ack, exclude) = (
@@ -165,7 +203,7 @@ impl Session {
         // Over the events limit the message is still delivered and every channel it
         // reaches is shut down (Supabase's rule); so is the sending channel, which
         // Supabase leaves open to keep flooding.
-        let delivery = self.node.publish(channel.topic.key(), &outgoing, exclude);
+        let delivery = self.node.publish_to(&channel.topic, outgoing, exclude);
         if !delivery.lagging.is_empty() || shared.ledger.is_over_budget() {
             // Read nothing more from this client until they have room (see `serve`).
             self.backpressure
@@ -173,7 +211,7 @@ impl Session {
                 .extend(delivery.lagging);
         }
         if ack {
-            self.reply(&to, "ok", &json!({}));
+            self.reply(&to(), "ok", &json!({}));
         }
         if shared.counters.events.is_over_limit() {
             shared.metrics.rate_limited.inc();

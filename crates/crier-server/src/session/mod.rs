@@ -32,7 +32,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
-use crier_protocol::events::{EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
+use crier_protocol::events::{BROADCAST, EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::{Envelope, FrameRef};
 use crier_protocol::{Message, Vsn, serializer};
 use futures_util::future::BoxFuture;
@@ -405,7 +405,17 @@ impl Session {
 
     fn on_frame(&mut self, frame: WsMessage) {
         let decoded = match &frame {
-            WsMessage::Text(text) => serializer::decode_from_client(self.vsn, FrameRef::Text(text)),
+            WsMessage::Text(text) => {
+                // The hot path: a broadcast, published from the frame's own text.
+                if let Some(push) = serializer::peek_text(self.vsn, text)
+                    && push.event == BROADCAST
+                    && self.broadcast_in_place(&push)
+                {
+                    self.node.shared.metrics.messages_in.inc();
+                    return;
+                }
+                serializer::decode_from_client(self.vsn, FrameRef::Text(text))
+            }
             WsMessage::Binary(bytes) => {
                 serializer::decode_from_client(self.vsn, FrameRef::Binary(bytes))
             }

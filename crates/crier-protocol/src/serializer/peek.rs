@@ -1,0 +1,131 @@
+//! A client's text push read in place, for the server's hot path.
+//!
+//! Decoding a frame into a [`Message`](crate::Message) builds a `serde_json::Value` tree
+//! for its payload, which a broadcast only turns back into text for its subscribers.
+//! [`peek_text`] reads the envelope's strings where they lie in the frame and keeps the
+//! payload as the frame's own JSON text. It takes only the plain shape every client
+//! sends (string or null refs, strings without escapes, exactly five elements or the
+//! 1.0.0 object's fields); for anything else it says `None`, and the caller decodes the
+//! frame fully, which also words the error for a malformed one.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::Vsn;
+
+/// A client push, borrowed from its text frame.
+#[derive(Debug, Clone, Copy)]
+pub struct PushRef<'a> {
+    /// The `ref` of the channel's `phx_join`.
+    pub join_ref: Option<&'a str>,
+    /// The push's own `ref`.
+    pub msg_ref: Option<&'a str>,
+    /// The channel topic.
+    pub topic: &'a str,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload, as JSON text (checked to be JSON).
+    pub payload: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct V2Push<'a>(
+    #[serde(borrow)] Option<&'a str>,
+    #[serde(borrow)] Option<&'a str>,
+    &'a str,
+    &'a str,
+    #[serde(borrow)] &'a RawValue,
+);
+
+#[derive(Deserialize)]
+struct V1Push<'a> {
+    topic: &'a str,
+    event: &'a str,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+    #[serde(default, rename = "ref", borrow)]
+    msg_ref: Option<&'a str>,
+    #[serde(default, borrow)]
+    join_ref: Option<&'a str>,
+}
+
+/// Reads a text frame from a client in place; `None` when it is not of the plain shape
+/// (decode it fully then).
+pub fn peek_text(vsn: Vsn, text: &str) -> Option<PushRef<'_>> {
+    match vsn {
+        Vsn::V2 => {
+            let V2Push(join_ref, msg_ref, topic, event, payload) =
+                serde_json::from_str(text).ok()?;
+            Some(PushRef {
+                join_ref,
+                msg_ref,
+                topic,
+                event,
+                payload,
+            })
+        }
+        Vsn::V1 => {
+            let push: V1Push<'_> = serde_json::from_str(text).ok()?;
+            Some(PushRef {
+                join_ref: push.join_ref,
+                msg_ref: push.msg_ref,
+                topic: push.topic,
+                event: push.event,
+                payload: push.payload,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serializer::{Direction, text};
+
+    /// What a peek reads is what a full decode reads, field for field.
+    fn agrees(vsn: Vsn, frame: &str) {
+        let push = peek_text(vsn, frame).expect("a plain frame");
+        let message = text::decode(vsn, frame, Direction::ToServer).expect("decodes");
+        assert_eq!(push.join_ref, message.join_ref.as_deref());
+        assert_eq!(push.msg_ref, message.msg_ref.as_deref());
+        assert_eq!(push.topic, message.topic);
+        assert_eq!(push.event, message.event);
+        let payload: serde_json::Value = serde_json::from_str(push.payload.get()).unwrap();
+        assert_eq!(Some(&payload), message.payload.as_json());
+    }
+
+    #[test]
+    fn plain_frames_read_as_a_full_decode_reads_them() {
+        agrees(
+            Vsn::V2,
+            r#"["1","2","realtime:room","broadcast",{"type":"broadcast","event":"m","payload":{"a":[1,2]}}]"#,
+        );
+        agrees(Vsn::V2, r#"[null,null,"realtime:room","broadcast",{}]"#);
+        agrees(
+            Vsn::V1,
+            r#"{"topic":"realtime:room","event":"broadcast","payload":{"x":1},"ref":"3","join_ref":"1"}"#,
+        );
+        agrees(
+            Vsn::V1,
+            r#"{"topic":"realtime:room","event":"broadcast","payload":{"x":1},"ref":"3"}"#,
+        );
+    }
+
+    #[test]
+    fn anything_but_the_plain_shape_is_left_to_the_full_decode() {
+        for frame in [
+            // Integer refs, escapes in the topic, a sixth element, four elements,
+            // not JSON, an object on 2.0.0.
+            r#"[1,2,"realtime:room","broadcast",{}]"#,
+            r#"["1","2","realtime:r\u006fom","broadcast",{}]"#,
+            r#"["1","2","realtime:room","broadcast",{},0]"#,
+            r#"["1","2","realtime:room","broadcast"]"#,
+            r#"["1","2","realtime:room","broadcast",{"#,
+            r#"{"topic":"realtime:room","event":"broadcast","payload":{}}"#,
+        ] {
+            assert!(peek_text(Vsn::V2, frame).is_none(), "{frame}");
+        }
+        assert!(peek_text(Vsn::V1, r#"{"topic":"t","event":"e"}"#).is_none());
+        assert!(peek_text(Vsn::V1, r#"["1","2","t","e",{}]"#).is_none());
+    }
+}
