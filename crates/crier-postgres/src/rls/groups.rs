@@ -8,27 +8,32 @@
 //!
 //! ```sql
 //! begin;
-//! savepoint crier_group; select set_config(...claims...), set_config(...role...);
-//! select k.n from ... ;   rollback to savepoint crier_group;   -- group 1
-//! savepoint crier_group; ...                                  -- group 2, and so on
+//! select set_config(...claims...), set_config(...role...);  select k.n from ...;  -- group 1
+//! select set_config(...claims...), set_config(...role...);  select k.n from ...;  -- group 2
+//! ...
 //! rollback;
 //! ```
 //!
 //! The role and claims cannot vary within one statement (a policy reads them from the
 //! settings), so one statement per group is the least there can be. The two statements
 //! are prepared once per pooled connection and kept (`Lease::prepared`): parsing and
-//! analysing them for every group was most of what the database spent. `rollback to
-//! savepoint` undoes each group's settings (and anything its policies did) before the
-//! next, and clears the error of a check that raised, so the groups after it are asked as
-//! usual. A group whose check raised is then asked row by row, as [`super::visible_rows`]
-//! does, on the same connection.
+//! analysing them for every group was most of what the database spent. Each group's
+//! settings replace the last one's, so nothing is undone between groups; what a check
+//! wrote goes with the final rollback.
+//!
+//! A check that raises aborts the transaction, and every statement after it fails. The
+//! groups after it are then asked again in a second transaction, each within a
+//! savepoint (`savepoint; set; select; rollback to savepoint`), so that one more raising
+//! group spoils no other; and each group whose check raised is asked row by row, as
+//! [`super::visible_rows`] does, on the same connection. (Savepoints for every group
+//! from the start cost the database half its time: two statements more per group.)
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use tokio_postgres::Row;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, Statement};
 
 use super::{Check, SET_ROLE_AND_CLAIMS, row_level};
 use crate::catalog::{Catalog, CatalogError, Lease, PrimaryKeyColumn};
@@ -141,41 +146,29 @@ async fn ask(lease: &mut Lease<'_>, checks: &[(usize, Check<'_>)]) -> ShareAnswe
         .iter()
         .map(|(_, check)| check.keys.iter().map(|values| values as _).collect())
         .collect();
-    let execute = |sql: &'static str| -> BoxFuture<'_, Result<Vec<Row>, tokio_postgres::Error>> {
-        Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
-    };
-    // Every statement is sent before any answer is awaited (`in_order` polls each once,
-    // in this order, and a request goes out at its first poll): one round trip.
-    let mut statements = vec![execute("begin")];
-    for (place, select) in &selects {
-        statements.push(execute("savepoint crier_group"));
-        statements.push(Box::pin(client.query(&set, &settings[*place])));
-        statements.push(Box::pin(client.query(select, &key_params[*place])));
-        statements.push(execute("rollback to savepoint crier_group"));
+    let groups: Vec<Group<'_>> = selects
+        .iter()
+        .map(|(place, select)| Group {
+            place: *place,
+            select,
+            settings: &settings[*place],
+            keys: &key_params[*place],
+        })
+        .collect();
+    // Plainly first: the groups' settings replace each other, so nothing needs undoing
+    // between them. A check that raises aborts the transaction, and the groups after it
+    // are asked again, each within a savepoint.
+    let (mut outcomes, asked) = pipeline(client, &set, &groups, false).await?;
+    if asked < groups.len() {
+        outcomes.extend(pipeline(client, &set, &groups[asked..], true).await?.0);
     }
-    statements.push(execute("rollback"));
-    let mut results = in_order(statements).await.into_iter();
-    results.next().expect("begin")?;
     let mut answers: Vec<Result<Vec<usize>, CatalogError>> =
         checks.iter().map(|_| Ok(Vec::new())).collect();
     let mut again = Vec::new();
     let mut stale = Vec::new();
-    for (place, _) in &selects {
-        let place = *place;
+    for (place, outcome) in outcomes {
         let check = &checks[place].1;
-        let (Some(saved), Some(set), Some(checked), Some(restored)) = (
-            results.next(),
-            results.next(),
-            results.next(),
-            results.next(),
-        ) else {
-            unreachable!("four statements per group");
-        };
-        // Without the savepoint the groups after this one cannot be trusted: fail the
-        // call (the connection is put back only if the server said what went wrong).
-        saved?;
-        restored?;
-        answers[place] = match set.and(checked) {
+        answers[place] = match outcome {
             Ok(rows) => check.visible_from_batch(&rows),
             Err(err)
                 if err
@@ -192,7 +185,6 @@ async fn ask(lease: &mut Lease<'_>, checks: &[(usize, Check<'_>)]) -> ShareAnswe
             Err(err) => Err(err.into()),
         };
     }
-    results.next().expect("rollback")?;
     for &place in &again {
         answers[place] = checks[place].1.row_by_row(client).await;
     }
@@ -205,6 +197,70 @@ async fn ask(lease: &mut Lease<'_>, checks: &[(usize, Check<'_>)]) -> ShareAnswe
         lease.forget(&checks[place].1.batch_select_sql());
     }
     Ok(answers)
+}
+
+/// One group's prepared question on a connection.
+struct Group<'a> {
+    /// Its place among the connection's checks.
+    place: usize,
+    select: &'a Statement,
+    settings: &'a [&'a (dyn ToSql + Sync); 2],
+    keys: &'a [&'a (dyn ToSql + Sync)],
+}
+
+/// What each group asked got (its rows, or the error of its settings or select), and how
+/// many of `groups` were asked.
+type Outcomes = (Vec<(usize, Result<Vec<Row>, tokio_postgres::Error>)>, usize);
+
+/// Asks `groups` in one transaction, every statement sent before any answer is awaited
+/// (`in_order` polls each once, in this order, and a request goes out at its first
+/// poll): one round trip. With `savepoints`, each group is asked within one and rolled
+/// back to it, so a group that raises leaves the others be; without, the first group
+/// that raises ends the asking (the transaction is aborted) and is the last answered.
+async fn pipeline(
+    client: &Client,
+    set: &Statement,
+    groups: &[Group<'_>],
+    savepoints: bool,
+) -> Result<Outcomes, CatalogError> {
+    let execute = |sql: &'static str| -> BoxFuture<'_, Result<Vec<Row>, tokio_postgres::Error>> {
+        Box::pin(async move { client.batch_execute(sql).await.map(|()| Vec::new()) })
+    };
+    let mut statements = vec![execute("begin")];
+    for group in groups {
+        if savepoints {
+            statements.push(execute("savepoint crier_group"));
+        }
+        statements.push(Box::pin(client.query(set, group.settings)));
+        statements.push(Box::pin(client.query(group.select, group.keys)));
+        if savepoints {
+            statements.push(execute("rollback to savepoint crier_group"));
+        }
+    }
+    statements.push(execute("rollback"));
+    let mut results = in_order(statements).await.into_iter();
+    results.next().expect("begin")?;
+    let mut outcomes = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut next = || results.next().expect("every group's statements");
+        let saved = if savepoints { next() } else { Ok(Vec::new()) };
+        let (settled, checked) = (next(), next());
+        let restored = if savepoints { next() } else { Ok(Vec::new()) };
+        // Without the savepoint the groups after this one cannot be trusted: fail the
+        // call (the connection is put back only if the server said what went wrong).
+        saved?;
+        restored?;
+        let outcome = settled.and(checked);
+        let raised = outcome.is_err();
+        outcomes.push((group.place, outcome));
+        if raised && !savepoints {
+            break;
+        }
+    }
+    let asked = outcomes.len();
+    // The rest of the answers (refusals of an aborted transaction) say nothing new.
+    results.last().expect("rollback")?;
+    Ok((outcomes, asked))
 }
 
 /// Errors that say a prepared statement no longer fits its table: an undefined table,
