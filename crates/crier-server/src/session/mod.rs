@@ -35,8 +35,6 @@ use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
 use crier_protocol::events::{BROADCAST, EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
 use crier_protocol::serializer::{Envelope, FrameRef};
 use crier_protocol::{Message, Vsn, serializer};
-use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde::Serialize;
 use serde_json::json;
@@ -54,7 +52,7 @@ use crate::limits::ConnectionPermit;
 use crate::node::Node;
 use crate::outbound::{ConnHandle, Drained, Outbound, OutboundQueue, Unwritten, WriteProgress};
 use io::{WriteError, Written};
-use private::{CheckDone, PendingJoin};
+use private::{Checks, PendingJoin, has_checks, next_check};
 
 /// Frames' room kept in a session's write buffer between batches.
 const KEPT_FRAMES: usize = 4;
@@ -616,38 +614,6 @@ impl ReplyAddress {
             msg_ref: message.msg_ref.clone(),
             topic: message.topic.clone(),
         }
-    }
-}
-
-/// Authorization checks in flight.
-type Checks = FuturesUnordered<BoxFuture<'static, CheckDone>>;
-
-/// The session's checks in flight (see `Session::checks`), made if there were none.
-fn checks_of(checks: &mut std::sync::Mutex<Option<Checks>>) -> &mut Checks {
-    checks
-        .get_mut()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get_or_insert_with(FuturesUnordered::new)
-}
-
-/// Whether any check is in flight.
-fn has_checks(checks: &mut std::sync::Mutex<Option<Checks>>) -> bool {
-    checks
-        .get_mut()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_ref()
-        .is_some_and(|checks| !checks.is_empty())
-}
-
-/// The next check to finish; `None` at once when none is in flight (the loop's branch
-/// is disabled then).
-async fn next_check(checks: &mut std::sync::Mutex<Option<Checks>>) -> Option<CheckDone> {
-    match checks
-        .get_mut()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-    {
-        Some(checks) => checks.next().await,
-        None => None,
     }
 }
 

@@ -12,7 +12,9 @@
 
 use crier_protocol::Message;
 use crier_protocol::codes::{ErrorCode, Reason, shutdown};
-use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::json;
 
 use super::{ReplyAddress, Session};
@@ -96,7 +98,7 @@ impl Session {
             .and_then(|replay| replay.checked());
         let name = joining.name.clone();
         let read = checks.read(check);
-        super::checks_of(&mut self.checks).push(
+        checks_of(&mut self.checks).push(
             async move {
                 let result = read.await;
                 // Stored messages are read only for a join that may read broadcasts.
@@ -141,7 +143,7 @@ impl Session {
         };
         let check = self.channel_check(channel.name(), &channel.claims);
         self.awaiting_write = true;
-        super::checks_of(&mut self.checks).push(
+        checks_of(&mut self.checks).push(
             checks
                 .write(check, extension)
                 .map(move |result| CheckDone::Write {
@@ -163,7 +165,7 @@ impl Session {
         };
         let check = self.channel_check(channel.name(), &channel.claims);
         let (topic, join_ref) = (topic.to_owned(), channel.join_ref.clone());
-        super::checks_of(&mut self.checks).push(
+        checks_of(&mut self.checks).push(
             checks
                 .read(check)
                 .map(move |result| CheckDone::Refresh {
@@ -350,5 +352,37 @@ impl Session {
                 self.shut_down_channel(topic, shutdown::UNABLE_TO_CONNECT);
             }
         }
+    }
+}
+
+/// Authorization checks in flight.
+pub(super) type Checks = FuturesUnordered<BoxFuture<'static, CheckDone>>;
+
+/// The session's checks in flight (see `Session::checks`), made if there were none.
+pub(super) fn checks_of(checks: &mut std::sync::Mutex<Option<Checks>>) -> &mut Checks {
+    checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(FuturesUnordered::new)
+}
+
+/// Whether any check is in flight.
+pub(super) fn has_checks(checks: &mut std::sync::Mutex<Option<Checks>>) -> bool {
+    checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .is_some_and(|checks| !checks.is_empty())
+}
+
+/// The next check to finish; `None` at once when none is in flight (the loop's branch
+/// is disabled then).
+pub(super) async fn next_check(checks: &mut std::sync::Mutex<Option<Checks>>) -> Option<CheckDone> {
+    match checks
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(checks) => checks.next().await,
+        None => None,
     }
 }

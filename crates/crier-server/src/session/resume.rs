@@ -87,7 +87,7 @@ impl Session {
     ) {
         let broker = Arc::clone(&self.node.shared.broker);
         let to = to.clone();
-        super::checks_of(&mut self.checks).push(
+        super::private::checks_of(&mut self.checks).push(
             async move {
                 // An unreachable bus must not hold the join: after a while it is answered
                 // (the bus catches up by itself, and says so with a gap message).
@@ -141,7 +141,7 @@ impl Session {
         let shared = Arc::clone(&self.node.shared);
         let to = to.clone();
         let limit = shared.config.history.size;
-        super::checks_of(&mut self.checks).push(
+        super::private::checks_of(&mut self.checks).push(
             async move {
                 let deadline = tokio::time::Instant::now() + BUS_SYNC_LIMIT;
                 let synced = tokio::time::timeout_at(deadline, shared.broker.synced())
