@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::message::Message;
 
 pub use binary::EncodeError;
-pub use peek::{PushRef, peek_text};
+pub use peek::{Members, PushRef, peek_text};
 
 /// The serializer version a socket negotiated with the `vsn` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -2,19 +2,25 @@
 //!
 //! Decoding a frame into a [`Message`](crate::Message) builds a `serde_json::Value` tree
 //! for its payload, which a broadcast only turns back into text for its subscribers.
-//! [`peek_text`] reads the envelope's strings where they lie in the frame and keeps the
-//! payload as the frame's own JSON text. It takes only the plain shape every client
-//! sends (string or null refs, strings without escapes, exactly five elements or the
-//! 1.0.0 object's fields); for anything else it says `None`, and the caller decodes the
-//! frame fully, which also words the error for a malformed one.
+//! [`peek_text`] reads the envelope's strings where they lie in the frame and the
+//! payload object's members as their own JSON text, checking each once. It takes only
+//! the plain shape every client sends (string or null refs, strings without escapes,
+//! exactly five elements or the 1.0.0 object's fields, an object payload); for anything
+//! else it says `None`, and the caller decodes the frame fully, which also words the
+//! error for a malformed one.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use super::Vsn;
 
 /// A client push, borrowed from its text frame.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PushRef<'a> {
     /// The `ref` of the channel's `phx_join`.
     pub join_ref: Option<&'a str>,
@@ -24,8 +30,55 @@ pub struct PushRef<'a> {
     pub topic: &'a str,
     /// The event name.
     pub event: &'a str,
-    /// The payload, as JSON text (checked to be JSON).
-    pub payload: &'a RawValue,
+    /// The payload object's members, in the frame's order.
+    pub payload: Members<'a>,
+}
+
+/// The members of a payload object, borrowed from the frame: each key (unescaped) with
+/// its value's JSON text (checked to be JSON).
+#[derive(Debug, Clone, Default)]
+pub struct Members<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Object<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Key(key)) = map.next_key()? {
+                    members.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Object(PhantomData))
+    }
+}
+
+/// An object key, borrowed from the frame unless it held escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Text<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(text.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Text(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -34,7 +87,7 @@ struct V2Push<'a>(
     #[serde(borrow)] Option<&'a str>,
     &'a str,
     &'a str,
-    #[serde(borrow)] &'a RawValue,
+    #[serde(borrow)] Members<'a>,
 );
 
 #[derive(Deserialize)]
@@ -42,7 +95,7 @@ struct V1Push<'a> {
     topic: &'a str,
     event: &'a str,
     #[serde(borrow)]
-    payload: &'a RawValue,
+    payload: Members<'a>,
     #[serde(default, rename = "ref", borrow)]
     msg_ref: Option<&'a str>,
     #[serde(default, borrow)]
@@ -90,8 +143,16 @@ mod tests {
         assert_eq!(push.msg_ref, message.msg_ref.as_deref());
         assert_eq!(push.topic, message.topic);
         assert_eq!(push.event, message.event);
-        let payload: serde_json::Value = serde_json::from_str(push.payload.get()).unwrap();
-        assert_eq!(Some(&payload), message.payload.as_json());
+        let payload: serde_json::Map<String, serde_json::Value> = push
+            .payload
+            .0
+            .iter()
+            .map(|(key, value)| (key.to_string(), serde_json::from_str(value.get()).unwrap()))
+            .collect();
+        assert_eq!(
+            Some(&serde_json::Value::Object(payload)),
+            message.payload.as_json()
+        );
     }
 
     #[test]
@@ -101,6 +162,10 @@ mod tests {
             r#"["1","2","realtime:room","broadcast",{"type":"broadcast","event":"m","payload":{"a":[1,2]}}]"#,
         );
         agrees(Vsn::V2, r#"[null,null,"realtime:room","broadcast",{}]"#);
+        agrees(
+            Vsn::V2,
+            r#"[null,null,"realtime:room","broadcast",{"k\u0065y":"v","meta":{}}]"#,
+        );
         agrees(
             Vsn::V1,
             r#"{"topic":"realtime:room","event":"broadcast","payload":{"x":1},"ref":"3","join_ref":"1"}"#,
@@ -122,6 +187,8 @@ mod tests {
             r#"["1","2","realtime:room","broadcast"]"#,
             r#"["1","2","realtime:room","broadcast",{"#,
             r#"{"topic":"realtime:room","event":"broadcast","payload":{}}"#,
+            // A payload that is not an object.
+            r#"["1","2","realtime:room","broadcast",[1]]"#,
         ] {
             assert!(peek_text(Vsn::V2, frame).is_none(), "{frame}");
         }

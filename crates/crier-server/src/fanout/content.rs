@@ -3,8 +3,11 @@
 //! same `Arc<Content>` to send again when a subscriber resumes. Nothing here is counted in
 //! the node's ledger of queued bytes: only frames are.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use crier_protocol::events::BROADCAST;
+use crier_protocol::serializer::Members;
 use crier_protocol::{PayloadEncoding, UserBroadcast};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -59,6 +62,60 @@ impl Content {
         };
         Content::Json {
             members: members_of(&map),
+            meta: Meta {
+                sender,
+                ..Meta::default()
+            },
+        }
+    }
+
+    /// A client's broadcast object read in place from its frame (`peek_text`), as
+    /// [`Content::from_map`] reads the same object decoded: its members but `meta` in
+    /// key order, each key once (the last wins, as in a decoded map), and the members of
+    /// an object `meta` kept as the sender's (any other `meta` is dropped). The values'
+    /// text is the frame's, checked once by the read.
+    pub(crate) fn from_members(members: &Members<'_>) -> Content {
+        let mut sorted: Vec<&(Cow<'_, str>, &RawValue)> = members.0.iter().collect();
+        // Stable: of equal keys, the frame's last stays last.
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        let room = sorted
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut text = String::with_capacity(room);
+        let mut sender = None;
+        for (at, (key, value)) in sorted.iter().enumerate() {
+            if sorted.get(at + 1).is_some_and(|next| next.0 == *key) {
+                continue;
+            }
+            if key == "meta" {
+                sender = value
+                    .get()
+                    .strip_prefix('{')
+                    .and_then(|meta| meta.strip_suffix('}'))
+                    .map(str::trim)
+                    .filter(|meta| !meta.is_empty())
+                    .map(Into::into);
+                continue;
+            }
+            if !text.is_empty() {
+                text.push(',');
+            }
+            match key {
+                // A key read in place held no escape, and JSON text holds no control
+                // character: its text is what goes between the quotes.
+                Cow::Borrowed(key) => {
+                    text.push('"');
+                    text.push_str(key);
+                    text.push('"');
+                }
+                Cow::Owned(key) => text.push_str(&json_string(key)),
+            }
+            text.push(':');
+            text.push_str(value.get());
+        }
+        Content::Json {
+            members: text.into(),
             meta: Meta {
                 sender,
                 ..Meta::default()
@@ -299,6 +356,43 @@ mod tests {
         Position {
             epoch: Arc::from("ep"),
             offset,
+        }
+    }
+
+    #[test]
+    fn a_broadcast_read_in_place_is_the_one_decoded() {
+        for body in [
+            r#"{"type":"broadcast","event":"m","payload":{"x":[1,{"y":null}]}}"#,
+            r#"{"type":"broadcast","event":"m","payload":1,"meta":{"id":"a","n":2}}"#,
+            r#"{"type":"broadcast","event":"m","meta":"not an object"}"#,
+            r#"{"type":"broadcast","event":"m","meta":{}}"#,
+            r#"{"event":"first","type":"broadcast","event":"last"}"#,
+            r#"{"k\u0065y":"escaped key","\"q\"":true,"type":"broadcast"}"#,
+            r#"{}"#,
+        ] {
+            let frame = format!(r#"[null,null,"realtime:r","broadcast",{body}]"#);
+            let push = crier_protocol::serializer::peek_text(crier_protocol::Vsn::V2, &frame)
+                .expect("a plain frame");
+            let in_place = Content::from_members(&push.payload);
+            let Value::Object(map) = serde_json::from_str(body).unwrap() else {
+                panic!("an object")
+            };
+            let decoded = Content::from_map(map);
+            let (
+                Content::Json {
+                    members: a,
+                    meta: ma,
+                },
+                Content::Json {
+                    members: b,
+                    meta: mb,
+                },
+            ) = (&in_place, &decoded)
+            else {
+                panic!("json contents")
+            };
+            assert_eq!(a, b, "{body}");
+            assert_eq!(ma.sender, mb.sender, "{body}");
         }
     }
 

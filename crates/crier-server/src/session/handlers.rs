@@ -156,8 +156,8 @@ impl Session {
 
     /// A `broadcast` push read in place from a text frame (see `peek_text`): handled
     /// here when it goes to a public channel (or a private one already allowed to
-    /// write) and its payload is a JSON object, which is every broadcast a client
-    /// library sends. `false` leaves the frame to the full decode, which handles (and
+    /// write), which is every broadcast a client library sends (`peek_text` reads only
+    /// object payloads). `false` leaves the frame to the full decode, which handles (and
     /// answers) everything else.
     pub(super) fn broadcast_in_place(&mut self, push: &PushRef<'_>) -> bool {
         let Some(channel) = self.channels.get(push.topic) else {
@@ -169,9 +169,7 @@ impl Session {
         if !current || (channel.private && channel.write.broadcast != Some(true)) {
             return false;
         }
-        let Some(content) = Content::from_body(push.payload) else {
-            return false;
-        };
+        let content = Content::from_members(&push.payload);
         let outgoing = Outgoing::broadcast(push.topic, Arc::new(content));
         self.publish_broadcast(push.topic, &outgoing, || ReplyAddress {
             join_ref: push.join_ref.map(str::to_owned),
