@@ -340,9 +340,13 @@ impl Session {
         let bytes: usize = frames.iter().map(Frame::len).sum();
         let stall_limit = self.node.shared.config.flow.slow_consumer_timeout;
         let result = io::write_batch(ws, &mut frames, &self.conn.queue, stall_limit).await;
-        // Kept for the next batch, at the size of a few frames: a burst's buffer would
-        // otherwise stay with every socket that ever had one, idle or not.
-        frames.shrink_to(KEPT_FRAMES);
+        // Kept for the next batch. A small batch gives back a burst's room beyond a
+        // few frames, which would otherwise stay with every socket that ever had a
+        // burst, idle or not; while bursts go on, their buffer is kept (growing it back
+        // for every batch cost a reallocation per wakeup).
+        if count <= KEPT_FRAMES as u64 {
+            frames.shrink_to(KEPT_FRAMES);
+        }
         self.out = frames;
         let metrics = &self.node.shared.metrics;
         metrics.messages_out.inc_by(count);
