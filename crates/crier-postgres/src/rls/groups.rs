@@ -19,7 +19,10 @@
 //! are prepared once per pooled connection and kept (`Lease::prepared`): parsing and
 //! analysing them for every group was most of what the database spent. Each group's
 //! settings replace the last one's, so nothing is undone between groups; what a check
-//! wrote goes with the final rollback.
+//! wrote goes with the final rollback. The price: anything else a policy leaves behind
+//! in the transaction (another setting it sets, a temporary table) is there for the
+//! groups after it in the same batch. Policies are expected to have no such effects;
+//! the role and the claims, which every policy reads, are always the group's own.
 //!
 //! A check that raises aborts the transaction, and every statement after it fails. The
 //! groups after it are then asked again in a second transaction, each within a

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -50,12 +50,63 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Members<'a>, M::Error> {
                 let mut members = Vec::with_capacity(map.size_hint().unwrap_or(4));
                 while let Some(Key(key)) = map.next_key()? {
-                    members.push((key, map.next_value::<&'de RawValue>()?));
+                    let value = map.next_value::<&'de RawValue>()?;
+                    // A raw value is only scanned: no depth bound, no number range, no
+                    // check of `\u` surrogates. Read through once more as the full decode
+                    // reads it, so that what it refuses (or takes deeper than serde_json
+                    // goes by default) is left to it.
+                    serde_json::from_str::<Checked>(value.get())
+                        .map_err(serde::de::Error::custom)?;
+                    members.push((key, value));
                 }
                 Ok(Members(members))
             }
         }
         deserializer.deserialize_map(Object(PhantomData))
+    }
+}
+
+/// A JSON value read through as the full decode reads it into a tree (numbers in range,
+/// escapes that make Unicode, no deeper than serde_json's default limit), and dropped.
+/// (`IgnoredAny` would only scan it, as a raw value does.)
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        deserializer.deserialize_any(Any)
     }
 }
 
@@ -187,8 +238,16 @@ mod tests {
             r#"["1","2","realtime:room","broadcast"]"#,
             r#"["1","2","realtime:room","broadcast",{"#,
             r#"{"topic":"realtime:room","event":"broadcast","payload":{}}"#,
-            // A payload that is not an object.
+            // A payload that is not an object; values the full decode refuses: a number
+            // out of range, a lone surrogate; one nested past serde_json's default depth.
             r#"["1","2","realtime:room","broadcast",[1]]"#,
+            r#"["1","2","realtime:room","broadcast",{"n":1e400}]"#,
+            r#"["1","2","realtime:room","broadcast",{"s":"\ud800"}]"#,
+            &format!(
+                r#"["1","2","realtime:room","broadcast",{{"d":{}1{}}}]"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
         ] {
             assert!(peek_text(Vsn::V2, frame).is_none(), "{frame}");
         }

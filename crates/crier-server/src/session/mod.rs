@@ -56,6 +56,8 @@ use private::{Checks, PendingJoin, has_checks, next_check};
 
 /// Frames' room kept in a session's write buffer between batches.
 const KEPT_FRAMES: usize = 4;
+/// The most frames' room a burst's write buffer keeps while bursts go on.
+const MAX_KEPT_FRAMES: usize = 256;
 
 /// Reads stay paused until this resolves (see the module doc).
 type Paused = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -344,7 +346,7 @@ impl Session {
         // few frames, which would otherwise stay with every socket that ever had a
         // burst, idle or not; while bursts go on, their buffer is kept (growing it back
         // for every batch cost a reallocation per wakeup).
-        if count <= KEPT_FRAMES as u64 {
+        if count <= KEPT_FRAMES as u64 || frames.capacity() > MAX_KEPT_FRAMES {
             frames.shrink_to(KEPT_FRAMES);
         }
         self.out = frames;
