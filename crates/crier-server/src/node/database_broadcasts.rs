@@ -31,6 +31,6 @@ impl BroadcastSink for Shared {
         let outgoing = Outgoing::stored(&topic, message, false).ok_or(Skipped::Unencodable)?;
         let key = topic_key(&topic, broadcast.private);
         // Not through the broker: in a cluster every node reads the row from its own slot.
-        Ok(self.publish_here(&key, &outgoing, None).lagging)
+        Ok(self.publish_here(&key, None, &outgoing, None).lagging)
     }
 }

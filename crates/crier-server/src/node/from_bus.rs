@@ -48,7 +48,7 @@ impl LocalDelivery for Shared {
     fn deliver(&self, key: &str, publication: Publication<'_>) {
         match Outgoing::from_publication(wire_topic(key), publication) {
             Some(message) => {
-                self.publish_here(key, &message, None);
+                self.publish_here(key, None, &message, None);
             }
             None => {
                 tracing::warn!(topic = %key, "ignoring an unreadable broadcast from another node");
@@ -78,7 +78,7 @@ impl LocalDelivery for Shared {
         history.append_at(key, &position, &content, &mut |did_jump| {
             jumped = did_jump;
             message.set_position(position.clone());
-            self.deliver_local(key, &message, exclude);
+            self.deliver_local(key, None, &message, exclude);
         });
         if jumped {
             self.tell_gap(key);

@@ -468,11 +468,11 @@ impl Shared {
                 Ok(()) => return Delivery::default(),
                 Err(err) => {
                     tracing::warn!(topic = %key, error = %err, "broadcast reached this node's subscribers only");
-                    return self.deliver_in(key, held, message, exclude);
+                    return self.deliver_local(key, held, message, exclude);
                 }
             }
         }
-        let delivery = self.publish_here_in(key, held, message, exclude);
+        let delivery = self.publish_here(key, held, message, exclude);
         if self.broker.has_peers()
             && let Some(publication) = message.publication()
             && let Err(err) = self.broker.publish(key, publication)
@@ -483,17 +483,9 @@ impl Shared {
     }
 
     /// [`Shared::publish`] without the broker: for what every node gets by itself (a
-    /// database broadcast, which each node reads from its own slot).
+    /// database broadcast, which each node reads from its own slot). `held`: the
+    /// registry's topic for `key`, when the caller holds it.
     pub(crate) fn publish_here(
-        &self,
-        key: &str,
-        message: &Outgoing,
-        exclude: Option<ConnId>,
-    ) -> Delivery {
-        self.publish_here_in(key, None, message, exclude)
-    }
-
-    fn publish_here_in(
         &self,
         key: &str,
         held: Option<&Topic>,
@@ -505,29 +497,25 @@ impl Shared {
             // Positions in a copy of the shared history are the bus's to give: what
             // every node gets by itself goes without one.
             (Some(_), Some(_)) if self.shared_history.is_some() => {
-                self.deliver_in(key, held, message, exclude)
+                self.deliver_local(key, held, message, exclude)
             }
             (Some(history), Some(content)) => {
                 let mut delivery = Delivery::default();
                 history.append(key, content, &mut |position| {
                     message.set_position(position.clone());
-                    delivery = self.deliver_in(key, held, message, exclude);
+                    delivery = self.deliver_local(key, held, message, exclude);
                 });
                 delivery
             }
-            _ => self.deliver_in(key, held, message, exclude),
+            _ => self.deliver_local(key, held, message, exclude),
         }
     }
 
     /// Queues `message` to this node's subscribers of `topic` except `exclude`, counting
     /// each delivery towards the events-per-second limit. When that limit has tripped,
     /// receiving channels are shut down after the message (Supabase's rule).
-    fn deliver_local(&self, key: &str, message: &Outgoing, exclude: Option<ConnId>) -> Delivery {
-        self.deliver_in(key, None, message, exclude)
-    }
-
-    /// [`Shared::deliver_local`] to `held` when given (the registry's topic for `key`).
-    fn deliver_in(
+    /// `held`: the registry's topic for `key`, when the caller holds it (saves a lookup).
+    fn deliver_local(
         &self,
         key: &str,
         held: Option<&Topic>,

@@ -21,6 +21,7 @@ mod inspector;
 mod io;
 mod join;
 mod private;
+mod reply;
 mod resume;
 
 pub(crate) use resume::shared_entries;
@@ -32,20 +33,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crier_protocol::codes::{CloseCode, SERVER_REQUESTED_DISCONNECT};
-use crier_protocol::events::{BROADCAST, EXTENSION_SYSTEM, PHX_CLOSE, PHX_REPLY, SYSTEM};
-use crier_protocol::serializer::{Envelope, FrameRef};
-use crier_protocol::{Message, Vsn, serializer};
+use crier_protocol::events::{BROADCAST, EXTENSION_SYSTEM, SYSTEM};
+use crier_protocol::serializer::FrameRef;
+use crier_protocol::{Vsn, serializer};
 use futures_util::{FutureExt, StreamExt};
-use serde::Serialize;
 use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 use tungstenite::Message as WsMessage;
 
 pub(crate) use channel::Channel;
 pub(crate) use io::{Metered, Socket};
+pub(crate) use reply::ReplyAddress;
 
 use crate::auth::Claims;
-use crate::fanout::encode_one;
 use crate::frame::Frame;
 use crate::hooks::ConnectionInfo;
 use crate::limits::ConnectionPermit;
@@ -547,45 +547,6 @@ impl Session {
         shared.registry.remove_if_empty(&channel.topic);
         shared.metrics.channels.dec();
     }
-
-    /// Queues a reply to a push: `[join_ref, ref, topic, "phx_reply", {status, response}]`.
-    fn reply(&mut self, to: &ReplyAddress, status: &str, response: &impl Serialize) {
-        #[derive(Serialize)]
-        struct Reply<'a, R: Serialize> {
-            status: &'a str,
-            response: &'a R,
-        }
-        let envelope = Envelope {
-            join_ref: to.join_ref.as_deref(),
-            msg_ref: to.msg_ref.as_deref(),
-            topic: &to.topic,
-            event: PHX_REPLY,
-        };
-        self.out
-            .push(encode_one(self.vsn, &envelope, &Reply { status, response }));
-    }
-
-    /// Queues a channel push: `[join_ref, null, topic, event, payload]`.
-    fn push(&mut self, join_ref: Option<&str>, topic: &str, event: &str, payload: &impl Serialize) {
-        let envelope = Envelope {
-            join_ref,
-            msg_ref: None,
-            topic,
-            event,
-        };
-        self.out.push(encode_one(self.vsn, &envelope, payload));
-    }
-
-    /// Queues `[join_ref, join_ref, topic, "phx_close", {}]`, as Phoenix sends it.
-    fn push_close(&mut self, join_ref: Option<&str>, topic: &str) {
-        let envelope = Envelope {
-            join_ref,
-            msg_ref: join_ref,
-            topic,
-            event: PHX_CLOSE,
-        };
-        self.out.push(encode_one(self.vsn, &envelope, &json!({})));
-    }
 }
 
 /// Cleanup lives in `Drop` so it runs however the task ends, a panic included: a
@@ -602,24 +563,6 @@ impl Drop for Session {
             self.stop_inspecting();
         }
         self.node.shared.metrics.connections.dec();
-    }
-}
-
-/// Where a reply goes: the `join_ref`, `ref` and topic of the push it answers.
-#[derive(Debug, Clone)]
-pub(crate) struct ReplyAddress {
-    join_ref: Option<String>,
-    msg_ref: Option<String>,
-    topic: String,
-}
-
-impl ReplyAddress {
-    fn of(message: &Message) -> Self {
-        ReplyAddress {
-            join_ref: message.join_ref.clone(),
-            msg_ref: message.msg_ref.clone(),
-            topic: message.topic.clone(),
-        }
     }
 }
 
